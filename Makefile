@@ -1,0 +1,37 @@
+# Set-up and checks. `make test` and `make demo` build their own virtual environment.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torchaudio on PyPI is built against CUDA torch; these two releases are known to load together
+# on CPU-only hosts and on GPU hosts. pyproject.toml keeps open ranges.
+TORCH_PINS ?= torch==2.14.1 torchaudio==2.11.0
+
+.PHONY: venv test lint typecheck demo bench clean
+
+$(BIN)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_PINS)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+lint: venv
+	$(BIN)/ruff check asc_sweep tests benchmarks
+	$(BIN)/ruff format --check asc_sweep tests benchmarks
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest -q
+
+demo: venv
+	$(BIN)/asc-sweep demo
+
+bench: venv
+	$(BIN)/python benchmarks/store.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,296 @@
+"""The ``asc-sweep`` command line. Commands parse their options and delegate; nothing else."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import AscSweepError
+
+app = typer.Typer(
+    name="asc-sweep",
+    help="Ablation studies for acoustic scene classification: register a YAML sweep, run agents, "
+    "read cross-fold tables.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # a W&B key may be among the locals
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        envvar="ASC_SWEEP_STORE",
+        help="SQLite store file [default: $ASC_SWEEP_STORE, else ./asc-sweep.db]",
+        show_default=False,
+    ),
+]
+SweepArg = Annotated[
+    str | None,
+    typer.Argument(
+        help="Sweep id [default: the most recent sweep in the store]", show_default=False
+    ),
+]
+FunctionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--function",
+        help="Run function as package.module:callable, called with (params, context) "
+        "[default: the built-in trainer]",
+        show_default=False,
+    ),
+]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Print an ``AscSweepError`` as one line per problem on stderr and exit with its code."""
+    try:
+        yield
+    except AscSweepError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            err.print(f"[red]error:[/] {line}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _backend(store: Path | None) -> Any:
+    from .backends import LocalBackend
+
+    return LocalBackend(store)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"asc-sweep {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Ablation studies for acoustic scene classification."""
+
+
+@app.command()
+def create(
+    spec: Annotated[Path, typer.Argument(help="YAML sweep spec (a W&B sweep config)")],
+    store: StoreOption = None,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            min=1, help="A run whose agent sends no heartbeat for this long goes back to the queue"
+        ),
+    ] = 60.0,
+    max_attempts: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Times a run may be lost with its agent before it is marked failed"
+        ),
+    ] = 3,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed for random and bayes suggestions [default: random]", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Validate a sweep spec and register it; prints the sweep id."""
+    from .spec import load_spec
+
+    with user_errors():
+        sweep_spec = load_spec(spec)
+        backend = _backend(store)
+        sweep = backend.create_sweep(
+            sweep_spec, lease_seconds=lease_seconds, max_attempts=max_attempts, seed=seed
+        )
+    size = "" if sweep.total is None else f", {sweep.total} runs"
+    err.print(f"created sweep {sweep.id} ({sweep.method}{size}) in {backend.path}", highlight=False)
+    err.print(f"start agents with: asc-sweep launch {sweep.id} --agents N", highlight=False)
+    print(sweep.id)
+
+
+@app.command()
+def agent(
+    sweep_id: SweepArg = None,
+    store: StoreOption = None,
+    count: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Stop after this many runs [default: until the sweep is done]",
+            show_default=False,
+        ),
+    ] = None,
+    function: FunctionOption = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="CPU threads for the run's numeric libraries", show_default=False),
+    ] = None,
+    poll_seconds: Annotated[
+        float, typer.Option(min=0.05, help="Wait between claims while other runs are in flight")
+    ] = 1.0,
+) -> None:
+    """Run configurations of a sweep in this process until the sweep is done."""
+    from .agent import DEFAULT_FUNCTION, Agent, load_run_function, set_threads
+
+    with user_errors():
+        run_fn = load_run_function(function or DEFAULT_FUNCTION)
+        set_threads(threads)
+        backend = _backend(store)
+        sweep = backend.get_sweep(sweep_id)
+        stats = Agent(
+            backend.path, sweep.id, run_fn, count=count, poll_seconds=poll_seconds, console=err
+        ).run()
+    err.print(
+        f"agent done: {stats.finished} finished, {stats.stopped} stopped early, {stats.failed} failed, "
+        f"{stats.requeued} back in the queue",
+        highlight=False,
+    )
+
+
+def _parse_gpus(gpus: str | None) -> list[str] | None:
+    if gpus is None:
+        return None
+    ids = [g.strip() for g in gpus.split(",") if g.strip()]
+    if not ids or not all(g.isdigit() for g in ids):
+        raise AscSweepError(f"--gpus {gpus!r}: give GPU indices separated by commas, e.g. 0,1,2")
+    return ids
+
+
+@app.command()
+def launch(
+    sweep_id: SweepArg = None,
+    store: StoreOption = None,
+    agents: Annotated[
+        int, typer.Option("--agents", "-n", min=1, help="Agent processes to run on this host")
+    ] = 1,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            help="GPU indices, e.g. 0,1: agents are pinned round robin (several per GPU allowed)",
+            show_default=False,
+        ),
+    ] = None,
+    function: FunctionOption = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="CPU threads per agent [default: CPU cores / agents]", show_default=False
+        ),
+    ] = None,
+    max_restarts: Annotated[int, typer.Option(min=0, help="Restarts of an agent that dies")] = 3,
+) -> None:
+    """Start N agents on this host, restart those that die, show progress; exit when the sweep is done."""
+    from .launch import Launcher
+
+    with user_errors():
+        gpu_ids = _parse_gpus(gpus)
+        backend = _backend(store)
+        sweep = backend.get_sweep(sweep_id)
+        launcher = Launcher(
+            backend.path,
+            sweep,
+            agents=agents,
+            gpus=gpu_ids,
+            function=function,
+            threads=threads,
+            max_restarts=max_restarts,
+            console=err,
+        )
+        code = launcher.run()
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    sweep_id: SweepArg = None,
+    store: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")] = False,
+) -> None:
+    """How many runs of a sweep are pending, running, finished, stopped early or failed."""
+    with user_errors():
+        backend = _backend(store)
+        sweep = backend.get_sweep(sweep_id)
+        counts = backend.counts(sweep.id)
+        failed = backend.runs(sweep.id, ["failed"])
+    info = {
+        "id": sweep.id,
+        "name": sweep.name,
+        "method": sweep.method,
+        "state": sweep.state,
+        "total": sweep.total,
+        "created": counts.created,
+        **{s: counts[s] for s in ("pending", "running", "finished", "stopped", "failed")},
+    }
+    if as_json:
+        print(json.dumps(info))
+        return
+    table = Table(title=f"sweep {sweep.id}" + (f" ({sweep.name})" if sweep.name else ""))
+    for key in ("method", "state", "total", "pending", "running", "finished", "stopped", "failed"):
+        table.add_column(key, justify="right")
+    total = "unbounded" if sweep.total is None else str(sweep.total)
+    pending = (
+        counts["pending"] if sweep.total is None else sweep.total - counts.done - counts["running"]
+    )
+    table.add_row(
+        sweep.method,
+        sweep.state,
+        total,
+        str(pending),
+        *(str(counts[s]) for s in ("running", "finished", "stopped", "failed")),
+    )
+    out.print(table)
+    for run in failed[:10]:
+        last = (run.error or "").strip().splitlines()[-1:] or ["(no error kept)"]
+        out.print(f"[red]{run.name}[/] failed: {last[0]}", highlight=False)
+
+
+@app.command(name="list")
+def list_sweeps(store: StoreOption = None) -> None:
+    """Every sweep in the store, oldest first."""
+    with user_errors():
+        backend = _backend(store)
+        sweeps = backend.list_sweeps()
+        if not sweeps:
+            err.print(f"no sweeps in {backend.path}; register one with `asc-sweep create SPEC`")
+            return
+        table = Table()
+        for col in ("id", "name", "method", "state", "created", "finished", "total"):
+            table.add_column(col)
+        for s in sweeps:
+            counts = backend.counts(s.id)
+            table.add_row(
+                s.id,
+                s.name or "",
+                s.method,
+                s.state,
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created_at)),
+                str(counts["finished"] + counts["stopped"]),
+                "-" if s.total is None else str(s.total),
+            )
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point of the ``asc-sweep`` script."""
+    app(prog_name="asc-sweep")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+    sys.exit(0)

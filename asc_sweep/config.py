@@ -1,0 +1,321 @@
+"""``RunConfig``: every knob of one run, typed, with its default and what is allowed.
+
+The knob names are a public contract: users write them in sweep YAML files. Each field's
+``metadata`` (built with :func:`knob`) says what values are allowed, so that the spec
+validator, the CLI's ``--set`` parser and the docs all read one table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import Problem, SpecError
+
+# Registry names. The dataset, architecture and init registries are checked against these
+# names by their own tests, so a spec that validates here names something that exists.
+DATASET_NAMES: tuple[str, ...] = (
+    "synth",
+    "csv",
+    "folder",
+    "dcase2016",
+    "dcase2017",
+    "tau2019",
+    "tau2020",
+    "esc50",
+    "urbansound8k",
+)
+ARCH_NAMES: tuple[str, ...] = (
+    "dcase2017_mlp",
+    "dcase2018_cnn",
+    "piczak_cnn",
+    "sb_cnn",
+    "m5",
+    "m11",
+    "cnn6",
+    "cnn10",
+    "cp_resnet",
+    "crnn",
+)
+INIT_NAMES: tuple[str, ...] = (
+    "default",
+    "he_normal",
+    "he_uniform",
+    "xavier_normal",
+    "xavier_uniform",
+    "orthogonal",
+    "lecun_normal",
+)
+
+# Metrics a run logs (history and summary); a sweep's `metric.name` must be one of them.
+METRIC_NAMES: tuple[str, ...] = (
+    "val/accuracy",
+    "val/macro_f1",
+    "val/loss",
+    "train/accuracy",
+    "train/loss",
+    "test/accuracy",
+    "test/macro_f1",
+    "test/log_loss",
+)
+
+
+@dataclass(frozen=True)
+class Knob:
+    """What one ``RunConfig`` field accepts."""
+
+    help: str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+
+
+def knob(
+    default: Any,
+    help: str,
+    *,
+    choices: Sequence[Any] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+) -> Any:
+    """A dataclass field carrying its :class:`Knob` description."""
+    spec = Knob(
+        help=help,
+        choices=tuple(choices) if choices is not None else None,
+        minimum=minimum,
+        maximum=maximum,
+        exclusive_minimum=exclusive_minimum,
+    )
+    return field(default=default, metadata={"knob": spec})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every knob of one run. Build with :meth:`from_dict`, which validates."""
+
+    # data
+    dataset: str = knob("synth", "dataset adapter", choices=DATASET_NAMES)
+    data_root: str = knob("asc-sweep-data/synth", "folder holding the dataset")
+    fold: int = knob(1, "cross-validation fold, 1-based as the dataset numbers them", minimum=1)
+    seed: int = knob(0, "random seed", minimum=0)
+    # front end
+    sample_rate: int = knob(32000, "Hz the audio is resampled to", minimum=1000, maximum=192000)
+    n_mels: int = knob(64, "mel bands", minimum=1, maximum=512)
+    win_ms: float = knob(25.0, "analysis window in ms", minimum=0, exclusive_minimum=True)
+    hop_ms: float = knob(10.0, "hop in ms", minimum=0, exclusive_minimum=True)
+    f_min: float = knob(0.0, "lowest mel frequency in Hz", minimum=0)
+    f_max: float | None = knob(
+        None, "highest mel frequency in Hz (null: sample_rate / 2)", minimum=0
+    )
+    mel_scale: str = knob("slaney", "mel scale", choices=("slaney", "htk"))
+    # model
+    arch: str = knob("dcase2018_cnn", "architecture", choices=ARCH_NAMES)
+    init: str = knob("default", "weight initialisation", choices=INIT_NAMES)
+    # training
+    optimizer: str = knob("adamw", "optimiser", choices=("adamw", "sgd"))
+    lr: float = knob(1e-3, "peak learning rate", minimum=0, exclusive_minimum=True)
+    weight_decay: float = knob(1e-2, "weight decay", minimum=0)
+    schedule: str = knob("cosine", "learning-rate schedule", choices=("cosine", "step", "constant"))
+    warmup_epochs: int = knob(1, "linear warm-up epochs", minimum=0)
+    batch_size: int = knob(32, "clips per batch", minimum=1)
+    epochs: int = knob(30, "maximum epochs", minimum=1)
+    patience: int = knob(10, "early-stopping patience in epochs (0: off)", minimum=0)
+    crop_seconds: float | None = knob(
+        4.0, "training crop length in s (null: whole clips)", minimum=0, exclusive_minimum=True
+    )
+    specaugment: bool = knob(False, "SpecAugment time and frequency masking")
+    mixup: float = knob(0.0, "mixup alpha (0: off)", minimum=0)
+    # execution
+    device: str = knob(
+        "auto", "where to train (auto: GPU when present)", choices=("auto", "cpu", "cuda")
+    )
+    amp: bool = knob(True, "mixed precision on CUDA")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
+        """Defaults overridden by ``values``; raises :class:`SpecError` naming every bad key."""
+        problems = [
+            Problem(name, msg)
+            for name, value in values.items()
+            for msg in knob_problems(name, value)
+        ]
+        if problems:
+            raise SpecError(problems, source="config")
+        config = cls(**dict(values))
+        cross = config.cross_field_problems()
+        if cross:
+            raise SpecError([Problem(path, msg) for path, msg in cross], source="config")
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def cross_field_problems(self) -> list[tuple[str, str]]:
+        """Settings that are fine alone but impossible together, as (key, message) pairs."""
+        return audio_problems(
+            sample_rate=self.sample_rate,
+            win_ms=self.win_ms,
+            n_mels=self.n_mels,
+            f_min=self.f_min,
+            f_max=self.f_max,
+            mel_scale=self.mel_scale,
+        )
+
+    @property
+    def group(self) -> str:
+        """The configuration without fold and seed: runs that differ only there are one cell."""
+        rest = {k: v for k, v in self.to_dict().items() if k not in ("fold", "seed")}
+        return config_hash(rest)[:12]
+
+
+KNOBS: dict[str, Knob] = {f.name: f.metadata["knob"] for f in dataclasses.fields(RunConfig)}
+KNOB_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(RunConfig)}
+DEFAULTS: dict[str, Any] = RunConfig().to_dict()
+
+
+def config_hash(values: Mapping[str, Any]) -> str:
+    """A stable hash of a configuration: canonical JSON, keys sorted, floats as Python writes them."""
+    canonical = json.dumps(dict(values), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def type_name(name: str) -> str:
+    """The knob's type as a user reads it: 'integer', 'number', 'boolean', 'string', '... or null'."""
+    text = KNOB_TYPES[name]
+    base = text.split("|")[0].strip()
+    word = {"int": "integer", "float": "number", "bool": "boolean", "str": "string"}[base]
+    return f"{word} or null" if "None" in text else word
+
+
+def _type_ok(name: str, value: Any) -> bool:
+    text = KNOB_TYPES[name]
+    if value is None:
+        return "None" in text
+    base = text.split("|")[0].strip()
+    checks: dict[str, Callable[[Any], bool]] = {
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "bool": lambda v: isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+    }
+    return checks[base](value)
+
+
+def knob_problems(name: str, value: Any) -> list[str]:
+    """What is wrong with one knob value (empty when it is allowed)."""
+    if name not in KNOBS:
+        return [unknown_knob_message(name)]
+    spec = KNOBS[name]
+    if not _type_ok(name, value):
+        return [f"{value!r} is not a {type_name(name)}"]
+    if value is None:
+        return []
+    if spec.choices is not None and value not in spec.choices:
+        return [f"{value!r} is not allowed; allowed: {', '.join(map(str, spec.choices))}"]
+    return range_problems(name, value, value)
+
+
+def range_problems(name: str, low: float, high: float) -> list[str]:
+    """Whether values between ``low`` and ``high`` respect the knob's bounds."""
+    spec = KNOBS[name]
+    problems = []
+    if spec.minimum is not None:
+        too_low = low <= spec.minimum if spec.exclusive_minimum else low < spec.minimum
+        if too_low:
+            relation = ">" if spec.exclusive_minimum else ">="
+            problems.append(f"{low!r} is out of range; {name} must be {relation} {spec.minimum:g}")
+    if spec.maximum is not None and high > spec.maximum:
+        problems.append(f"{high!r} is out of range; {name} must be <= {spec.maximum:g}")
+    return problems
+
+
+def unknown_knob_message(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, KNOBS, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown knob{hint}; allowed: {', '.join(KNOBS)}"
+
+
+# --- audio feasibility ----------------------------------------------------------------------
+
+
+def n_fft_for(sample_rate: int, win_ms: float) -> int:
+    """FFT size for a window: the next power of two at or above the window length in samples."""
+    win = max(1, round(sample_rate * win_ms / 1000))
+    return 1 << (win - 1).bit_length()
+
+
+def _hz_to_mel(hz: float, scale: str) -> float:
+    if scale == "htk":
+        return 2595.0 * math.log10(1.0 + hz / 700.0)
+    # Slaney: linear below 1 kHz, logarithmic above.
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    if hz < min_log_hz:
+        return hz / f_sp
+    return min_log_hz / f_sp + math.log(hz / min_log_hz) / (math.log(6.4) / 27.0)
+
+
+def _mel_to_hz(mel: float, scale: str) -> float:
+    if scale == "htk":
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel = min_log_hz / f_sp
+    if mel < min_log_mel:
+        return mel * f_sp
+    return min_log_hz * math.exp((math.log(6.4) / 27.0) * (mel - min_log_mel))
+
+
+def empty_mel_bands(
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float, scale: str
+) -> int:
+    """How many triangular mel filters cover no FFT bin (all-zero rows of the filterbank)."""
+    m_lo, m_hi = _hz_to_mel(f_min, scale), _hz_to_mel(f_max, scale)
+    edges = [_mel_to_hz(m_lo + (m_hi - m_lo) * i / (n_mels + 1), scale) for i in range(n_mels + 2)]
+    bin_hz = sample_rate / n_fft
+    empty = 0
+    for i in range(n_mels):
+        lo, hi = edges[i], edges[i + 2]
+        first_bin_above_lo = math.floor(lo / bin_hz) + 1  # FFT bins sit at k * bin_hz
+        if not (first_bin_above_lo * bin_hz < hi and first_bin_above_lo <= n_fft // 2):
+            empty += 1
+    return empty
+
+
+def audio_problems(
+    *,
+    sample_rate: int,
+    win_ms: float,
+    n_mels: int,
+    f_min: float,
+    f_max: float | None,
+    mel_scale: str,
+) -> list[tuple[str, str]]:
+    """Front-end settings that cannot work together, as (key, message) pairs."""
+    nyquist = sample_rate / 2
+    top = nyquist if f_max is None else f_max
+    if top > nyquist:
+        return [
+            ("f_max", f"{top:g} Hz is above sample_rate / 2 = {nyquist:g} Hz at {sample_rate} Hz")
+        ]
+    if f_min >= top:
+        return [("f_min", f"{f_min:g} Hz must be below f_max = {top:g} Hz")]
+    n_fft = n_fft_for(sample_rate, win_ms)
+    empty = empty_mel_bands(sample_rate, n_fft, n_mels, f_min, top, mel_scale)
+    if empty:
+        return [
+            (
+                "n_mels",
+                f"{n_mels} mel bands is too many for n_fft = {n_fft} ({win_ms:g} ms at "
+                f"{sample_rate} Hz): {empty} bands would hold no FFT bin; use fewer bands or a "
+                "longer window",
+            )
+        ]
+    return []

@@ -1,0 +1,119 @@
+"""The bridge to W&B's open-source sweep engine (the ``sweeps`` package).
+
+The engine is pure: the next configuration and the runs to stop early are functions of
+(spec, runs). This module is the only place that builds the engine's ``SweepRun`` objects.
+``sweeps`` was written for pydantic 1; under pydantic 2 its models ignore field names that
+have aliases, so runs are built by alias (``sampledHistory``, ``summaryMetrics``) and checked,
+so observed metrics and history always reach the engine.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+# Our run states -> the engine's. An early-terminated run ("stopped") ran to a valid end.
+ENGINE_STATE = {
+    "pending": "pending",
+    "running": "running",
+    "finished": "finished",
+    "stopped": "finished",
+    "failed": "failed",
+}
+
+
+def _import_sweeps() -> ModuleType:
+    with warnings.catch_warnings():
+        # pydantic 2 warns about the engine's pydantic-1 style model config.
+        warnings.simplefilter("ignore")
+        import sweeps.config.schema
+
+        import sweeps
+    return sweeps
+
+
+def sweeps_schema() -> ModuleType:
+    """The engine's schema module (validator, parameter filling)."""
+    return _import_sweeps().config.schema
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    """What the engine needs to know of one run."""
+
+    name: str
+    state: str
+    params: Mapping[str, Any]
+    history: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+
+def to_sweep_run(run: EngineRun) -> Any:
+    """Build the engine's ``SweepRun``; raises if history or summary did not reach it."""
+    sweeps = _import_sweeps()
+    sweep_run = sweeps.SweepRun(
+        name=run.name,
+        state=ENGINE_STATE[run.state],
+        config={k: {"value": v} for k, v in run.params.items()},
+        sampledHistory=[dict(h) for h in run.history],
+        summaryMetrics=dict(run.summary),
+    )
+    if len(sweep_run.history) != len(run.history) or len(sweep_run.summary_metrics or {}) != len(
+        run.summary
+    ):
+        raise RuntimeError(
+            "the installed sweeps/pydantic combination drops run history; "
+            "metrics would not reach the sweep engine"
+        )
+    return sweep_run
+
+
+def _params(sweep_run: Any) -> dict[str, Any]:
+    return {k: _plain(v["value"]) for k, v in sweep_run.config.items()}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python values, so configs serialise and compare cleanly."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def suggest(spec: Mapping[str, Any], runs: Sequence[EngineRun], seed: int) -> dict[str, Any] | None:
+    """The next configuration from the engine, or None when the search space is exhausted.
+
+    The engine draws from numpy's global generator; it is seeded from ``seed`` and restored
+    afterwards, so a suggestion is reproducible from (spec, runs, seed) and the caller's own
+    random state is untouched.
+    """
+    sweeps = _import_sweeps()
+    state = np.random.get_state()
+    np.random.seed(seed % (2**32))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = sweeps.next_run(dict(spec), [to_sweep_run(r) for r in runs])
+    finally:
+        np.random.set_state(state)
+    return None if result is None else _params(result)
+
+
+def grid(spec: Mapping[str, Any], limit: int) -> list[dict[str, Any]]:
+    """Every configuration of a grid sweep in the engine's order, at most ``limit``."""
+    sweeps = _import_sweeps()
+    suggestions = sweeps.next_runs(dict(spec), [], n=limit)
+    return [_params(s) for s in suggestions if s is not None]
+
+
+def runs_to_stop(spec: Mapping[str, Any], runs: Sequence[EngineRun]) -> list[str]:
+    """Names of running runs that the spec's ``early_terminate`` (hyperband) would stop."""
+    if not spec.get("early_terminate"):
+        return []
+    sweeps = _import_sweeps()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stopped = sweeps.stop_runs(dict(spec), [to_sweep_run(r) for r in runs])
+    return [str(r.name) for r in stopped]

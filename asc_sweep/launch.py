@@ -1,0 +1,294 @@
+"""Start and supervise N local agent processes on one host, with a live view of the sweep.
+
+Each agent is ``python -m asc_sweep agent`` in its own process, pinned to a GPU by
+``CUDA_VISIBLE_DEVICES`` (round robin over ``--gpus``; several agents may share one), with its
+CPU threads capped so that agents do not oversubscribe the host. An agent that dies is
+restarted (its run goes back to the queue when its lease expires); the launcher exits when the
+sweep is done.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Literal
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from .backends import LocalBackend, Sweep
+
+USAGE_ERROR = 2
+
+
+@dataclass
+class AgentSlot:
+    """One supervised agent process (restarted in place when it dies)."""
+
+    index: int
+    gpu: str | None
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    state: Literal["running", "done", "gave_up"] = "running"
+    log_file: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def agent_name(self) -> str | None:
+        return f"{socket.gethostname()}:{self.proc.pid}" if self.proc else None
+
+
+def threads_per_agent(agents: int, cpus: int | None = None) -> int:
+    """CPU threads each agent may use so that together they fill, not oversubscribe, the host."""
+    return max(1, (cpus or os.cpu_count() or 1) // agents)
+
+
+def gpu_for(index: int, gpus: list[str] | None) -> str | None:
+    """Round robin: agent ``index`` gets ``gpus[index % len(gpus)]``."""
+    return gpus[index % len(gpus)] if gpus else None
+
+
+class Launcher:
+    """Starts, watches and restarts agents; renders the sweep's progress."""
+
+    def __init__(
+        self,
+        store: str | Path,
+        sweep: Sweep,
+        *,
+        agents: int,
+        gpus: list[str] | None = None,
+        function: str | None = None,
+        threads: int | None = None,
+        max_restarts: int = 3,
+        log_dir: Path | None = None,
+        console: Console | None = None,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        if agents < 1:
+            raise ValueError("agents must be >= 1")
+        self.store = Path(store).resolve()
+        self.sweep = sweep
+        self.function = function
+        self.threads = threads or threads_per_agent(agents)
+        self.max_restarts = max_restarts
+        self.console = console or Console(stderr=True)
+        self.poll_seconds = poll_seconds
+        self.log_dir = log_dir or self.store.parent / "asc-sweep-logs" / sweep.id
+        self.slots = [
+            AgentSlot(i, gpu_for(i, gpus), self.log_dir / f"agent-{i}.log") for i in range(agents)
+        ]
+        self.backend = LocalBackend(self.store)
+        self.started_at = time.time()
+        self.events: list[str] = []
+        self._signal: int | None = None
+
+    # --- processes ---------------------------------------------------------------------------
+
+    def _command(self) -> list[str]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "asc_sweep",
+            "agent",
+            self.sweep.id,
+            "--store",
+            str(self.store),
+        ]
+        cmd += ["--threads", str(self.threads)]
+        if self.function:
+            cmd += ["--function", self.function]
+        return cmd
+
+    def _env(self, slot: AgentSlot) -> dict[str, str]:
+        env = dict(os.environ)
+        if slot.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = slot.gpu
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[var] = str(self.threads)
+        env["ASC_SWEEP_AGENT_INDEX"] = str(slot.index)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _start(self, slot: AgentSlot) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if slot.log_file is None:
+            slot.log_file = open(slot.log_path, "ab")  # noqa: SIM115 - kept open for the child's life
+        slot.proc = subprocess.Popen(
+            self._command(), env=self._env(slot), stdout=slot.log_file, stderr=subprocess.STDOUT
+        )
+        slot.state = "running"
+
+    def _check(self, slot: AgentSlot) -> None:
+        """React to an agent that exited: done, or restart, or give up."""
+        if slot.state != "running" or slot.proc is None:
+            return
+        code = slot.proc.poll()
+        if code is None:
+            return
+        where = f"agent {slot.index}" + (f" (GPU {slot.gpu})" if slot.gpu is not None else "")
+        if code == 0 or self._signal is not None:
+            slot.state = "done"
+            return
+        if self.backend.get_sweep(self.sweep.id).state == "finished":
+            slot.state = "done"
+            return
+        if code == USAGE_ERROR:
+            slot.state = "gave_up"
+            self._event(f"{where} refused to start (exit 2): {_last_line(slot.log_path)}")
+            return
+        if slot.restarts >= self.max_restarts:
+            slot.state = "gave_up"
+            self._event(f"{where} died (exit {code}) {slot.restarts + 1} times; not restarting it")
+            return
+        slot.restarts += 1
+        self._event(
+            f"{where} died (exit {code}); restarting it ({slot.restarts}/{self.max_restarts})"
+        )
+        self._start(slot)
+
+    def _event(self, message: str) -> None:
+        self.events.append(f"{time.strftime('%H:%M:%S')} {message}")
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signal = signum
+
+    def _stop_all(self, timeout: float = 30.0) -> None:
+        for slot in self.slots:
+            if slot.proc is not None and slot.proc.poll() is None:
+                slot.proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + timeout
+        for slot in self.slots:
+            if slot.proc is None:
+                continue
+            try:
+                slot.proc.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                slot.proc.kill()
+                slot.proc.wait()
+            slot.state = "done"
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Supervise until the sweep is done. Returns the exit code for the CLI."""
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for slot in self.slots:
+                self._start(slot)
+            with Live(
+                self.render(), console=self.console, refresh_per_second=2, transient=False
+            ) as live:
+                while any(s.state == "running" for s in self.slots):
+                    if self._signal is not None:
+                        self._event("stopping: agents put their runs back in the queue")
+                        live.update(self.render())
+                        self._stop_all()
+                        break
+                    for slot in self.slots:
+                        self._check(slot)
+                    live.update(self.render())
+                    time.sleep(self.poll_seconds)
+                live.update(self.render())
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            for slot in self.slots:
+                if slot.log_file is not None:
+                    slot.log_file.close()
+        return self._exit_code()
+
+    def _exit_code(self) -> int:
+        if self._signal == signal.SIGINT:
+            return 130
+        if self._signal is not None:
+            return 0
+        sweep = self.backend.get_sweep(self.sweep.id)
+        if sweep.state == "finished":
+            self.console.print(f"sweep {sweep.id} is done; agent logs in {self.log_dir}")
+            return 0
+        self.console.print(
+            f"[red]all agents stopped before sweep {sweep.id} was done; logs in {self.log_dir}[/]"
+        )
+        return 1
+
+    # --- the view ----------------------------------------------------------------------------
+
+    def render(self) -> Group:
+        sweep_id = self.sweep.id
+        counts = self.backend.counts(sweep_id)
+        total = self.sweep.total
+        ended_here = [t for t in self.backend.end_times(sweep_id) if t >= self.started_at]
+        elapsed = max(1e-6, time.time() - self.started_at)
+        rate = len(ended_here) / elapsed  # runs per second since launch
+        remaining = None if total is None else max(0, total - counts.done)
+        eta = "-" if remaining is None or rate == 0 else _duration(remaining / rate)
+
+        head = Table.grid(padding=(0, 2))
+        title = f"sweep {sweep_id}" + (f" ({self.sweep.name})" if self.sweep.name else "")
+        head.add_row(
+            Text(title, style="bold"), f"{self.sweep.method}", f"elapsed {_duration(elapsed)}"
+        )
+        states = Table(box=None, padding=(0, 2))
+        for col in (
+            "pending",
+            "running",
+            "finished",
+            "stopped",
+            "failed",
+            "total",
+            "runs/min",
+            "ETA",
+        ):
+            states.add_column(col, justify="right")
+        # Runs not yet created (random and bayes create them on demand) count as pending.
+        pending = counts["pending"] if remaining is None else remaining - counts["running"]
+        states.add_row(
+            str(pending),
+            str(counts["running"]),
+            str(counts["finished"]),
+            str(counts["stopped"]),
+            str(counts["failed"]),
+            "-" if total is None else str(total),
+            f"{rate * 60:.1f}",
+            eta,
+        )
+        agents = Table(box=None, padding=(0, 2))
+        for col in ("agent", "gpu", "pid", "state", "restarts", "run"):
+            agents.add_column(col)
+        running = {r.agent: r.name for r in self.backend.runs(sweep_id, ["running"])}
+        for slot in self.slots:
+            agents.add_row(
+                str(slot.index),
+                "-" if slot.gpu is None else slot.gpu,
+                str(slot.proc.pid) if slot.proc else "-",
+                slot.state,
+                str(slot.restarts),
+                running.get(slot.agent_name, "-"),
+            )
+        events = [Text(e, style="yellow") for e in self.events[-5:]]
+        return Group(head, states, agents, *events)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1] if lines else "(empty log)"

@@ -1,0 +1,441 @@
+"""Load a sweep spec (a W&B sweep config in YAML) and validate it, reporting every problem at once.
+
+Validation runs in three layers: W&B's own JSON schema (shipped by the ``sweeps`` package),
+then our run knobs (every parameter is a ``RunConfig`` field with a value of the right type
+and range), then combinations that are fine alone but impossible together (``f_max`` above
+the Nyquist frequency of some sampled ``sample_rate``). Random and bayes search will sample
+such combinations, so they are errors at ``create``, not mid-sweep.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import (
+    DEFAULTS,
+    KNOB_TYPES,
+    KNOBS,
+    METRIC_NAMES,
+    audio_problems,
+    knob_problems,
+    range_problems,
+    unknown_knob_message,
+)
+from .engine import sweeps_schema
+from .errors import Problem, SpecError
+
+MAX_GRID = 100_000
+TOP_LEVEL_KEYS = (
+    "method",
+    "metric",
+    "parameters",
+    "early_terminate",
+    "run_cap",
+    "name",
+    "description",
+    "command",
+    "program",
+    "project",
+    "entity",
+)
+
+# Parameter kinds, by the name of the W&B schema definition each parameter matches.
+DISCRETE = {"param_single_value", "param_categorical", "param_categorical_w_probabilities"}
+BOUNDED_BY_VALUES = {
+    "param_int_uniform",
+    "param_uniform",
+    "param_quniform",
+    "param_loguniform_v2",
+    "param_inv_loguniform_v2",
+    "param_qloguniform_v2",
+}
+GRID_KINDS = {"param_single_value", "param_categorical", "param_int_uniform", "param_quniform"}
+AUDIO_KNOBS = ("sample_rate", "win_ms", "n_mels", "f_min", "f_max", "mel_scale")
+MAX_AUDIO_COMBINATIONS = 20_000
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep spec: the W&B sweep config as written, plus where it came from."""
+
+    config: dict[str, Any]
+    source: str = "spec"
+
+    @property
+    def method(self) -> str:
+        return str(self.config["method"])
+
+    @property
+    def name(self) -> str | None:
+        return self.config.get("name")
+
+    @property
+    def run_cap(self) -> int | None:
+        return self.config.get("run_cap")
+
+    @property
+    def parameters(self) -> dict[str, dict[str, Any]]:
+        return dict(self.config["parameters"])
+
+    def grid_size(self) -> int | None:
+        """Number of configurations in a grid sweep (None for random and bayes)."""
+        if self.method != "grid":
+            return None
+        return math.prod(_grid_count(p) for p in self.parameters.values())
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a YAML sweep spec.
+
+    Raises:
+        SpecError: listing every problem, each with its key path and YAML line.
+    """
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError([Problem("", "no such file")], source) from None
+    except IsADirectoryError:
+        raise SpecError([Problem("", "is a folder, not a YAML sweep spec")], source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([Problem("", f"cannot be read: {exc}")], source) from None
+    return parse_spec(text, source)
+
+
+def parse_spec(text: str, source: str = "spec") -> SweepSpec:
+    """Validate YAML text as a sweep spec; see :func:`load_spec`."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        reason = " ".join(str(exc.problem or exc).split())
+        raise SpecError([Problem("", f"YAML syntax error: {reason}", line)], source) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([Problem("", f"YAML syntax error: {exc}")], source) from None
+    lines: dict[tuple[str, ...], int] = {}
+    problems = list(_walk_nodes(node, (), lines)) if node is not None else []
+    problems += validate_config(data)
+    if problems:
+        located = [p if p.line else _locate(p, lines) for p in problems]
+        raise SpecError(_dedupe(located), source)
+    return SweepSpec(config=data, source=source)
+
+
+def validate_config(data: Any) -> list[Problem]:
+    """Every problem with a sweep config dict (empty when it can run)."""
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else type(data).__name__
+        return [
+            Problem("", f"a sweep spec is a YAML mapping with method: and parameters:, not {kind}")
+        ]
+    problems = _schema_problems(data)
+    params = data.get("parameters")
+    if isinstance(params, dict):
+        for name, param in params.items():
+            problems += _parameter_problems(str(name), param, data.get("method"))
+        bad = {
+            p.path.split(".")[1].split("[")[0] for p in problems if p.path.startswith("parameters.")
+        }
+        if not bad.intersection(AUDIO_KNOBS):
+            problems += _combination_problems(params)
+        if not bad and data.get("method") == "grid" and not data.get("run_cap"):
+            size = math.prod(_grid_count(p) for p in params.values())
+            if size > MAX_GRID:
+                problems.append(
+                    Problem(
+                        "parameters",
+                        f"the grid has {size} configurations, more than {MAX_GRID}; "
+                        "set run_cap or use fewer values",
+                    )
+                )
+    problems += _metric_problems(data)
+    return problems
+
+
+# --- YAML structure ---------------------------------------------------------------------------
+
+
+def _walk_nodes(
+    node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int]
+) -> Iterator[Problem]:
+    """Record the line of every key and yield duplicate keys (YAML silently keeps the last)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            child = (*path, key)
+            if key in seen:
+                yield Problem(
+                    ".".join(child), f"duplicate key (first written on line {seen[key]})", line
+                )
+            seen.setdefault(key, line)
+            lines.setdefault(child, line)
+            yield from _walk_nodes(value_node, child, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            child = (*path, str(i))
+            lines.setdefault(child, item.start_mark.line + 1)
+            yield from _walk_nodes(item, child, lines)
+
+
+def _locate(problem: Problem, lines: Mapping[tuple[str, ...], int]) -> Problem:
+    parts = (
+        tuple(problem.path.replace("[", ".").replace("]", "").split(".")) if problem.path else ()
+    )
+    while parts and parts not in lines:
+        parts = parts[:-1]
+    line = lines.get(parts) if parts else None
+    return Problem(problem.path, problem.message, line)
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for p in problems:
+        if (p.path, p.message) not in seen:
+            seen.add((p.path, p.message))
+            out.append(p)
+    return out
+
+
+# --- W&B schema -------------------------------------------------------------------------------
+
+
+def _schema_problems(data: dict[str, Any]) -> list[Problem]:
+    validator = sweeps_schema().validator
+
+    problems = []
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            problems.append(Problem(str(key), f"unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}"))
+    for error in validator.iter_errors(data):
+        path = list(error.absolute_path)
+        if not path and error.validator == "additionalProperties":
+            continue  # reported above, with the allowed keys
+        if len(path) >= 2 and path[0] == "parameters":
+            continue  # parameters get their own, clearer diagnosis
+        where = ".".join(str(p) for p in path)
+        problems.append(Problem(where, _schema_message(error)))
+    return problems
+
+
+def _schema_message(error: Any) -> str:
+    if error.validator == "enum":
+        return f"{error.instance!r} is not allowed; allowed: {', '.join(map(str, error.validator_value))}"
+    if error.validator == "required":
+        return error.message.replace("is a required property", "is required")
+    if error.validator == "type":
+        return f"{error.instance!r} is not of type {error.validator_value}"
+    if error.validator == "anyOf" and list(error.absolute_path) == ["early_terminate"]:
+        return "hyperband needs min_iter, or max_iter and s"
+    return " ".join(str(error.message).split())
+
+
+# --- parameters -------------------------------------------------------------------------------
+
+
+def _parameter_problems(name: str, param: Any, method: Any) -> list[Problem]:
+    path = f"parameters.{name}"
+    if name not in KNOBS:
+        return [Problem(path, unknown_knob_message(name))]
+    if not isinstance(param, dict):
+        return [Problem(path, "must be a mapping with value:, values:, or min: and max:")]
+    if "values" in param:
+        values = param["values"]
+        if not isinstance(values, list):
+            return [Problem(f"{path}.values", "must be a list of values")]
+        if not values:
+            return [Problem(f"{path}.values", "is empty; give at least one value")]
+    if "min" in param and "max" in param:
+        low, high = param["min"], param["max"]
+        if _is_number(low) and _is_number(high) and low >= high:
+            return [Problem(path, f"min {low} must be less than max {high}")]
+
+    filled = sweeps_schema().fill_parameter(name, param)
+    if filled is None:
+        return [Problem(path, _parameter_form_message(param))]
+    kind, filled_param = filled
+    problems = _parameter_value_problems(name, path, kind, filled_param)
+    if kind == "param_categorical_w_probabilities":
+        probs = filled_param["probabilities"]
+        if len(probs) != len(filled_param["values"]):
+            problems.append(Problem(f"{path}.probabilities", "needs one probability per value"))
+        elif not math.isclose(sum(probs), 1.0, abs_tol=1e-6):
+            problems.append(Problem(f"{path}.probabilities", f"sum to {sum(probs):g}, not 1"))
+    if method == "grid" and kind not in GRID_KINDS:
+        problems.append(
+            Problem(
+                path,
+                f"distribution '{filled_param.get('distribution')}' cannot be used with grid "
+                "search; use value:, values:, or int_uniform min:/max:",
+            )
+        )
+    return problems
+
+
+def _parameter_form_message(param: dict[str, Any]) -> str:
+    schema = sweeps_schema().sweep_config_jsonschema
+    dist = param.get("distribution")
+    allowed = sorted(
+        {d for definition in schema["definitions"].values() for d in _enum_of(definition)}
+    )
+    if dist is not None and dist not in allowed:
+        return f"unknown distribution {dist!r}; allowed: {', '.join(allowed)}"
+    keys = ", ".join(map(str, param)) or "nothing"
+    return (
+        f"not a valid parameter (has {keys}); write value: X, values: [X, Y], "
+        "or min: A and max: B with an optional distribution:"
+    )
+
+
+def _enum_of(definition: Any) -> Iterator[str]:
+    if isinstance(definition, dict):
+        dist = definition.get("properties", {}).get("distribution", {})
+        yield from dist.get("enum", [])
+        for sub in definition.get("anyOf", []):
+            yield from _enum_of(sub)
+
+
+def _parameter_value_problems(
+    name: str, path: str, kind: str, param: dict[str, Any]
+) -> list[Problem]:
+    base = KNOB_TYPES[name].split("|")[0].strip()
+    if kind in DISCRETE:
+        key = "value" if kind == "param_single_value" else "values"
+        values = [param["value"]] if key == "value" else param["values"]
+        out = []
+        for i, value in enumerate(values):
+            where = f"{path}.value" if key == "value" else f"{path}.values[{i}]"
+            out += [Problem(where, msg) for msg in knob_problems(name, value)]
+        return out
+    dist = param.get("distribution")
+    if base in ("str", "bool"):
+        return [
+            Problem(path, f"{name} is a {base} knob; use value: or values:, not a distribution")
+        ]
+    if base == "int" and kind != "param_int_uniform":
+        return [
+            Problem(
+                path,
+                f"distribution '{dist}' samples floats but {name} is an integer; "
+                "use int_uniform or values:",
+            )
+        ]
+    if kind in BOUNDED_BY_VALUES:
+        return [Problem(path, msg) for msg in range_problems(name, param["min"], param["max"])]
+    spec = KNOBS[name]
+    if kind in ("param_normal", "param_qnormal") and (
+        spec.minimum is not None or spec.maximum is not None
+    ):
+        return [Problem(path, f"distribution '{dist}' is unbounded but {name} must stay in range")]
+    return []
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _grid_count(param: dict[str, Any]) -> int:
+    if "values" in param:
+        return len(param["values"])
+    if (
+        "min" in param
+        and "max" in param
+        and param.get("distribution", "int_uniform") == "int_uniform"
+    ):
+        return int(param["max"]) - int(param["min"]) + 1
+    if "q" in param:
+        return max(1, math.ceil((param["max"] - param["min"]) / param["q"]))
+    return 1
+
+
+# --- combinations -----------------------------------------------------------------------------
+
+
+def _candidates(name: str, param: dict[str, Any] | None) -> list[Any] | None:
+    """Values of a knob to try for cross-field checks: all listed values, or a range's ends."""
+    if param is None:
+        return [DEFAULTS[name]]
+    if "value" in param:
+        return [param["value"]]
+    if "values" in param:
+        return list(param["values"])
+    if (
+        "min" in param
+        and "max" in param
+        and param.get("distribution", "")
+        in (
+            "",
+            "int_uniform",
+            "uniform",
+            "q_uniform",
+            "log_uniform_values",
+            "q_log_uniform_values",
+            "inv_log_uniform_values",
+        )
+    ):
+        return [param["min"], param["max"]]
+    return None  # an unbounded distribution: no corner to test
+
+
+def _combination_problems(params: dict[str, Any]) -> list[Problem]:
+    candidates = {k: _candidates(k, params.get(k)) for k in AUDIO_KNOBS}
+    if any(v is None for v in candidates.values()):
+        return []
+    names = list(candidates)
+    combos = itertools.product(*(candidates[k] or [] for k in names))
+    found: dict[str, Problem] = {}
+    for combo in itertools.islice(combos, MAX_AUDIO_COMBINATIONS):
+        settings = dict(zip(names, combo, strict=True))
+        for key, msg in audio_problems(**settings):
+            if key not in found:
+                swept = ", ".join(f"{k}={settings[k]}" for k in names if k in params and k != key)
+                context = f" (with {swept})" if swept else ""
+                found[key] = Problem(f"parameters.{key}" if key in params else key, msg + context)
+    return list(found.values())
+
+
+# --- metric and early termination -------------------------------------------------------------
+
+
+def _metric_problems(data: dict[str, Any]) -> list[Problem]:
+    method = data.get("method")
+    metric = data.get("metric")
+    problems = []
+    if method == "bayes" and metric is None:
+        problems.append(Problem("metric", "bayes search needs a metric: name and goal"))
+    if data.get("early_terminate") is not None and metric is None:
+        problems.append(Problem("metric", "early_terminate needs a metric: name and goal"))
+    name = metric.get("name") if isinstance(metric, dict) else None
+    if isinstance(name, str) and name not in METRIC_NAMES:
+        problems.append(
+            Problem(
+                "metric.name",
+                f"unknown metric {name!r}; allowed: {', '.join(METRIC_NAMES)}",
+            )
+        )
+    et = data.get("early_terminate")
+    if isinstance(et, dict) and et.get("type") == "hyperband":
+        eta = et.get("eta", 3)
+        if isinstance(eta, (int, float)) and eta <= 1:
+            problems.append(Problem("early_terminate.eta", f"{eta} must be greater than 1"))
+        elif (
+            "max_iter" in et
+            and isinstance(et.get("max_iter"), int)
+            and isinstance(et.get("s"), int)
+        ) and (et["max_iter"] / eta < 1 or et["s"] < 1):
+            problems.append(
+                Problem("early_terminate", "max_iter / eta must be at least 1 and s at least 1")
+            )
+    return problems
