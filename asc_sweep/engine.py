@@ -9,6 +9,7 @@ so observed metrics and history always reach the engine.
 
 from __future__ import annotations
 
+import random
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,19 +86,21 @@ def _plain(value: Any) -> Any:
 def suggest(spec: Mapping[str, Any], runs: Sequence[EngineRun], seed: int) -> dict[str, Any] | None:
     """The next configuration from the engine, or None when the search space is exhausted.
 
-    The engine draws from numpy's global generator; it is seeded from ``seed`` and restored
+    The engine draws from numpy's and Python's global generators; they are seeded from ``seed`` and restored
     afterwards, so a suggestion is reproducible from (spec, runs, seed) and the caller's own
     random state is untouched.
     """
     sweeps = _import_sweeps()
-    state = np.random.get_state()
+    np_state, py_state = np.random.get_state(), random.getstate()
     np.random.seed(seed % (2**32))
+    random.seed(seed)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = sweeps.next_run(dict(spec), [to_sweep_run(r) for r in runs])
     finally:
-        np.random.set_state(state)
+        np.random.set_state(np_state)
+        random.setstate(py_state)
     return None if result is None else _params(result)
 
 

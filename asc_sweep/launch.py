@@ -238,7 +238,7 @@ class Launcher:
         head.add_row(
             Text(title, style="bold"), f"{self.sweep.method}", f"elapsed {_duration(elapsed)}"
         )
-        states = Table(box=None, padding=(0, 2))
+        states = Table(box=None, padding=(0, 1))
         for col in (
             "pending",
             "running",
@@ -246,7 +246,7 @@ class Launcher:
             "stopped",
             "failed",
             "total",
-            "runs/min",
+            "per min",
             "ETA",
         ):
             states.add_column(col, justify="right")

@@ -237,8 +237,11 @@ def _schema_message(error: Any) -> str:
         return error.message.replace("is a required property", "is required")
     if error.validator == "type":
         return f"{error.instance!r} is not of type {error.validator_value}"
-    if error.validator == "anyOf" and list(error.absolute_path) == ["early_terminate"]:
-        return "hyperband needs min_iter, or max_iter and s"
+    if error.validator in ("anyOf", "oneOf") and list(error.absolute_path) == ["early_terminate"]:
+        et = error.instance
+        if not isinstance(et, dict) or et.get("type") != "hyperband":
+            return "type: hyperband is the only early termination; allowed keys: type, min_iter, max_iter, s, eta, strict"
+        return "hyperband needs min_iter, or max_iter and s (allowed keys: type, min_iter, max_iter, s, eta, strict)"
     return " ".join(str(error.message).split())
 
 

@@ -350,7 +350,8 @@ class LocalBackend:
         if sweep.run_cap is not None and created >= sweep.run_cap:
             conn.execute("UPDATE sweeps SET exhausted = 1 WHERE id = ?", (sweep.id,))
             return None
-        runs = self._engine_runs(conn, sweep.id)
+        # Random search draws independently of past runs, so they need not be loaded.
+        runs = [] if sweep.method == "random" else self._engine_runs(conn, sweep.id)
         params = engine.suggest(sweep.spec, runs, seed=sweep.seed + created)
         if params is None:
             conn.execute("UPDATE sweeps SET exhausted = 1 WHERE id = ?", (sweep.id,))

@@ -1,0 +1,237 @@
+"""Real agent processes on a real SQLite store: no run lost, none duplicated, crashes survived."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asc_sweep.backends import LocalBackend
+from asc_sweep.spec import parse_spec
+
+from .conftest import ROOT, agent_env, start_agent
+
+GRID_256 = """
+method: grid
+name: four by four by four by four
+parameters:
+  sample_rate: {values: [8000, 16000, 22050, 32000]}
+  init: {values: [default, he_normal, xavier_uniform, orthogonal]}
+  arch: {values: [dcase2018_cnn, cnn6, cnn10, cp_resnet]}
+  fold: {values: [1, 2, 3, 4]}
+"""
+TWO_FOLDS = "method: grid\nparameters:\n  fold: {values: [1, 2]}\n"
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def finish(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    return out.decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_256_configurations_four_agents_each_runs_exactly_once(store: Path, tmp_path: Path) -> None:
+    record = tmp_path / "events.jsonl"
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(parse_spec(GRID_256))
+    agents = [start_agent(store, sweep.id, "quick", ASC_TEST_RECORD=str(record)) for _ in range(4)]
+    outputs = [finish(a, timeout=300) for a in agents]
+    assert [a.returncode for a in agents] == [0, 0, 0, 0], outputs
+
+    starts = [e for e in read_events(record) if e["event"] == "start"]
+    assert len(starts) == 256  # executed 256 times in all: nothing duplicated
+    combos = Counter(tuple(sorted(e["params"].items())) for e in starts)
+    assert max(combos.values()) == 1
+    expected = {
+        (("arch", a), ("fold", f), ("init", i), ("sample_rate", sr))
+        for sr, i, a, f in itertools.product(
+            [8000, 16000, 22050, 32000],
+            ["default", "he_normal", "xavier_uniform", "orthogonal"],
+            ["dcase2018_cnn", "cnn6", "cnn10", "cp_resnet"],
+            [1, 2, 3, 4],
+        )
+    }
+    assert set(combos) == expected  # nothing lost
+    assert len({e["pid"] for e in starts}) >= 2  # the agents really shared the work
+
+    with LocalBackend(store) as backend:
+        runs = backend.runs(sweep.id)
+        assert len(runs) == 256
+        assert {r.state for r in runs} == {"finished"}
+        assert {r.attempts for r in runs} == {1}
+        assert all(len(backend.history(r.id)) == 3 for r in runs[:10])
+        assert backend.get_sweep(sweep.id).state == "finished"
+
+
+def test_kill_9_mid_run_another_agent_finishes_that_configuration(
+    store: Path, tmp_path: Path
+) -> None:
+    record = tmp_path / "events.jsonl"
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(parse_spec(TWO_FOLDS), lease_seconds=1.5)
+    doomed = start_agent(store, sweep.id, "slow", ASC_TEST_RECORD=str(record), ASC_TEST_SLEEP="60")
+    wait_for(lambda: read_events(record), what="the first run to start")
+    (started,) = read_events(record)
+    doomed.kill()  # SIGKILL: no handler runs, no requeue, the lease just stops being renewed
+    doomed.wait()
+
+    survivor = start_agent(
+        store, sweep.id, "slow", ASC_TEST_RECORD=str(record), ASC_TEST_SLEEP="0.1"
+    )
+    out = finish(survivor)
+    assert survivor.returncode == 0, out
+    with LocalBackend(store) as backend:
+        run = next(r for r in backend.runs(sweep.id) if r.name == started["run"])
+        assert run.state == "finished"
+        assert run.attempts == 2
+        assert run.params == started["params"]
+        assert run.agent and run.agent.endswith(f":{survivor.pid}")
+        assert {r.state for r in backend.runs(sweep.id)} == {"finished"}
+    redo = [e for e in read_events(record) if e["run"] == started["run"] and e["event"] == "end"]
+    assert len(redo) == 1 and redo[0]["attempt"] == 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_puts_the_run_back_in_the_queue_at_once(
+    store: Path, tmp_path: Path, sig: int
+) -> None:
+    record = tmp_path / "events.jsonl"
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(parse_spec(TWO_FOLDS), lease_seconds=600)
+    agent = start_agent(store, sweep.id, "slow", ASC_TEST_RECORD=str(record), ASC_TEST_SLEEP="60")
+    wait_for(lambda: read_events(record), what="the first run to start")
+    agent.send_signal(sig)
+    out = finish(agent, timeout=15)
+    assert agent.returncode == 0, out
+    name = signal.Signals(sig).name
+    assert f"back in the queue (agent stopped by {name})" in out
+    with LocalBackend(store) as backend:
+        runs = backend.runs(sweep.id)
+        assert [r.state for r in runs] == ["pending", "pending"]  # not waiting for a 600 s lease
+        assert [r.attempts for r in runs] == [0, 0]
+        assert name in (runs[0].error or "")
+
+
+def test_a_run_that_raises_is_recorded_and_the_agent_goes_on(store: Path) -> None:
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(
+            parse_spec("method: grid\nparameters:\n  fold: {values: [1, 2, 3]}\n")
+        )
+    agent = start_agent(store, sweep.id, "raise_on_fold_2")
+    out = finish(agent)
+    assert agent.returncode == 0, out
+    with LocalBackend(store) as backend:
+        states = {r.params["fold"]: r for r in backend.runs(sweep.id)}
+    assert states[1].state == states[3].state == "finished"
+    assert states[2].state == "failed"
+    assert "ValueError: cannot train fold 2" in (states[2].error or "")
+    assert "1 failed" in out
+
+
+def test_agent_with_unknown_function_exits_2(store: Path) -> None:
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(parse_spec(TWO_FOLDS))
+    agent = start_agent(store, sweep.id, "no_such_function")
+    out = finish(agent)
+    assert agent.returncode == 2
+    assert (
+        out.strip()
+        == "error: --function 'runfns:no_such_function': runfns has no callable 'no_such_function'"
+    )
+
+
+def launch(store: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "asc_sweep", "launch", "--store", str(store), *args]
+    return subprocess.run(
+        cmd, env=agent_env(**env), capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+
+
+def test_launch_pins_agents_to_gpus_round_robin_and_caps_threads(store: Path) -> None:
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(
+            parse_spec("method: grid\nparameters:\n  seed: {min: 1, max: 9}\n")
+        )
+    result = launch(
+        store,
+        "--agents",
+        "3",
+        "--gpus",
+        "0,1",
+        "--threads",
+        "2",
+        "--function",
+        "runfns:environment",
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"sweep {sweep.id} is done" in result.stderr
+    with LocalBackend(store) as backend:
+        summaries = [r.summary or {} for r in backend.runs(sweep.id)]
+    assert len(summaries) == 9
+    for s in summaries:
+        assert s["cuda_visible_devices"] == ["0", "1"][int(s["agent_index"]) % 2]
+        assert s["omp_num_threads"] == "2"
+
+
+def test_launch_restarts_an_agent_that_dies(store: Path, tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(parse_spec(TWO_FOLDS), lease_seconds=1.0)
+    result = launch(
+        store,
+        sweep.id,
+        "--agents",
+        "1",
+        "--function",
+        "runfns:die_once",
+        ASC_TEST_MARKERS=str(markers),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "agent 0 died (exit 9); restarting it (1/3)" in result.stderr
+    with LocalBackend(store) as backend:
+        runs = {r.params["fold"]: r for r in backend.runs(sweep.id)}
+    assert runs[1].state == runs[2].state == "finished"
+    assert runs[1].attempts == 2
+
+
+def test_launch_gives_up_on_agents_that_cannot_start(store: Path) -> None:
+    with LocalBackend(store) as backend:
+        backend.create_sweep(parse_spec(TWO_FOLDS))
+    result = launch(store, "--agents", "2", "--function", "runfns:nope")
+    assert result.returncode == 1
+    assert "refused to start (exit 2): error: --function 'runfns:nope'" in result.stderr
+    assert "all agents stopped before sweep" in result.stderr
+
+
+def test_threads_default_to_cores_over_agents() -> None:
+    from asc_sweep.launch import gpu_for, threads_per_agent
+
+    assert threads_per_agent(4, cpus=16) == 4
+    assert threads_per_agent(3, cpus=2) == 1
+    assert [gpu_for(i, ["0", "1"]) for i in range(5)] == ["0", "1", "0", "1", "0"]
+    assert gpu_for(3, None) is None
+    assert os.cpu_count()

@@ -1,0 +1,72 @@
+"""The CLI as a user meets it: help, ids defaulting to the latest sweep, status, list."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from asc_sweep.backends import LocalBackend
+
+GRID = "method: grid\nname: folds\nparameters:\n  fold: {values: [1, 2, 3, 4]}\n"
+
+
+def test_help_lists_the_commands(cli: Callable[..., Any]) -> None:
+    result = cli("--help")
+    assert result.exit_code == 0
+    for command in ("create", "agent", "launch", "status", "list"):
+        assert command in result.stdout
+
+
+def test_status_and_agent_default_to_the_latest_sweep(
+    cli: Callable[..., Any], write_spec: Callable[..., Path], store: Path
+) -> None:
+    cli("create", write_spec(GRID), "--store", store)
+    latest = cli(
+        "create", write_spec(GRID.replace("folds", "latest")), "--store", store
+    ).stdout.strip()
+    status = json.loads(cli("status", "--store", store, "--json").stdout)
+    assert status["id"] == latest and status["name"] == "latest"
+    assert (status["total"], status["pending"], status["finished"]) == (4, 4, 0)
+
+    with LocalBackend(store) as backend:
+        claim = backend.claim(latest, "a")
+        assert claim.run and claim.token
+        backend.fail(claim.run.id, claim.token, "Traceback...\nRuntimeError: out of memory")
+    table = cli("status", "--store", store)
+    assert table.exit_code == 0
+    assert f"{latest}-0001 failed: RuntimeError: out of memory" in table.stdout
+
+
+def test_store_from_environment(
+    cli: Callable[..., Any], write_spec: Callable[..., Path], store: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("ASC_SWEEP_STORE", str(store))
+    sweep_id = cli("create", write_spec(GRID)).stdout.strip()
+    listing = cli("list")
+    assert listing.exit_code == 0 and sweep_id in listing.stdout and "folds" in listing.stdout
+
+
+def test_status_of_unknown_sweep_exits_2(cli: Callable[..., Any], store: Path) -> None:
+    result = cli("status", "abcdef", "--store", store)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {store}: no sweep 'abcdef'; it holds no sweeps"
+
+
+def test_launch_rejects_bad_gpu_list(
+    cli: Callable[..., Any], write_spec: Callable[..., Path], store: Path
+) -> None:
+    cli("create", write_spec(GRID), "--store", store)
+    result = cli("launch", "--store", store, "--gpus", "0,a")
+    assert result.exit_code == 2
+    assert "--gpus '0,a': give GPU indices" in result.stderr
+
+
+def test_agent_without_trainer_says_what_to_do(
+    cli: Callable[..., Any], write_spec: Callable[..., Path], store: Path
+) -> None:
+    cli("create", write_spec(GRID), "--store", store)
+    result = cli("agent", "--store", store)
+    assert result.exit_code == 2
+    assert "pass --function package.module:callable" in result.stderr

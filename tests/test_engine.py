@@ -1,0 +1,105 @@
+"""Observed metrics and history reach W&B's sweep engine, whatever pydantic is installed."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pydantic
+
+from asc_sweep import engine
+from asc_sweep.backends import LocalBackend
+from asc_sweep.spec import parse_spec
+
+BAYES = """
+method: bayes
+metric: {name: val/accuracy, goal: maximize}
+parameters:
+  lr: {min: 0.0001, max: 0.1}
+  mixup: {min: 0.0, max: 1.0}
+"""
+
+
+def test_history_and_summary_reach_the_engine_run() -> None:
+    run = engine.to_sweep_run(
+        engine.EngineRun(
+            "1", "finished", {"lr": 0.1}, [{"val/loss": 2.0}, {"val/loss": 1.0}], {"val/loss": 1.0}
+        )
+    )
+    assert run.metric_history("val/loss") == [2.0, 1.0]
+    assert run.summary_metrics == {"val/loss": 1.0}
+    assert run.metric_extremum("val/loss", "minimum") == 1.0
+    assert pydantic.VERSION  # the check above holds under the pydantic that is installed
+
+
+def _bayes_suggestions(path: Path, objective: str) -> list[tuple[float, float]]:
+    """Drive a bayes sweep: 8 runs, each scored by ``objective`` (same seed every time)."""
+    with LocalBackend(path) as backend:
+        sweep = backend.create_sweep(parse_spec(BAYES), seed=7)
+        out = []
+        for _ in range(8):
+            claim = backend.claim(sweep.id, "a")
+            assert claim.run and claim.token
+            lr, mixup = claim.run.params["lr"], claim.run.params["mixup"]
+            out.append((lr, mixup))
+            # objective A prefers small mixup, objective B large mixup
+            value = 1 - mixup if objective == "A" else mixup
+            backend.log(claim.run.id, claim.token, 0, {"val/accuracy": value / 2})
+            backend.finish(claim.run.id, claim.token, {"val/accuracy": value + 0 * lr})
+        return out
+
+
+def test_bayes_suggestions_change_with_observed_metrics(tmp_path: Path) -> None:
+    a1 = _bayes_suggestions(tmp_path / "a1.db", "A")
+    a2 = _bayes_suggestions(tmp_path / "a2.db", "A")
+    b = _bayes_suggestions(tmp_path / "b.db", "B")
+    assert a1 == a2  # same spec, seed and results: same suggestions
+    assert a1[0] == b[0]  # before any result the two sweeps agree
+    assert a1[1:] != b[1:]  # after results come in they diverge
+    # ...and each moves towards what its metric rewards.
+    late_a = sum(m for _, m in a1[4:]) / 4
+    late_b = sum(m for _, m in b[4:]) / 4
+    assert late_a < late_b
+
+
+def test_engine_sees_finished_and_running_runs(tmp_path: Path) -> None:
+    """Runs in flight are passed to the engine too (bayes avoids suggesting them again)."""
+    with LocalBackend(tmp_path / "s.db") as backend:
+        sweep = backend.create_sweep(parse_spec(BAYES), seed=3)
+        claims = [backend.claim(sweep.id, f"a{i}") for i in range(3)]
+        params = [c.run.params for c in claims if c.run]
+        assert len({(p["lr"], p["mixup"]) for p in params}) == 3
+        assert all(math.isfinite(p["lr"]) for p in params)
+
+
+HYPERBAND = """
+method: grid
+metric: {name: val/loss, goal: minimize}
+early_terminate: {type: hyperband, min_iter: 2, eta: 2}
+parameters:
+  lr: {values: [0.1, 0.01, 0.001]}
+"""
+
+
+def test_hyperband_stops_a_run_whose_stored_history_is_poor(backend: LocalBackend) -> None:
+    sweep = backend.create_sweep(parse_spec(HYPERBAND))
+    # Two good runs finish first: their histories set the band thresholds.
+    for loss in (0.2, 0.5):
+        claim = backend.claim(sweep.id, "a")
+        assert claim.run and claim.token
+        for epoch in range(6):
+            assert not backend.log(
+                claim.run.id, claim.token, epoch, {"val/loss": loss + 1 / (epoch + 1)}
+            )
+        backend.finish(claim.run.id, claim.token, {"val/loss": loss})
+    poor = backend.claim(sweep.id, "a")
+    assert poor.run and poor.token and poor.run.params["lr"] == 0.001
+    told = [
+        backend.log(poor.run.id, poor.token, e, {"val/loss": 2.0 + 1 / (e + 1)}) for e in range(4)
+    ]
+    assert told[:2] == [False, False]  # no band reached yet
+    assert told[2] is True  # past band 2 with a loss worse than the threshold
+    run = backend.finish(poor.run.id, poor.token, {"val/loss": 2.0})
+    assert run.state == "stopped"
+    states = {r.params["lr"]: r.state for r in backend.runs(sweep.id)}
+    assert states == {0.1: "finished", 0.01: "finished", 0.001: "stopped"}
