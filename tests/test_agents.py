@@ -235,3 +235,27 @@ def test_threads_default_to_cores_over_agents() -> None:
     assert [gpu_for(i, ["0", "1"]) for i in range(5)] == ["0", "1", "0", "1", "0"]
     assert gpu_for(3, None) is None
     assert os.cpu_count()
+
+
+def test_hyperband_tells_a_real_agent_to_stop_a_poor_run(store: Path) -> None:
+    spec = """
+method: grid
+metric: {name: val/loss, goal: minimize}
+early_terminate: {type: hyperband, min_iter: 2, eta: 2}
+parameters:
+  lr: {values: [0.1, 0.01, 0.001]}
+"""
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(parse_spec(spec))
+    agent = start_agent(store, sweep.id, "curves")
+    out = finish(agent)
+    assert agent.returncode == 0, out
+    with LocalBackend(store) as backend:
+        runs = {r.params["lr"]: r for r in backend.runs(sweep.id)}
+        assert runs[0.1].state == runs[0.01].state == "finished"
+        assert (runs[0.1].summary or {})["epochs"] == 9
+        poor = runs[0.001]
+        assert poor.state == "stopped"
+        assert (poor.summary or {})["epochs"] == 3  # stopped at band 2, not run to 9 epochs
+        assert len(backend.history(poor.id)) == 3
+    assert "stopped early (early termination (hyperband))" in out

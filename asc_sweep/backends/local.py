@@ -126,6 +126,7 @@ class LocalBackend:
             self._conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
             )
+            self._conn.row_factory = sqlite3.Row
             self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
@@ -268,22 +269,11 @@ class LocalBackend:
         return [self._sweep(r) for r in rows]
 
     @staticmethod
-    def _sweep(row: Sequence[Any]) -> Sweep:
-        (sid, name, spec, method, seed, lease, attempts, cap, grid, created, state, exhausted) = row
-        return Sweep(
-            id=sid,
-            name=name,
-            spec=json.loads(spec),
-            method=method,
-            seed=seed,
-            lease_seconds=lease,
-            max_attempts=attempts,
-            run_cap=cap,
-            grid_size=grid,
-            created_at=created,
-            state=state,
-            exhausted=bool(exhausted),
-        )
+    def _sweep(row: sqlite3.Row) -> Sweep:
+        fields = dict(row)  # the columns are named after Sweep's fields
+        fields["spec"] = json.loads(fields["spec"])
+        fields["exhausted"] = bool(fields["exhausted"])
+        return Sweep(**fields)
 
     # --- the agent's calls -------------------------------------------------------------------
 
@@ -476,11 +466,11 @@ class LocalBackend:
 
     # --- reads -------------------------------------------------------------------------------
 
-    def _sweep_row(self, conn: sqlite3.Connection, sweep_id: str) -> Sequence[Any]:
+    def _sweep_row(self, conn: sqlite3.Connection, sweep_id: str) -> sqlite3.Row:
         row = conn.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
         if row is None:
             raise SweepNotFound(f"{self.path}: no sweep {sweep_id!r}")
-        return tuple(row)
+        return row
 
     def _run(self, conn: sqlite3.Connection, run_id: int) -> Run:
         row = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -524,38 +514,9 @@ class LocalBackend:
         ]
 
 
-def _to_run(row: Sequence[Any]) -> Run:
-    (
-        rid,
-        sid,
-        number,
-        params,
-        chash,
-        state,
-        attempts,
-        agent,
-        created,
-        started,
-        ended,
-        lease,
-        stop,
-        summary,
-        error,
-    ) = row
-    return Run(
-        id=rid,
-        sweep_id=sid,
-        number=number,
-        params=json.loads(params),
-        config_hash=chash,
-        state=state,
-        attempts=attempts,
-        agent=agent,
-        created_at=created,
-        started_at=started,
-        ended_at=ended,
-        lease_expires=lease,
-        should_stop=bool(stop),
-        summary=json.loads(summary) if summary else None,
-        error=error,
-    )
+def _to_run(row: sqlite3.Row) -> Run:
+    fields = dict(row)  # RUN_COLUMNS are named after Run's fields
+    fields["params"] = json.loads(fields["params"])
+    fields["should_stop"] = bool(fields["should_stop"])
+    fields["summary"] = json.loads(fields["summary"]) if fields["summary"] else None
+    return Run(**fields)
