@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .cli_data import data_app
+from .console import err, out, user_errors
 from .errors import AscSweepError
 
 app = typer.Typer(
@@ -25,8 +24,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # a W&B key may be among the locals
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
 
 StoreOption = Annotated[
     Path | None,
@@ -54,17 +51,6 @@ FunctionOption = Annotated[
 ]
 
 
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Print an ``AscSweepError`` as one line per problem on stderr and exit with its code."""
-    try:
-        yield
-    except AscSweepError as exc:
-        for line in str(exc).splitlines() or [type(exc).__name__]:
-            err.print(f"[red]error:[/] {line}", highlight=False, markup=True, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
-
-
 def _backend(store: Path | None) -> Any:
     from .backends import LocalBackend
 
@@ -84,6 +70,9 @@ def _main(
     ] = False,
 ) -> None:
     """Ablation studies for acoustic scene classification."""
+
+
+app.add_typer(data_app, name="data")
 
 
 @app.command()

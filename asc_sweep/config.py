@@ -28,8 +28,21 @@ DATASET_NAMES: tuple[str, ...] = (
     "tau2019",
     "tau2020",
     "esc50",
+    "esc10",
     "urbansound8k",
 )
+# Folds each dataset defines officially (`csv` datasets bring their own).
+DATASET_FOLDS: dict[str, int] = {
+    "synth": 4,
+    "folder": 4,
+    "dcase2016": 4,
+    "dcase2017": 4,
+    "tau2019": 1,
+    "tau2020": 1,
+    "esc50": 5,
+    "esc10": 5,
+    "urbansound8k": 10,
+}
 ARCH_NAMES: tuple[str, ...] = (
     "dcase2017_mlp",
     "dcase2018_cnn",
@@ -105,6 +118,12 @@ class RunConfig:
     data_root: str = knob("asc-sweep-data/synth", "folder holding the dataset")
     fold: int = knob(1, "cross-validation fold, 1-based as the dataset numbers them", minimum=1)
     seed: int = knob(0, "random seed", minimum=0)
+    val_fraction: float = knob(
+        0.15, "share of the training part held out for validation, by group", minimum=0, maximum=0.5
+    )
+    skip_list: str | None = knob(
+        None, "file of clips to leave out (written by `data check --skip-bad`)"
+    )
     # front end
     sample_rate: int = knob(32000, "Hz the audio is resampled to", minimum=1000, maximum=192000)
     n_mels: int = knob(64, "mel bands", minimum=1, maximum=512)

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .config import (
+    DATASET_FOLDS,
     DEFAULTS,
     KNOB_TYPES,
     KNOBS,
@@ -148,6 +149,8 @@ def validate_config(data: Any) -> list[Problem]:
         }
         if not bad.intersection(AUDIO_KNOBS):
             problems += _combination_problems(params)
+        if not bad.intersection({"dataset", "fold"}):
+            problems += _fold_problems(params)
         if not bad and data.get("method") == "grid" and not data.get("run_cap"):
             size = math.prod(_grid_count(p) for p in params.values())
             if size > MAX_GRID:
@@ -407,6 +410,23 @@ def _combination_problems(params: dict[str, Any]) -> list[Problem]:
                 context = f" (with {swept})" if swept else ""
                 found[key] = Problem(f"parameters.{key}" if key in params else key, msg + context)
     return list(found.values())
+
+
+def _fold_problems(params: dict[str, Any]) -> list[Problem]:
+    """Every swept fold must exist in every swept dataset that fixes its folds."""
+    datasets = _candidates("dataset", params.get("dataset")) or []
+    folds = _candidates("fold", params.get("fold")) or []
+    for dataset in datasets:
+        n = DATASET_FOLDS.get(dataset)
+        too_high = [f for f in folds if n is not None and f > n]
+        if too_high:
+            where = "parameters.fold" if "fold" in params else "fold"
+            return [
+                Problem(
+                    where, f"fold {too_high[0]} does not exist in {dataset}, which has folds 1-{n}"
+                )
+            ]
+    return []
 
 
 # --- metric and early termination -------------------------------------------------------------

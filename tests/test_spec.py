@@ -128,6 +128,11 @@ BAD_SPECS: list[tuple[str, str, str]] = [
         "method: random\nparameters:\n  init: {values: [default, he_normal], probabilities: [0.5, 0.6]}\n",
         "parameters.init.probabilities: sum to 1.1, not 1",
     ),
+    (
+        "fold-not-in-dataset",
+        GRID_HEAD + "  dataset: {value: dcase2017}\n  fold: {values: [1, 2, 3, 4, 5]}\n",
+        "parameters.fold: fold 5 does not exist in dcase2017, which has folds 1-4",
+    ),
     ("parameter-not-mapping", GRID_HEAD + "  fold: 3\n", "parameters.fold: must be a mapping"),
 ]
 

@@ -1,0 +1,144 @@
+"""``asc-sweep data``: check a dataset, synthesise the demo scenes, pre-build audio caches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .console import err, out, progress_bar, user_errors
+from .errors import AscSweepError
+
+data_app = typer.Typer(
+    help="Datasets: check one, generate synthetic scenes, pre-build caches.", no_args_is_help=True
+)
+
+DatasetOption = Annotated[
+    str, typer.Option("--dataset", "-d", help="Dataset adapter (see DATASETS)")
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(min=1, help="Parallel workers [default: from the CPU count]", show_default=False),
+]
+
+
+@data_app.command("check")
+def check(
+    root: Annotated[Path, typer.Argument(help="Dataset folder")],
+    dataset: DatasetOption,
+    skip_bad: Annotated[
+        bool,
+        typer.Option("--skip-bad", help="Write the bad clips to a skip list instead of failing"),
+    ] = False,
+    skip_list: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where --skip-bad writes [default: asc-sweep-skip-DATASET.txt]", show_default=False
+        ),
+    ] = None,
+    workers: WorkersOption = None,
+) -> None:
+    """Validate the layout and every clip; print classes x folds, durations, rates and problems."""
+    from .data import load_dataset
+    from .data.check import check_dataset, write_skip_list
+
+    with user_errors():
+        index = load_dataset(dataset, root, strict=False)
+        with progress_bar(f"checking {len(index.clips)} clips") as update:
+            report = check_dataset(index, workers=workers, progress=update)
+
+    out.print(
+        f"[bold]{dataset}[/] at {root}: {len(index.clips)} clips, {len(index.classes)} classes, "
+        f"{len(index.folds)} folds",
+        highlight=False,
+    )
+    table = Table(title="test clips per class and fold")
+    table.add_column("class")
+    for fold in index.folds:
+        table.add_column(f"fold {fold}", justify="right")
+    for label, row in report.class_fold_counts().items():
+        table.add_row(label, *(str(row[f]) for f in index.folds))
+    out.print(table)
+    if durations := report.durations():
+        lo, mid, hi = durations
+        out.print(f"durations: min {lo:.2f} s, median {mid:.2f} s, max {hi:.2f} s", highlight=False)
+    rates = ", ".join(f"{r} Hz: {n}" for r, n in sorted(report.rates().items()))
+    channels = ", ".join(f"{c}: {n}" for c, n in sorted(report.channels().items()))
+    out.print(f"sample rates: {rates or '-'}; channels: {channels or '-'}", highlight=False)
+
+    for problem in index.problems:
+        out.print(f"[red]error[/]   {problem}", highlight=False)
+    for clip in report.clips:
+        for message in clip.errors:
+            out.print(f"[red]error[/]   {clip.path}: {message}", highlight=False)
+        for message in clip.warnings:
+            out.print(f"[yellow]warning[/] {clip.path}: {message}", highlight=False)
+
+    n_bad = len(report.bad_clips) + len(index.problems)
+    if not report.fatal:
+        out.print(f"[green]ok[/]: every clip of {dataset} is usable", highlight=False)
+        return
+    if skip_bad:
+        path = skip_list or Path(f"asc-sweep-skip-{dataset}.txt")
+        write_skip_list(report, path)
+        out.print(
+            f"{n_bad} bad clips or rows written to {path}; runs leave them out with "
+            f"`skip_list: {{value: {path.resolve()}}}` in the spec",
+            highlight=False,
+        )
+        return
+    err.print(
+        f"[red]error:[/] {root}: {n_bad} clips or metadata rows cannot be used (listed above); "
+        "fix them or rerun with --skip-bad",
+        highlight=False,
+    )
+    raise typer.Exit(2)
+
+
+@data_app.command("synth")
+def synth(
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write (csv layout)")],
+    classes: Annotated[int, typer.Option(min=2, max=8, help="Scene classes")] = 8,
+    clips_per_class: Annotated[int, typer.Option(min=8, help="Clips per class")] = 40,
+    seconds: Annotated[float, typer.Option(min=0.5, max=60, help="Clip length")] = 2.0,
+    sample_rate: Annotated[int, typer.Option(min=8000, max=96000, help="Hz")] = 32000,
+    seed: Annotated[int, typer.Option(help="Everything follows from the seed")] = 0,
+    workers: WorkersOption = None,
+) -> None:
+    """Generate synthetic acoustic scenes with location-disjoint folds (the `synth` dataset)."""
+    from .data.synth import SynthSpec, generate
+
+    with user_errors():
+        try:
+            spec = SynthSpec(classes, clips_per_class, seconds, sample_rate, seed)
+        except ValueError as exc:
+            raise AscSweepError(str(exc)) from None
+        with progress_bar(f"synthesising {classes * clips_per_class} clips") as update:
+            meta = generate(out_dir, spec, workers=workers, progress=update)
+    out.print(f"wrote {classes * clips_per_class} clips and {meta}", highlight=False)
+
+
+@data_app.command("cache")
+def cache(
+    root: Annotated[Path, typer.Argument(help="Dataset folder")],
+    dataset: DatasetOption,
+    sample_rate: Annotated[
+        list[int], typer.Option("--sample-rate", "-r", help="Hz; repeat for several")
+    ],
+    workers: WorkersOption = None,
+) -> None:
+    """Decode and resample a dataset once per sample rate, ahead of a sweep (optional)."""
+    from .data import load_dataset
+    from .data.cache import cache_root, open_cache
+
+    with user_errors():
+        index = load_dataset(dataset, root)
+        for rate in sample_rate:
+            with progress_bar(f"{dataset} at {rate} Hz") as update:
+                built = open_cache(index, rate, workers=workers, progress=update)
+            out.print(
+                f"{dataset} at {rate} Hz: {len(built)} clips in {built.directory}", highlight=False
+            )
+    err.print(f"caches live in {cache_root()} (set ASC_SWEEP_CACHE to move them)", highlight=False)

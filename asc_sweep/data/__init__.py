@@ -1,0 +1,62 @@
+"""Datasets: adapters that read each dataset's own metadata, audio decoding, and the cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from ..config import DATASET_FOLDS
+from .base import Clip, DataError, DatasetIndex, Split
+from .custom import load_csv, load_folder
+from .dcase import load_tau, load_tut
+from .esc50 import load_esc50
+from .urbansound8k import load_urbansound8k
+
+Adapter = Callable[[Path], DatasetIndex]
+
+DATASETS: dict[str, Adapter] = {
+    "synth": partial(load_csv, name="synth"),
+    "csv": load_csv,
+    "folder": load_folder,
+    "dcase2016": partial(load_tut, name="dcase2016"),
+    "dcase2017": partial(load_tut, name="dcase2017"),
+    "tau2019": partial(load_tau, name="tau2019"),
+    "tau2020": partial(load_tau, name="tau2020"),
+    "esc50": load_esc50,
+    "esc10": partial(load_esc50, name="esc10", esc10=True),
+    "urbansound8k": load_urbansound8k,
+}
+
+OFFICIAL_FOLDS = DATASET_FOLDS
+
+
+def load_dataset(name: str, root: str | Path, *, strict: bool = True) -> DatasetIndex:
+    """Read a dataset's metadata with its adapter.
+
+    With ``strict`` (the default) any unusable metadata row is an error; without it, such
+    rows are left out and listed in ``DatasetIndex.problems`` (what ``data check`` reports).
+
+    Raises:
+        DataError: unknown dataset, missing folder, or bad metadata (naming file and line).
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    path = Path(root)
+    if not path.is_dir():
+        raise DataError(f"{path}: dataset folder not found (dataset {name})")
+    index = DATASETS[name](path)
+    if strict and index.problems:
+        raise DataError("\n".join(index.problems))
+    return index
+
+
+__all__ = [
+    "DATASETS",
+    "OFFICIAL_FOLDS",
+    "Clip",
+    "DataError",
+    "DatasetIndex",
+    "Split",
+    "load_dataset",
+]

@@ -1,0 +1,160 @@
+"""One cache of decoded, resampled waveforms per (dataset fingerprint, sample rate).
+
+Every run at a sample rate (all inits, architectures and folds, in every agent process on
+the host) memory-maps the same file, so a 5 x 4 x 4 x 4 grid decodes and resamples the
+dataset 5 times, not 320. The cache is a folder holding ``audio.f32`` (all clips, float32,
+back to back) and ``index.json`` (offset and length of each clip). It is built in a private
+temporary folder and renamed into place (atomic), under an exclusive file lock, so two
+processes building the same cache at once end with one valid cache and one of them waits.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .audio import AudioError, load_clip
+from .base import DatasetIndex
+
+FORMAT_VERSION = 1
+
+
+def cache_root() -> Path:
+    """``$ASC_SWEEP_CACHE``, else ``~/.cache/asc-sweep``."""
+    env = os.environ.get("ASC_SWEEP_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "asc-sweep"
+
+
+class WaveformCache:
+    """Read-only, memory-mapped waveforms of one dataset at one sample rate."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        meta = json.loads((directory / "index.json").read_text())
+        self.sample_rate: int = meta["sample_rate"]
+        self.paths: list[str] = meta["paths"]
+        self.offsets = np.asarray(meta["offsets"], dtype=np.int64)
+        self.lengths = np.asarray(meta["lengths"], dtype=np.int64)
+        total = int(self.offsets[-1] + self.lengths[-1]) if len(self.paths) else 0
+        self._audio = (
+            np.memmap(directory / "audio.f32", dtype=np.float32, mode="r", shape=(total,))
+            if total
+            else np.zeros(0, dtype=np.float32)
+        )
+        self._row = {p: i for i, p in enumerate(self.paths)}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        """Clip ``i`` (in the dataset index's order) as a read-only float32 view."""
+        start = int(self.offsets[i])
+        return self._audio[start : start + int(self.lengths[i])]
+
+    def row(self, path: str) -> int:
+        return self._row[path]
+
+
+def cache_key(index: DatasetIndex, sample_rate: int) -> str:
+    return f"{index.name}-{index.fingerprint()}-{sample_rate}"
+
+
+def open_cache(
+    index: DatasetIndex,
+    sample_rate: int,
+    *,
+    root: Path | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> WaveformCache:
+    """The cache for ``index`` at ``sample_rate``, built first if it does not exist yet.
+
+    Args:
+        progress: called as ``progress(done, total)`` while clips are decoded.
+
+    Raises:
+        AudioError: a clip cannot be decoded (the cache is not written; nothing partial stays).
+    """
+    root = root or cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / cache_key(index, sample_rate)
+    if _complete(final):
+        return WaveformCache(final)
+    with _locked(root / f"{final.name}.lock"):
+        if not _complete(final):  # another process may have built it while we waited
+            _build(index, sample_rate, final, workers or os.cpu_count() or 1, progress)
+    return WaveformCache(final)
+
+
+def _complete(directory: Path) -> bool:
+    try:
+        meta = json.loads((directory / "index.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(meta.get("version") == FORMAT_VERSION)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(
+    index: DatasetIndex,
+    sample_rate: int,
+    final: Path,
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        offsets, lengths = [], []
+        position = 0
+        paths = [c.path for c in index.clips]
+
+        def load(path: str) -> np.ndarray:
+            return load_clip(index.root / path, sample_rate)
+
+        with open(tmp / "audio.f32", "wb") as out, ThreadPoolExecutor(workers) as pool:
+            # map() keeps the clips' order; decoding runs ahead in the pool while we write.
+            for done, wave in enumerate(pool.map(load, paths), start=1):
+                out.write(wave.tobytes())
+                offsets.append(position)
+                lengths.append(len(wave))
+                position += len(wave)
+                if progress:
+                    progress(done, len(paths))
+            out.flush()
+            os.fsync(out.fileno())
+        meta = {
+            "version": FORMAT_VERSION,
+            "dataset": index.name,
+            "fingerprint": index.fingerprint(),
+            "sample_rate": sample_rate,
+            "paths": paths,
+            "offsets": offsets,
+            "lengths": lengths,
+        }
+        (tmp / "index.json").write_text(json.dumps(meta))
+        if final.exists():  # an incomplete leftover: we hold the lock and it failed _complete
+            shutil.rmtree(final)
+        os.replace(tmp, final)  # atomic: readers see no cache or a whole one
+    except AudioError as exc:
+        raise AudioError(f"{exc}; run `asc-sweep data check` to list every bad clip") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
