@@ -57,6 +57,7 @@ class RunContext:
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     stop_reason: str | None = None
     step: int = 0
+    run_dir: Path | None = None  # where the run keeps its checkpoint (resumed when requeued)
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Store one history step (an epoch). Early termination may set :attr:`should_stop`."""
@@ -226,6 +227,7 @@ class Agent:
             agent=self.name,
             _backend=self.backend,
             _token=token,
+            run_dir=self.store.resolve().parent / "asc-sweep-runs" / self.sweep.id / run_name,
         )
         shown = " ".join(f"{k}={v}" for k, v in params.items())
         self.console.print(f"[bold]{run_name}[/] attempt {attempt}: {shown}")

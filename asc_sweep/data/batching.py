@@ -9,10 +9,19 @@ from ``lengths`` and padding never counts.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
+
+
+class WaveformSource(Protocol):
+    """Indexable waveforms (a ``WaveformCache``, or a list of arrays)."""
+
+    def __getitem__(self, i: int) -> np.ndarray: ...
+
+    def __len__(self) -> int: ...
 
 
 class WaveformDataset(Dataset[tuple[np.ndarray, int]]):
@@ -20,7 +29,7 @@ class WaveformDataset(Dataset[tuple[np.ndarray, int]]):
 
     def __init__(
         self,
-        source: Sequence[np.ndarray],
+        source: WaveformSource,
         indices: Sequence[int],
         labels: Sequence[int],
         crop_samples: int | None = None,

@@ -1,0 +1,57 @@
+"""What every architecture shares: its construction arguments and masked pooling over time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a builder needs to know about the data."""
+
+    n_classes: int
+    n_mels: int = 64
+    sample_rate: int = 32000
+
+
+class AscModel(nn.Module):
+    """Base of every architecture.
+
+    ``forward(x, lengths)``: ``x`` is log-mel ``(batch, n_mels, frames)`` or waveform
+    ``(batch, samples)`` as ``input_kind`` says; ``lengths`` are the valid frames (samples) of
+    each clip, so that padding never reaches the pooled clip embedding. Returns logits.
+    """
+
+    input_kind: ClassVar[Literal["logmel", "waveform"]] = "logmel"
+
+
+def valid_steps(lengths: torch.Tensor, factor: int, steps: int) -> torch.Tensor:
+    """Valid positions left after downsampling time by ``factor`` (at least one per clip)."""
+    return torch.clamp((lengths + factor - 1) // factor, min=1, max=steps)
+
+
+def time_mask(lengths: torch.Tensor, factor: int, steps: int) -> torch.Tensor:
+    """(batch, steps) boolean mask of the positions that come from real audio."""
+    valid = valid_steps(lengths, factor, steps)
+    return torch.arange(steps, device=lengths.device)[None, :] < valid[:, None]
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the last axis of ``x`` (..., T) where ``mask`` (batch, T) is true."""
+    m = mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[1]).to(x.dtype)
+    return (x * m).sum(-1) / m.sum(-1).clamp(min=1)
+
+
+def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Max over the last axis of ``x`` (..., T) where ``mask`` (batch, T) is true."""
+    m = mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[1])
+    return x.masked_fill(~m, torch.finfo(x.dtype).min).amax(-1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (batch-norm running statistics are buffers and do not count)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

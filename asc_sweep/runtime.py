@@ -1,0 +1,64 @@
+"""Where and how a run executes: device choice, seeding, and the environment it records."""
+
+from __future__ import annotations
+
+import platform
+import random
+import subprocess
+import sys
+from importlib import metadata
+
+import numpy as np
+import torch
+
+PACKAGES = ("asc-sweep", "torch", "torchaudio", "numpy", "wandb", "sweeps", "soundfile")
+
+
+def pick_device(choice: str) -> torch.device:
+    """``auto``: the GPU when there is one; ``cuda`` without one is an error naming the knob."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "device: cuda was asked for but no CUDA GPU is visible (CUDA_VISIBLE_DEVICES?)"
+        )
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment(device: torch.device) -> dict[str, object]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "python": sys.version.split()[0],
+        "packages": versions,
+        "device": device_name(device),
+        "device_type": device.type,
+        "torch_threads": torch.get_num_threads(),
+        "git_revision": git_revision(),
+    }
