@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -27,5 +28,9 @@ def load_checkpoint(run_dir: Path | None, config_hash: str) -> dict[str, Any] | 
 
 
 def remove_checkpoint(run_dir: Path | None) -> None:
-    if run_dir is not None:
-        (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    """Drop a finished run's checkpoint (and its folder, when nothing else is in it)."""
+    if run_dir is None:
+        return
+    (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # missing, or holds something else
+        run_dir.rmdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from rich.table import Table
 from . import __version__
 from .cli_data import data_app
 from .console import err, out, user_errors
-from .errors import AscSweepError
+from .errors import AscSweepError, RunFailed
 
 app = typer.Typer(
     name="asc-sweep",
@@ -38,6 +39,12 @@ SweepArg = Annotated[
     str | None,
     typer.Argument(
         help="Sweep id [default: the most recent sweep in the store]", show_default=False
+    ),
+]
+TrackingOption = Annotated[
+    str,
+    typer.Option(
+        help="W&B logging: auto (online with an API key, else offline), online, offline, off",
     ),
 ]
 FunctionOption = Annotated[
@@ -133,11 +140,13 @@ def agent(
     poll_seconds: Annotated[
         float, typer.Option(min=0.05, help="Wait between claims while other runs are in flight")
     ] = 1.0,
+    tracking: TrackingOption = "auto",
 ) -> None:
     """Run configurations of a sweep in this process until the sweep is done."""
     from .agent import DEFAULT_FUNCTION, Agent, load_run_function, set_threads
 
     with user_errors():
+        os.environ["ASC_SWEEP_TRACKING"] = _tracking(tracking)
         run_fn = load_run_function(function or DEFAULT_FUNCTION)
         set_threads(threads)
         backend = _backend(store)
@@ -150,6 +159,100 @@ def agent(
         f"{stats.requeued} back in the queue",
         highlight=False,
     )
+
+
+def _tracking(mode: str) -> str:
+    from .tracking import TRACKING_MODES
+
+    if mode not in TRACKING_MODES:
+        raise AscSweepError(f"--tracking {mode!r}: allowed: {', '.join(TRACKING_MODES)}")
+    return mode
+
+
+def _parse_sets(sets: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values are YAML scalars (``16000``, ``true``, ``null``, ``he_normal``)."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise AscSweepError(f"--set {item!r}: write key=value, e.g. --set sample_rate=16000")
+        try:
+            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise AscSweepError(f"--set {item!r}: {raw!r} is not a value") from None
+    return values
+
+
+@app.command()
+def train(
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", "-s", help="A knob, key=value; repeat (see RunConfig)", show_default=False
+        ),
+    ] = None,
+    tracking: TrackingOption = "auto",
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the full result as JSON", show_default=False)
+    ] = None,
+) -> None:
+    """Train and evaluate one configuration outside any sweep."""
+    import json as jsonlib
+
+    from .config import RunConfig
+    from .tracking import make_tracker
+    from .train import train_and_evaluate
+
+    with user_errors():
+        config = RunConfig.from_dict(_parse_sets(sets or []))
+        tracker = make_tracker(_tracking(tracking))
+        try:
+            result = train_and_evaluate(config, tracker, run_name="train")
+        except RuntimeError as exc:
+            raise RunFailed(f"training failed: {exc}") from None
+    table = Table(
+        title=f"{config.arch}, {config.init} init, {config.sample_rate} Hz, fold {config.fold}"
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.summary().items():
+        if isinstance(value, float) and not key.startswith("test/accuracy/"):
+            table.add_row(key, f"{value:.4g}")
+    out.print(table)
+    if out_file is not None:
+        out_file.write_text(jsonlib.dumps(result.to_dict(), indent=2, default=str))
+        err.print(f"result written to {out_file}", highlight=False)
+
+
+@app.command()
+def demo(
+    store: StoreOption = None,
+    data: Annotated[
+        Path, typer.Option(help="Where the synthetic scenes are (written if missing)")
+    ] = Path("asc-sweep-data/synth"),
+    agents: Annotated[int, typer.Option("--agents", "-n", min=1, help="Agent processes")] = 2,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="The reduced demo: 2 folds, 3 epochs, smaller data")
+    ] = False,
+    tracking: TrackingOption = "auto",
+) -> None:
+    """Synthesise scenes, run the demo sweep (sample rate x init x architecture x fold) with
+    live progress, and print the cross-fold summary."""
+    from .backends import default_store_path
+    from .demo import run_demo
+
+    with user_errors():
+        code = run_demo(
+            store or default_store_path(),
+            data,
+            agents=agents,
+            quick=quick,
+            tracking=_tracking(tracking),
+            console=err,
+        )
+    raise typer.Exit(code)
 
 
 def _parse_gpus(gpus: str | None) -> list[str] | None:
@@ -183,11 +286,13 @@ def launch(
         ),
     ] = None,
     max_restarts: Annotated[int, typer.Option(min=0, help="Restarts of an agent that dies")] = 3,
+    tracking: TrackingOption = "auto",
 ) -> None:
     """Start N agents on this host, restart those that die, show progress; exit when the sweep is done."""
     from .launch import Launcher
 
     with user_errors():
+        tracking = _tracking(tracking)
         gpu_ids = _parse_gpus(gpus)
         backend = _backend(store)
         sweep = backend.get_sweep(sweep_id)
@@ -200,6 +305,7 @@ def launch(
             threads=threads,
             max_restarts=max_restarts,
             console=err,
+            tracking=tracking,
         )
         code = launcher.run()
     raise typer.Exit(code)

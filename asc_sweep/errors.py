@@ -56,5 +56,11 @@ class LeaseLost(AscSweepError):
     exit_code = 1
 
 
+class RunFailed(AscSweepError):
+    """A run crashed (not a usage error): exit code 1."""
+
+    exit_code = 1
+
+
 class RunFunctionError(AscSweepError):
     """The run function given to an agent (``--function``) cannot be loaded."""

@@ -73,12 +73,14 @@ class Launcher:
         log_dir: Path | None = None,
         console: Console | None = None,
         poll_seconds: float = 0.5,
+        tracking: str | None = None,
     ) -> None:
         if agents < 1:
             raise ValueError("agents must be >= 1")
         self.store = Path(store).resolve()
         self.sweep = sweep
         self.function = function
+        self.tracking = tracking
         self.threads = threads or threads_per_agent(agents)
         self.max_restarts = max_restarts
         self.console = console or Console(stderr=True)
@@ -107,6 +109,8 @@ class Launcher:
         cmd += ["--threads", str(self.threads)]
         if self.function:
             cmd += ["--function", self.function]
+        if self.tracking:
+            cmd += ["--tracking", self.tracking]
         return cmd
 
     def _env(self, slot: AgentSlot) -> dict[str, str]:

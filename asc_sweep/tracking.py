@@ -83,7 +83,7 @@ class WandbTracker:
         self.mode = mode
         self.project = os.environ.get("WANDB_PROJECT", project)
         self.directory = directory or Path(os.environ.get("WANDB_DIR", "."))
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, soft_wrap=True)
         self.run: Any = None
 
     def start(

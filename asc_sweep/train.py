@@ -270,7 +270,7 @@ def train_epoch(
         scaler.step(opt)
         scaler.update()
         sched.step()
-        total_loss += float(loss) * len(labels)
+        total_loss += loss.item() * len(labels)
         correct += int((logits.argmax(1) == labels).sum())
         seen += len(labels)
     return total_loss / max(seen, 1), correct / max(seen, 1), seen

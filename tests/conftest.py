@@ -79,3 +79,32 @@ def start_agent(
     return subprocess.Popen(
         cmd, env=agent_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Audio caches and W&B files of the whole session go to a temporary folder."""
+    saved = {
+        k: os.environ.get(k) for k in ("ASC_SWEEP_CACHE", "WANDB_DIR", "WANDB_MODE", "WANDB_SILENT")
+    }
+    os.environ["ASC_SWEEP_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["WANDB_DIR"] = str(tmp_path_factory.mktemp("wandb"))
+    os.environ["WANDB_SILENT"] = "true"
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic scene set (4 classes x 8 clips of 1 s at 16 kHz, 4 folds)."""
+    from asc_sweep.data.synth import SynthSpec, generate
+
+    root = tmp_path_factory.mktemp("synth")
+    generate(
+        root, SynthSpec(classes=4, clips_per_class=8, seconds=1.0, sample_rate=16000), workers=1
+    )
+    return root

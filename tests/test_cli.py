@@ -63,10 +63,16 @@ def test_launch_rejects_bad_gpu_list(
     assert "--gpus '0,a': give GPU indices" in result.stderr
 
 
-def test_agent_without_trainer_says_what_to_do(
-    cli: Callable[..., Any], write_spec: Callable[..., Path], store: Path
+def test_a_run_with_missing_data_fails_with_the_reason(
+    cli: Callable[..., Any], write_spec: Callable[..., Path], store: Path, tmp_path: Path
 ) -> None:
-    cli("create", write_spec(GRID), "--store", store)
-    result = cli("agent", "--store", store)
-    assert result.exit_code == 2
-    assert "pass --function package.module:callable" in result.stderr
+    spec = "method: grid\nparameters:\n  data_root: {value: %s}\n  fold: {value: 1}\n" % (
+        tmp_path / "nowhere"
+    )
+    cli("create", write_spec(spec), "--store", store)
+    result = cli("agent", "--store", store, "--tracking", "off")
+    assert result.exit_code == 0, result.output
+    with LocalBackend(store) as backend:
+        (run,) = backend.runs(backend.get_sweep().id)
+    assert run.state == "failed"
+    assert f"{tmp_path / 'nowhere'}: dataset folder not found" in (run.error or "")

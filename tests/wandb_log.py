@@ -68,7 +68,12 @@ def read_offline_run(run_dir: Path) -> OfflineRun:
     for r in records(log):
         kind = r.WhichOneof("record_type")
         if kind == "run":
-            run.group, run.job_type, run.tags, run.name = r.run.run_group, r.run.job_type, list(r.run.tags), r.run.display_name
+            run.group, run.job_type, run.tags, run.name = (
+                r.run.run_group,
+                r.run.job_type,
+                list(r.run.tags),
+                r.run.display_name,
+            )
             for item in r.run.config.update:
                 run.config[_key(item)] = json.loads(item.value_json)
         elif kind == "config":

@@ -17,7 +17,9 @@ class PiczakCNN(AscModel):
     Published: 60 log-mel bands x 41 frames, two channels (log-mel and its deltas); Conv 80
     filters 57x6 (frequency x time), ReLU, max pooling 4x3 (stride 1x3), dropout 0.5; Conv 80
     filters 1x3, ReLU, max pooling 1x3 (stride 1x3); two dense layers of 5000 ReLU units with
-    dropout 0.5; softmax. Init: not stated in the paper (its code used Keras/pylearn2 defaults).
+    dropout 0.5; softmax. Size: not stated in the paper (25,734,130 parameters here with 60
+    bands and 50 classes; the two 5000-unit dense layers hold most of them). Init: not stated
+    in the paper (its code used the pylearn2 defaults).
     Here: the flattening of the fixed 41-frame patch becomes a masked max over time, so the
     first dense layer sees 80 x (bands - 56 - 3) inputs at any clip length; deltas are
     computed inside the model.
@@ -54,7 +56,8 @@ class SBCNN(AscModel):
 
     Published: 128 log-mel bands x 128 frames (3 s); Conv 24 filters 5x5, max pooling 4x2,
     ReLU; Conv 48 5x5, max pooling 4x2, ReLU; Conv 48 5x5, ReLU; dense 64 ReLU with dropout
-    0.5 (L2 0.001); softmax. Init: not stated (Keras defaults). Here: the flattened 2 x 25 x 48
+    0.5 (L2 0.001); softmax. Size: not stated in the paper (241,434 parameters in that setting
+    with 10 classes; 93,978 here). Init: not stated (Keras defaults). Here: the flattened 2 x 25 x 48
     map becomes a masked max over time of the 48 x (frequency) map, so dense 64 sees
     48 x 2 inputs at 128 bands and any clip length; fewer than 100 bands are zero-padded.
     """

@@ -1,0 +1,99 @@
+"""The architecture registry: every model at every sample rate, published sizes, overfitting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asc_sweep.config import ARCH_NAMES, RunConfig
+from asc_sweep.features import LogMel, fit_normalization
+from asc_sweep.models import ARCHITECTURES, ModelSpec, build_model, count_parameters
+
+RATES = (8000, 16000, 22050, 32000, 44100)
+
+
+def test_registry_matches_the_spec_contract() -> None:
+    assert tuple(ARCHITECTURES) == ARCH_NAMES
+    for name, builder in ARCHITECTURES.items():
+        doc = builder.__doc__ or ""
+        assert "Init:" in doc and ("Size:" in doc or "parameters" in doc), name
+    with pytest.raises(KeyError, match="unknown architecture 'vgg'"):
+        build_model("vgg", ModelSpec(10))
+
+
+def _batch(arch: str, sr: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """Three clips of different lengths (1 s, 0.6 s, 0.3 s), padded, through the run's front end."""
+    config = RunConfig.from_dict({"sample_rate": sr, "n_mels": 40, "arch": arch})
+    model = build_model(arch, ModelSpec(n_classes=5, n_mels=40, sample_rate=sr))
+    lengths = torch.tensor([sr, int(0.6 * sr), int(0.3 * sr)])
+    waves = torch.zeros(3, sr)
+    for i, n in enumerate(lengths):
+        waves[i, :n] = torch.randn(int(n)) * 0.1
+    if model.input_kind == "waveform":
+        return model, waves, lengths
+    front = LogMel.from_config(config)
+    fit_normalization(front, [(waves, lengths)])
+    return model, front(waves), front.frames(lengths)
+
+
+@pytest.mark.parametrize("sr", RATES)
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+def test_forward_and_backward_at_every_sample_rate(arch: str, sr: int) -> None:
+    torch.manual_seed(0)
+    model, x, lengths = _batch(arch, sr)
+    logits = model(x, lengths)
+    assert logits.shape == (3, 5) and torch.isfinite(logits).all()
+    logits.sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_padding_does_not_change_a_clip_s_output() -> None:
+    """Masked pooling: a clip padded with extra frames gives the same logits (dense models)."""
+    torch.manual_seed(0)
+    model = build_model("dcase2017_mlp", ModelSpec(n_classes=4, n_mels=40)).eval()
+    x = torch.randn(1, 40, 50)
+    padded = torch.cat([x, torch.randn(1, 40, 30) * 100], dim=-1)
+    torch.testing.assert_close(model(x, torch.tensor([50])), model(padded, torch.tensor([50])))
+
+
+# Piczak's 25 M parameters behind two dropout-0.5 dense layers make large Adam steps erratic.
+OVERFIT_SCHEDULE = {"piczak_cnn": (100, 1e-3)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+def test_overfits_a_tiny_batch(arch: str) -> None:
+    torch.manual_seed(0)
+    model, x, lengths = _batch(arch, 16000)
+    x, lengths = x.detach(), lengths.detach()
+    labels = torch.tensor([0, 3, 1])
+    steps, lr = OVERFIT_SCHEDULE.get(arch, (200, 2e-3))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(x, lengths), labels)
+        losses.append(float(loss))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # Training-mode loss (dropout on), averaged over the last steps: down by at least 90%.
+    final = sum(losses[-5:]) / 5
+    assert final <= 0.1 * losses[0], (arch, losses[0], final)
+
+
+PUBLISHED = {  # arch: (spec in the paper's setting, parameters, tolerance)
+    "dcase2018_cnn": (ModelSpec(n_classes=10, n_mels=40), 116_118, 0.0),  # exact, as published
+    "dcase2017_mlp": (ModelSpec(n_classes=15, n_mels=40), 13_365, 0.0),  # 200-50-50-15 dense layers
+    "cnn6": (ModelSpec(n_classes=527, n_mels=64), 4_800_000, 0.01),  # "4.8 M"
+    "cnn10": (ModelSpec(n_classes=527, n_mels=64), 5_200_000, 0.01),  # "5.2 M"
+    "m11": (ModelSpec(n_classes=10, sample_rate=8000), 1_800_000, 0.01),  # "1.8 M"
+}
+
+
+@pytest.mark.parametrize("arch", list(PUBLISHED))
+def test_parameter_counts_match_the_papers(arch: str) -> None:
+    spec, published, tolerance = PUBLISHED[arch]
+    n = count_parameters(build_model(arch, spec))
+    assert abs(n - published) <= tolerance * published, (arch, n, published)

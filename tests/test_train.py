@@ -1,0 +1,188 @@
+"""train_and_evaluate end to end on real synthetic audio: results, resume, W&B, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from asc_sweep.backends import LocalBackend
+from asc_sweep.config import RunConfig
+from asc_sweep.demo import DEMO_SPEC
+from asc_sweep.spec import load_spec, parse_spec
+from asc_sweep.tracking import WandbTracker
+from asc_sweep.train import train_and_evaluate
+
+from .conftest import ROOT, agent_env
+from .wandb_log import read_offline_run
+
+SWEEPS = ROOT / "sweeps"
+
+
+def tiny(synth_root: Path, **overrides: Any) -> RunConfig:
+    knobs = {"dataset": "synth", "data_root": str(synth_root), "sample_rate": 16000, "n_mels": 40,
+             "arch": "dcase2018_cnn", "epochs": 3, "batch_size": 8, "crop_seconds": 0.5, "patience": 0,
+             "device": "cpu", "val_fraction": 0.25}  # fmt: skip
+    knobs.update(overrides)
+    return RunConfig.from_dict(knobs)
+
+
+def test_a_run_produces_every_figure(synth_root: Path) -> None:
+    result = train_and_evaluate(tiny(synth_root, specaugment=True, mixup=0.2))
+    test = result.test
+    assert 0 <= test["accuracy"] <= 1 and test["log_loss"] > 0 and 0 <= test["macro_f1"] <= 1
+    assert (
+        len(test["confusion"]) == 4 and sum(map(sum, test["confusion"])) == 8
+    )  # fold 1: 8 test clips
+    assert len(test["per_class_accuracy"]) == 4
+    assert result.epochs_run == 3 and [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert {"train/loss", "val/accuracy", "lr", "time/epoch_seconds"} <= set(result.history[0])
+    assert result.epochs_to_90 is not None and 1 <= result.epochs_to_90 <= 3
+    assert result.parameters > 0 and result.macs_per_clip > 0
+    assert (
+        result.timings["inference_ms_per_clip"] > 0 and result.timings["train_clips_per_second"] > 0
+    )
+    assert result.environment["packages"]["torch"] and result.environment["device_type"] == "cpu"
+    summary = result.summary()
+    assert summary["test/accuracy"] == test["accuracy"] and "test/accuracy/rain" in summary
+
+
+def test_a_requeued_run_resumes_and_ends_as_an_uninterrupted_one(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    config = tiny(synth_root, specaugment=True, mixup=0.2)
+    straight = train_and_evaluate(config)
+
+    class Killed(Exception):
+        pass
+
+    class DiesAtEpoch2:
+        should_stop = False
+
+        def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+            if step == 1:  # the process dies while epoch 2 is being reported
+                raise Killed
+
+    with pytest.raises(Killed):
+        train_and_evaluate(config, reporter=DiesAtEpoch2(), run_dir=tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    resumed = train_and_evaluate(config, run_dir=tmp_path / "run")
+    assert resumed.resumed_from_epoch == 1
+    assert [h["train/loss"] for h in resumed.history] == [h["train/loss"] for h in straight.history]
+    assert resumed.test == straight.test
+    assert not (tmp_path / "run").exists()  # the checkpoint is dropped once the run is done
+
+
+def test_the_wandb_offline_run_holds_config_history_and_summary(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    config = tiny(synth_root, fold=2, init="he_normal")
+    tracker = WandbTracker("offline", directory=tmp_path)
+    result = train_and_evaluate(config, tracker, run_name="abc123-0007", tags=["abc123"])
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    run = read_offline_run(run_dir)
+    assert (
+        run.config["arch"] == "dcase2018_cnn"
+        and run.config["init"] == "he_normal"
+        and run.config["fold"] == 2
+    )
+    epochs = [h for h in run.history if "epoch" in h]
+    assert [h["epoch"] for h in epochs] == [1, 2, 3]
+    assert [h["val/accuracy"] for h in epochs] == [h["val/accuracy"] for h in result.history]
+    assert run.summary["test/accuracy"] == result.test["accuracy"]
+    assert run.summary["parameters"] == result.parameters
+    assert run.group == config.group and run.job_type == "fold2" and run.tags == ["abc123"]
+    assert run.name == "abc123-0007"
+
+
+def test_the_api_key_never_reaches_output(
+    synth_root: Path, tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    secret = "0123456789abcdef0123456789abcdef01234567"
+    env = agent_env(WANDB_API_KEY=secret, WANDB_MODE="offline", WANDB_DIR=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "asc_sweep", "train", "--set", "dataset=synth", "--set", f"data_root={synth_root}",
+         "--set", "epochs=1", "--set", "n_mels=40", "--set", "crop_seconds=0.5", "--tracking", "offline"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert secret not in proc.stdout + proc.stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.stat().st_size < 5_000_000:
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_cli_train_writes_a_result(
+    synth_root: Path, tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    out = tmp_path / "result.json"
+    result = cli("train", "--set", "dataset=synth", "--set", f"data_root={synth_root}", "--set", "epochs=1",
+                 "--set", "arch=dcase2017_mlp", "--set", "n_mels=40", "--tracking", "off", "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    assert saved["epochs_run"] == 1 and "accuracy" in saved["test"]
+    assert "test/accuracy" in result.stdout
+    bad = cli("train", "--set", "arch=vgg", "--tracking", "off")
+    assert bad.exit_code == 2 and "arch: 'vgg' is not allowed" in bad.stderr
+    no_data = cli("train", "--set", "data_root=/nowhere", "--tracking", "off")
+    assert no_data.exit_code == 2 and "dataset folder not found" in no_data.stderr
+
+
+def test_agents_run_the_real_trainer_and_store_results(synth_root: Path, store: Path) -> None:
+    spec = {"method": "grid", "metric": {"name": "val/accuracy", "goal": "maximize"}, "parameters": {
+        "dataset": {"value": "synth"}, "data_root": {"value": str(synth_root)}, "arch": {"value": "dcase2017_mlp"},
+        "n_mels": {"value": 40}, "epochs": {"value": 2}, "crop_seconds": {"value": 0.5},
+        "fold": {"values": [1, 2]}}}  # fmt: skip
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(parse_spec(yaml.safe_dump(spec)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "asc_sweep", "agent", sweep.id, "--store", str(store), "--tracking", "off"],
+        env=agent_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with LocalBackend(store) as backend:
+        runs = backend.runs(sweep.id)
+        assert [r.state for r in runs] == ["finished", "finished"]
+        for run in runs:
+            assert run.summary and 0 <= run.summary["test/accuracy"] <= 1
+            assert len(run.summary["confusion"]) == 4
+            assert [h["epoch"] for h in backend.history(run.id)] == [
+                1,
+                2,
+            ]  # per-epoch history stored
+
+
+def test_shipped_specs_validate() -> None:
+    specs = sorted(SWEEPS.glob("*.yaml"))
+    assert {p.stem for p in specs} >= {"demo", "sr-init-ablation", "dcase2016-archs", "dcase2017-archs",
+                                        "esc50-archs", "urbansound8k-archs"}  # fmt: skip
+    for path in specs:
+        load_spec(path)
+    assert load_spec(SWEEPS / "sr-init-ablation.yaml").grid_size() == 5 * 4 * 4 * 4
+    assert (
+        yaml.safe_load((SWEEPS / "demo.yaml").read_text()) == DEMO_SPEC
+    )  # the file and the command agree
+
+
+@pytest.mark.slow
+def test_quick_demo(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "asc_sweep", "demo", "--quick", "--tracking", "off"],
+        env={**agent_env(), "ASC_SWEEP_CACHE": str(tmp_path / "cache")}, capture_output=True, text=True,
+        timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test/accuracy across folds" in proc.stderr
+    assert "mean test accuracy by sample rate: 8000 Hz" in proc.stderr
+    with LocalBackend(tmp_path / "asc-sweep.db") as backend:
+        sweep = backend.get_sweep()
+        assert sweep.name == "demo-quick" and sweep.state == "finished"
+        assert {r.state for r in backend.runs(sweep.id)} == {"finished"}
+    assert os.path.exists(tmp_path / "asc-sweep-data" / "synth" / "meta.csv")
