@@ -27,15 +27,13 @@ typecheck: venv
 test: lint typecheck
 	$(BIN)/python -m pytest -q
 
-# Until the trainer lands, the demo runs the demo sweep's 32 configurations through the real
-# orchestration (store, two supervised agents, live view) as a dry run that trains nothing.
 demo: venv
-	$(BIN)/asc-sweep create sweeps/demo.yaml
-	$(BIN)/asc-sweep launch --agents 2 --function asc_sweep.dryrun:run
-	$(BIN)/asc-sweep status
+	$(BIN)/asc-sweep demo
 
 bench: venv
 	$(BIN)/python benchmarks/store.py
+	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/synth.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
