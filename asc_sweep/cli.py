@@ -355,6 +355,79 @@ def status(
         out.print(f"[red]{run.name}[/] failed: {last[0]}", highlight=False)
 
 
+@app.command()
+def report(
+    sweep_id: SweepArg = None,
+    store: StoreOption = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder to write [default: reports/SWEEP_ID]", show_default=False
+        ),
+    ] = None,
+    metric: Annotated[str, typer.Option(help="Metric of the tables and tests")] = "test/accuracy",
+    reference: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Reference level of a factor, e.g. init=default (repeatable) [default: first level]",
+            show_default=False,
+        ),
+    ] = None,
+    wandb_sweep: Annotated[
+        str | None,
+        typer.Option(
+            help="Read runs from W&B instead: ENTITY/PROJECT/SWEEP_ID", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Cross-fold tables, paired main effects, interactions, convergence and cost of a sweep:
+    report.md, report.html, runs.csv, summary.csv, tables.tex and plots/."""
+    from .config import METRIC_NAMES
+    from .report import console_table, from_local, from_wandb, write_report
+
+    with user_errors():
+        references = _parse_sets(reference or [])
+        if wandb_sweep:
+            import wandb
+
+            api_sweep = wandb.Api().sweep(wandb_sweep)
+            knobs = list(api_sweep.config.get("parameters", {}))
+            records = from_wandb(api_sweep.runs, knobs)
+            sid, name, folds = api_sweep.id, api_sweep.config.get("name"), None
+        else:
+            backend = _backend(store)
+            sweep = backend.get_sweep(sweep_id)
+            records = from_local(backend, sweep.id)
+            fold_param = sweep.spec["parameters"].get("fold", {})
+            folds = fold_param.get("values") if isinstance(fold_param, dict) else None
+            sid, name = sweep.id, sweep.name
+        if not records:
+            raise AscSweepError(f"sweep {sid} has no runs yet; start agents first")
+        known = {k for r in records for k, v in r.summary.items() if isinstance(v, (int, float))}
+        if metric not in known and metric not in METRIC_NAMES:
+            raise AscSweepError(
+                f"--metric {metric!r}: runs have no such metric; allowed: {', '.join(sorted(known))}"
+            )
+        target = out_dir or Path("reports") / sid
+        data, files = write_report(
+            records,
+            target,
+            sweep_id=sid,
+            sweep_name=name,
+            metric=metric,
+            references=references,
+            expected_folds=folds,
+        )
+        for factor in references:
+            if factor not in data.factors:
+                raise AscSweepError(
+                    f"--reference {factor}: not a swept factor; swept: {', '.join(data.factors) or 'none'}"
+                )
+    out.print(console_table(data))
+    err.print(f"report written to {files.markdown.parent}: report.md, report.html, runs.csv, summary.csv, tables.tex, "
+              f"{len(files.plots)} plots", highlight=False)  # fmt: skip
+
+
 @app.command(name="list")
 def list_sweeps(store: StoreOption = None) -> None:
     """Every sweep in the store, oldest first."""

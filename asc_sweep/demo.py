@@ -17,6 +17,7 @@ from rich.console import Console
 from .backends import LocalBackend
 from .data.synth import SynthSpec, generate
 from .launch import Launcher
+from .report import from_local, write_report
 from .spec import SweepSpec, validate_config
 from .summary import summarise, summary_table
 from .tracking import resolve_mode
@@ -86,6 +87,13 @@ def run_demo(
         rates = sorted(by_rate, key=lambda r: float(str(r)))
         means = ", ".join(f"{r} Hz: {sum(by_rate[r]) / len(by_rate[r]):.3f}" for r in rates)
         console.print(f"mean test accuracy by sample rate: {means}")
+    _, files = write_report(
+        from_local(backend, sweep.id),
+        Path("reports") / sweep.id,
+        sweep_id=sweep.id,
+        sweep_name=sweep.name,
+    )
+    console.print(f"full report (tables, paired tests, plots): {files.html}")
     if resolve_mode(tracking) == "offline":
         console.print(
             "W&B runs were saved offline under ./wandb; upload them with: wandb sync --sync-all"

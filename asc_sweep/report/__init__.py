@@ -1,0 +1,92 @@
+"""``asc-sweep report``: cross-fold tables, paired main effects, interactions, convergence and cost."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from .plots import draw_plots
+from .records import RunRecord, from_local, from_wandb, swept_factors
+from .render import (
+    render_html,
+    render_latex,
+    render_markdown,
+    write_runs_csv,
+    write_summary_csv,
+)
+from .stats import ReportData, analyse
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    markdown: Path
+    html: Path
+    runs_csv: Path
+    summary_csv: Path
+    latex: Path
+    plots: list[Path]
+
+
+def write_report(
+    records: Sequence[RunRecord],
+    out: Path,
+    *,
+    sweep_id: str,
+    sweep_name: str | None = None,
+    metric: str = "test/accuracy",
+    references: Mapping[str, Any] | None = None,
+    expected_folds: Sequence[Any] | None = None,
+) -> tuple[ReportData, ReportFiles]:
+    """Analyse ``records`` and write every report file under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = analyse(records, sweep_id=sweep_id, sweep_name=sweep_name, factors=swept_factors(records), metric=metric,
+                   references=references, expected_folds=expected_folds)  # fmt: skip
+    plots = draw_plots(data, out / "plots")
+    files = ReportFiles(
+        out / "report.md",
+        out / "report.html",
+        out / "runs.csv",
+        out / "summary.csv",
+        out / "tables.tex",
+        plots,
+    )
+    files.markdown.write_text(render_markdown(data, plots))
+    files.html.write_text(render_html(data, plots))
+    files.latex.write_text(render_latex(data))
+    write_runs_csv(files.runs_csv, records)
+    write_summary_csv(files.summary_csv, data)
+    return data, files
+
+
+def console_table(data: ReportData) -> Table:
+    """The main table for the terminal: the report's metric per configuration (the files hold all)."""
+    table = Table(title=f"sweep {data.sweep_id}: {data.metric} across folds (mean ± std)")
+    for f in data.factors:
+        table.add_column(f)
+    for col in (data.metric, "n", "incomplete"):
+        table.add_column(col, justify="right" if col != "incomplete" else "left")
+    for c in data.cells:
+        mean, std = c.mean(data.metric), c.std(data.metric)
+        value = "-" if mean != mean else f"{mean:.3f} ± {std:.3f}"
+        table.add_row(
+            *(str(c.params.get(f)) for f in data.factors),
+            value,
+            str(c.n(data.metric)),
+            "; ".join(c.missing),
+        )
+    return table
+
+
+__all__ = [
+    "ReportData",
+    "ReportFiles",
+    "RunRecord",
+    "console_table",
+    "from_local",
+    "from_wandb",
+    "write_report",
+]

@@ -1,0 +1,273 @@
+"""Render a report: Markdown, self-contained HTML with plots, CSV, LaTeX (booktabs), PNG plots."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .records import RunRecord
+from .stats import Cell, Effect, Pivot, ReportData
+
+CELL_METRICS = (
+    ("test/accuracy", "accuracy", 3),
+    ("test/macro_f1", "macro-F1", 3),
+    ("test/log_loss", "log-loss", 3),
+    ("epochs_to_90", "epochs to 90%", 1),
+    ("time/inference_ms_per_clip", "latency ms", 2),
+    ("parameters", "parameters", 0),
+)
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def fmt_p(p: float) -> str:
+    if math.isnan(p):
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+# --- tables as rows (shared by every format) ---------------------------------------------------
+
+
+def cell_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
+    head = [*data.factors, *(label for _, label, _ in CELL_METRICS), "n", "incomplete"]
+    rows = []
+    for c in data.cells:
+        row = [str(c.params.get(f)) for f in data.factors]
+        for metric, _, digits in CELL_METRICS:
+            mean, std = c.mean(metric), c.std(metric)
+            row.append("-" if math.isnan(mean) else f"{fmt(mean, digits)} ± {fmt(std, digits)}")
+        row += [str(c.n(data.metric)), "; ".join(c.missing)]
+        rows.append(row)
+    return head, rows
+
+
+def effect_rows(effects: Sequence[Effect]) -> tuple[list[str], list[list[str]]]:
+    head = [
+        "factor",
+        "level",
+        "vs",
+        "pairs",
+        "mean diff",
+        "95% CI",
+        "p (t)",
+        "p (t, Holm)",
+        "p (Wilcoxon)",
+        "p (W, Holm)",
+    ]
+    rows = [
+        [
+            e.factor,
+            str(e.level),
+            str(e.reference),
+            str(e.n),
+            fmt(e.mean, 4),
+            f"[{fmt(e.ci_low, 4)}, {fmt(e.ci_high, 4)}]",
+            fmt_p(e.p_t),
+            fmt_p(e.p_t_holm),
+            fmt_p(e.p_wilcoxon),
+            fmt_p(e.p_wilcoxon_holm),
+        ]
+        for e in effects
+    ]
+    return head, rows
+
+
+def pivot_rows(p: Pivot) -> tuple[list[str], list[list[str]]]:
+    head = [f"{p.row_factor} \\ {p.col_factor}", *map(str, p.cols)]
+    rows = []
+    for i, level in enumerate(p.rows):
+        rows.append(
+            [str(level)]
+            + [fmt(v) + (" *" if p.best[i] == j else "") for j, v in enumerate(p.values[i])]
+        )
+    return head, rows
+
+
+def cost_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
+    head = [*data.cost_factors, data.metric, "latency ms", "Pareto"]
+    rows = [[*(str(p.label[f]) for f in data.cost_factors), fmt(p.accuracy), fmt(p.latency_ms, 2), "yes" if p.pareto else ""]
+            for p in data.costs]  # fmt: skip
+    return head, rows
+
+
+# --- Markdown -----------------------------------------------------------------------------------
+
+
+def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    esc = [[c.replace("|", "\\|") for c in r] for r in [list(head), *rows]]
+    lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in esc[1:]]
+    return "\n".join(lines)
+
+
+def sections(data: ReportData) -> list[tuple[str, str, tuple[list[str], list[list[str]]]]]:
+    """(title, explanation, table) in report order."""
+    out = [("Cross-fold results", f"Mean ± std over folds per configuration; n = folds with a {data.metric}. "
+            "Incomplete configurations list their missing folds and are not averaged over them.", cell_rows(data))]  # fmt: skip
+    for factor, effects in data.effects.items():
+        if effects:
+            out.append((f"Main effect of {factor}", f"Paired differences in {data.metric} against {factor}={effects[0].reference}, "
+                        "matched on every other knob and the fold.", effect_rows(effects)))  # fmt: skip
+    for p in data.pivots:
+        out.append(
+            (
+                f"{p.row_factor} x {p.col_factor}",
+                f"Mean {data.metric}; * marks the best cell of each row.",
+                pivot_rows(p),
+            )
+        )
+    if data.convergence_effects:
+        out.append((f"Convergence by {data.curve_factor}", "Epochs to reach 90% of the best validation accuracy, paired "
+                    "as above (negative: converges sooner).", effect_rows(data.convergence_effects)))  # fmt: skip
+    if data.costs:
+        out.append(("Accuracy against inference latency", "Batch-1 latency per clip; Pareto: no other configuration is "
+                    "both more accurate and faster.", cost_rows(data)))  # fmt: skip
+    return out
+
+
+def render_markdown(data: ReportData, plots: Sequence[Path]) -> str:
+    title = f"# Ablation report: sweep {data.sweep_id}" + (
+        f" ({data.sweep_name})" if data.sweep_name else ""
+    )
+    done = sum(r.done for r in data.records)
+    parts = [title, f"{len(data.records)} runs, {done} finished; factors: {', '.join(data.factors) or 'none'}; "
+             f"metric: {data.metric}."]  # fmt: skip
+    for heading, text, (head, rows) in sections(data):
+        parts += [f"## {heading}", text, markdown_table(head, rows)]
+    if plots:
+        parts.append("## Plots")
+        parts += [f"![{p.stem}](plots/{p.name})" for p in plots]
+    return "\n\n".join(parts) + "\n"
+
+
+# --- HTML -----------------------------------------------------------------------------------------
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:75rem;color:#222}
+table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
+th,td{border-bottom:1px solid #ddd;padding:.3rem .6rem;text-align:right}
+th:first-child,td:first-child{text-align:left}
+thead th{border-bottom:2px solid #444}
+img{max-width:100%;margin:1rem 0}
+"""
+
+
+def html_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_html(data: ReportData, plots: Sequence[Path]) -> str:
+    """One file, readable offline: plots are embedded as base64 PNG, no scripts, no links out."""
+    title = f"Ablation report: sweep {data.sweep_id}" + (
+        f" ({data.sweep_name})" if data.sweep_name else ""
+    )
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]  # fmt: skip
+    done = sum(r.done for r in data.records)
+    parts.append(
+        f"<p>{len(data.records)} runs, {done} finished; metric: {html.escape(data.metric)}.</p>"
+    )
+    for i, (heading, text, (head, rows)) in enumerate(sections(data)):
+        parts.append(
+            f"<section id='s{i}'><h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>{html_table(head, rows)}</section>"
+        )
+    if plots:
+        parts.append("<section id='plots'><h2>Plots</h2>")
+        for p in plots:
+            b64 = base64.b64encode(p.read_bytes()).decode()
+            parts.append(
+                f"<figure><img alt='{html.escape(p.stem)}' src='data:image/png;base64,{b64}'><figcaption>{html.escape(p.stem)}</figcaption></figure>"
+            )
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# --- LaTeX and CSV --------------------------------------------------------------------------------
+
+
+def latex_escape(text: str) -> str:
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+        ("±", r"$\pm$"),
+        ("<", r"$<$"),
+    ):
+        text = text.replace(a, b)
+    return text
+
+
+def render_latex(data: ReportData) -> str:
+    out = ["% booktabs tables written by asc-sweep report; \\usepackage{booktabs}"]
+    for heading, _, (head, rows) in sections(data):
+        out += [f"% {heading}", "\\begin{table}[t]", "\\centering", f"\\caption{{{latex_escape(heading)}}}",
+                f"\\begin{{tabular}}{{l{'r' * (len(head) - 1)}}}", "\\toprule",
+                " & ".join(latex_escape(h) for h in head) + " \\\\", "\\midrule"]  # fmt: skip
+        out += [" & ".join(latex_escape(c) for c in r) + " \\\\" for r in rows]
+        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(out)
+
+
+def write_runs_csv(path: Path, records: Sequence[RunRecord]) -> None:
+    knobs = list(dict.fromkeys(k for r in records for k in r.params))
+    metrics = sorted(
+        {
+            k
+            for r in records
+            for k, v in r.summary.items()
+            if isinstance(v, (int, float, str)) or v is None
+        }
+    )
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", "state", *knobs, *metrics])
+        for r in records:
+            w.writerow(
+                [
+                    r.name,
+                    r.state,
+                    *(r.params.get(k, "") for k in knobs),
+                    *(_csv(r.summary.get(m)) for m in metrics),
+                ]
+            )
+
+
+def write_summary_csv(path: Path, data: ReportData) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        metrics = [m for m, _, _ in CELL_METRICS]
+        w.writerow(
+            [*data.factors, *(f"{m} {s}" for m in metrics for s in ("mean", "std")), "n", "missing"]
+        )
+        for c in data.cells:
+            w.writerow([*(c.params.get(k) for k in data.factors), *(_csv(v) for m in metrics for v in (c.mean(m), c.std(m))),
+                        c.n(data.metric), "; ".join(c.missing)])  # fmt: skip
+
+
+def _csv(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    return "" if value is None else value
+
+
+def cell_key(c: Cell, factors: Sequence[str]) -> str:
+    return ", ".join(f"{f}={c.params.get(f)}" for f in factors)

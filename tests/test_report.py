@@ -1,0 +1,261 @@
+"""The ablation report: planted effects are found, stats agree with scipy, gaps are flagged,
+both backends give the same report, and report.html renders in a real browser."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from asc_sweep.backends import LocalBackend
+from asc_sweep.report import RunRecord, from_local, from_wandb, write_report
+from asc_sweep.report.stats import holm
+from asc_sweep.spec import parse_spec
+
+INITS = ["default", "he_normal", "xavier_uniform"]
+ARCHS = ["cnn6", "dcase2018_cnn"]
+FOLDS = [1, 2, 3, 4, 5]
+
+
+def planted(effect: float, seed: int = 0) -> list[RunRecord]:
+    """init x arch x fold records: he_normal gets +effect, everything gets fold noise."""
+    rng = np.random.default_rng(seed)
+    fold_level = {f: rng.normal(0, 0.03) for f in FOLDS}  # folds differ a lot: pairing removes it
+    out = []
+    for arch in ARCHS:
+        for init in INITS:
+            for fold in FOLDS:
+                acc = 0.7 + (0.05 if arch == "cnn6" else 0) + fold_level[fold] + rng.normal(0, 0.01)
+                acc += effect if init == "he_normal" else 0.0
+                params = {"arch": arch, "init": init, "fold": fold}
+                history = [
+                    {"epoch": e + 1, "val/accuracy": acc * (1 - 0.5 ** (e + 1))} for e in range(5)
+                ]
+                summary = {"test/accuracy": acc, "epochs_to_90": 3 + (init == "default"), "time/inference_ms_per_clip": 1.0 + (arch == "cnn6"),
+                           "parameters": 100}  # fmt: skip
+                out.append(RunRecord(f"r{len(out)}", params, "finished", summary, history))
+    return out
+
+
+def test_a_planted_effect_is_found_and_agrees_with_scipy(tmp_path: Path) -> None:
+    records = planted(0.03)
+    data, _ = write_report(records, tmp_path, sweep_id="abc123", metric="test/accuracy")
+    he, xavier = data.effects["init"]
+    assert (he.level, he.reference, he.n) == ("he_normal", "default", 10)
+    assert he.p_t < 0.05 and he.p_wilcoxon < 0.05 and he.ci_low > 0
+    assert xavier.ci_low < 0 < xavier.ci_high  # no planted effect: the CI covers zero
+
+    def acc(init: str) -> np.ndarray:
+        return np.array([r.summary["test/accuracy"] for r in records if r.params["init"] == init])
+
+    diffs = acc("he_normal") - acc("default")  # same order: arch, then fold
+    assert he.mean == pytest.approx(diffs.mean())
+    assert he.p_t == pytest.approx(stats.ttest_rel(acc("he_normal"), acc("default")).pvalue)
+    assert he.p_wilcoxon == pytest.approx(stats.wilcoxon(acc("he_normal"), acc("default")).pvalue)
+    half = stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs))
+    assert (he.ci_low, he.ci_high) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    assert [he.p_t_holm, xavier.p_t_holm] == pytest.approx(holm([he.p_t, xavier.p_t]))
+    cell = next(c for c in data.cells if c.params == {"arch": "cnn6", "init": "he_normal"})
+    values = [
+        r.summary["test/accuracy"]
+        for r in records
+        if r.params["arch"] == "cnn6" and r.params["init"] == "he_normal"
+    ]
+    assert cell.mean("test/accuracy") == pytest.approx(np.mean(values))
+    assert cell.std("test/accuracy") == pytest.approx(np.std(values, ddof=1))
+
+
+def test_no_planted_effect_ci_covers_zero(tmp_path: Path) -> None:
+    data, _ = write_report(planted(0.0, seed=1), tmp_path, sweep_id="abc123")
+    for effect in data.effects["init"]:
+        assert effect.ci_low < 0 < effect.ci_high
+
+
+def test_holm_matches_the_definition() -> None:
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, float("nan")])[0] == 0.5
+
+
+def test_references_convergence_interactions_and_cost(tmp_path: Path) -> None:
+    data, files = write_report(
+        planted(0.03), tmp_path, sweep_id="abc123", references={"init": "he_normal"}
+    )
+    assert {e.reference for e in data.effects["init"]} == {"he_normal"}
+    # epochs to 90%: default needs one more epoch than the others
+    conv = {e.level: e for e in data.convergence_effects}
+    assert conv["default"].mean == pytest.approx(1.0) and conv["default"].n == 10
+    assert data.curves and len(data.curves[0].mean) == 5
+    (p,) = data.pivots
+    assert (p.row_factor, p.col_factor) == ("arch", "init")
+    assert p.best == [1, 1]  # he_normal is best for both architectures
+    assert [pt.pareto for pt in data.costs] == [True, True]  # faster but worse vs slower but better
+    text = files.markdown.read_text()
+    assert "## Main effect of init" in text and "## arch x init" in text and "0.0" in text
+    assert r"\toprule" in files.latex.read_text()
+    assert {p.name for p in files.plots} == {
+        "convergence.png",
+        "effect-arch.png",
+        "effect-init.png",
+        "cost.png",
+    }
+
+
+def test_an_incomplete_sweep_is_reported_as_such(tmp_path: Path) -> None:
+    records = planted(0.03)
+    failed = records[0]  # cnn6, default, fold 1
+    records[0] = RunRecord(failed.name, failed.params, "failed", {}, [])
+    records = [
+        r
+        for r in records
+        if not (
+            r.params["arch"] == "dcase2018_cnn"
+            and r.params["init"] == "xavier_uniform"
+            and r.params["fold"] == 5
+        )
+    ]
+    data, files = write_report(records, tmp_path, sweep_id="abc123", expected_folds=FOLDS)
+    cell = next(c for c in data.cells if c.params == {"arch": "cnn6", "init": "default"})
+    assert cell.n("test/accuracy") == 4 and cell.missing == ["fold 1 failed"]
+    other = next(
+        c for c in data.cells if c.params == {"arch": "dcase2018_cnn", "init": "xavier_uniform"}
+    )
+    assert other.missing == ["fold 5 not run"] and other.n("test/accuracy") == 4
+    assert "fold 1 failed" in files.markdown.read_text()
+    rows = list(csv.DictReader(files.summary_csv.open()))
+    assert any(r["missing"] == "fold 5 not run" for r in rows)
+    he = next(e for e in data.effects["init"] if e.level == "he_normal")
+    assert he.n == 9  # the pair with the failed fold is left out, not imputed
+
+
+class StandInRun:
+    """The attributes of the W&B SDK's public ``Run`` that the report reads."""
+
+    def __init__(
+        self,
+        name: str,
+        state: str,
+        config: dict[str, Any],
+        summary: dict[str, Any],
+        history: list[dict[str, Any]],
+    ):
+        self.name, self.state, self.config, self.summary, self._history = (
+            name,
+            state,
+            config,
+            summary,
+            history,
+        )
+
+    def history(self, *args: Any, pandas: bool = True, **kwargs: Any) -> list[dict[str, Any]]:
+        assert pandas is False
+        return self._history
+
+
+def test_local_and_wandb_backends_give_the_same_report(tmp_path: Path, store: Path) -> None:
+    spec = "method: grid\nparameters:\n  init: {values: [default, he_normal]}\n  arch: {values: [cnn6, dcase2018_cnn]}\n  fold: {values: [1, 2, 3]}\n"
+    rng = np.random.default_rng(0)
+    stand_ins = []
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(parse_spec(spec))
+        while (claim := backend.claim(sweep.id, "a")).status == "claimed":
+            assert claim.run and claim.token
+            rows = [
+                {"epoch": e + 1, "val/accuracy": float(rng.uniform(0.5, 0.9))} for e in range(4)
+            ]
+            for e, row in enumerate(rows):
+                backend.log(claim.run.id, claim.token, e, row)
+            summary = {
+                "test/accuracy": float(rng.uniform(0.6, 0.9)),
+                "epochs_to_90": 2,
+                "time/inference_ms_per_clip": 1.5,
+                "parameters": 10,
+            }
+            if claim.run.number == 5:
+                backend.fail(claim.run.id, claim.token, "boom")
+                state = "crashed"
+            else:
+                backend.finish(claim.run.id, claim.token, summary)
+                state = "finished"
+            config = {
+                **claim.run.params,
+                "sample_rate": 32000,
+                "n_mels": 64,
+            }  # W&B holds the whole RunConfig
+            w_summary = (
+                {**summary, "_runtime": 12.0, "_step": 3}
+                if state == "finished"
+                else {"_runtime": 1.0}
+            )
+            w_history = [{**r, "_step": i, "_runtime": float(i)} for i, r in enumerate(rows)]
+            stand_ins.append(StandInRun(claim.run.name, state, config, w_summary, w_history))
+        local = from_local(backend, sweep.id)
+    wandb_side = from_wandb(stand_ins, knobs=["init", "arch", "fold"])
+    _, a = write_report(local, tmp_path / "local", sweep_id=sweep.id)
+    _, b = write_report(wandb_side, tmp_path / "wandb", sweep_id=sweep.id)
+    assert a.markdown.read_text() == b.markdown.read_text()
+    for name in ("summary.csv", "runs.csv", "tables.tex"):
+        assert (tmp_path / "local" / name).read_text() == (tmp_path / "wandb" / name).read_text(), (
+            name
+        )
+    assert "failed" in a.markdown.read_text()
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian's chromium is installed by .ci/run"
+)
+def test_report_html_renders_in_headless_chromium(tmp_path: Path) -> None:
+    _, files = write_report(planted(0.03), tmp_path / "r", sweep_id="abc123")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]  # fmt: skip
+    url = files.html.resolve().as_uri()
+    dom = subprocess.run(
+        ["chromium", *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120
+    )
+    assert dom.returncode == 0
+    assert "CONSOLE" not in dom.stderr  # no console errors (nothing failed to load or run)
+    assert dom.stdout.count("<table") == 6  # cells, 2 main effects, 1 pivot, convergence, cost
+    assert dom.stdout.count("data:image/png;base64,") == 4  # plots embedded, nothing fetched
+    for heading in (
+        "Cross-fold results",
+        "Main effect of init",
+        "Accuracy against inference latency",
+    ):
+        assert heading in dom.stdout
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        ["chromium", *flags, "--window-size=1200,3000", f"--screenshot={shot}", url],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert shot.stat().st_size > 20_000
+
+
+def test_cli_report_defaults_to_the_latest_sweep(
+    cli: Callable[..., Any], store: Path, tmp_path: Path
+) -> None:
+    spec = "method: grid\nparameters:\n  init: {values: [default, he_normal]}\n  fold: {values: [1, 2]}\n"
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(parse_spec(spec))
+        while (claim := backend.claim(sweep.id, "a")).status == "claimed":
+            assert claim.run and claim.token
+            backend.finish(
+                claim.run.id, claim.token, {"test/accuracy": 0.5 + 0.1 * claim.run.number}
+            )
+    result = cli(
+        "report", "--store", store, "--out", tmp_path / "rep", "--reference", "init=he_normal"
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "rep" / "report.html").exists() and "he_normal" in result.stdout
+    bad = cli("report", "--store", store, "--out", tmp_path / "rep2", "--reference", "arch=cnn6")
+    assert bad.exit_code == 2 and "--reference arch: not a swept factor; swept: init" in bad.stderr
+    bad_metric = cli("report", "--store", store, "--metric", "test/acc")
+    assert bad_metric.exit_code == 2 and "runs have no such metric" in bad_metric.stderr
