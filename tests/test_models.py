@@ -74,7 +74,7 @@ def test_overfits_a_tiny_batch(arch: str) -> None:
     losses = []
     for _ in range(steps):
         loss = torch.nn.functional.cross_entropy(model(x, lengths), labels)
-        losses.append(float(loss))
+        losses.append(loss.item())
         opt.zero_grad()
         loss.backward()
         opt.step()
