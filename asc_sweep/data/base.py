@@ -178,3 +178,38 @@ def splits_from_fold_column(clips: Sequence[Clip]) -> dict[int, Split]:
         )
         for k in folds
     }
+
+
+def load_fold_column(
+    name: str,
+    root: Path,
+    meta: Path,
+    *,
+    required: Sequence[str],
+    clip: Callable[[Row], Clip],
+    keep: Callable[[Row], bool] | None = None,
+) -> DatasetIndex:
+    """A dataset described by one comma-separated metadata file with a fold column.
+
+    Every row goes through ``clip``; rows it rejects are collected as problems, each naming
+    its file and line. Leave-one-fold-out splits follow the fold column.
+    """
+    rows = list(read_table(meta, delimiter=","))
+    if rows:
+        require_columns(meta, list(rows[0].values), required)
+    if keep is not None:
+        rows = [r for r in rows if keep(r)]
+    problems = RowProblems()
+    clips = problems.parse(rows, clip)
+    if not clips:
+        raise DataError(f"{meta}: lists no usable clips")
+    return DatasetIndex(
+        name, root, tuple(clips), splits_from_fold_column(clips), problems=tuple(problems)
+    )
+
+
+def fold_number(row: Row, key: str = "fold") -> int:
+    fold = row.get(key)
+    if not fold.isdigit() or int(fold) < 1:
+        raise DataError(f"{row.where}: {key} {fold!r} is not a whole number >= 1")
+    return int(fold)

@@ -18,35 +18,24 @@ from .base import (
     DataError,
     DatasetIndex,
     Row,
-    RowProblems,
-    read_table,
-    require_columns,
+    fold_number,
+    load_fold_column,
     safe_relative,
     splits_from_fold_column,
 )
-from .esc50 import fold_number
 from .splits import group_folds
 
 FOLDER_FOLDS = 4
 
 
 def load_csv(root: Path, name: str = "csv") -> DatasetIndex:
-    meta = root / "meta.csv"
-    rows = list(read_table(meta, delimiter=","))
-    if rows:
-        require_columns(meta, list(rows[0].values), ["filename", "label", "fold"])
-    problems = RowProblems()
-
     def clip(row: Row) -> Clip:
         path = safe_relative(row, row.get("filename"))
         group = (row.values.get("group") or "").strip() or path
         return Clip(path, row.get("label"), group, fold_number(row))
 
-    clips = problems.parse(rows, clip)
-    if not clips:
-        raise DataError(f"{meta}: lists no usable clips")
-    return DatasetIndex(
-        name, root, tuple(clips), splits_from_fold_column(clips), problems=tuple(problems)
+    return load_fold_column(
+        name, root, root / "meta.csv", required=["filename", "label", "fold"], clip=clip
     )
 
 
