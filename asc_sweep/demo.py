@@ -17,9 +17,8 @@ from rich.console import Console
 from .backends import LocalBackend
 from .data.synth import SynthSpec, generate
 from .launch import Launcher
-from .report import from_local, write_report
+from .report import console_table, from_local, write_report
 from .spec import SweepSpec, validate_config
-from .summary import summarise, summary_table
 from .tracking import resolve_mode
 
 DEMO_DATA = Path("asc-sweep-data/synth")
@@ -78,21 +77,20 @@ def run_demo(
         f"sweep {sweep.id}: {sweep.total} runs with {agents} agents (store {backend.path})"
     )
     code = Launcher(backend.path, sweep, agents=agents, console=console, tracking=tracking).run()
-    cells = summarise(backend.runs(sweep.id))
-    console.print(summary_table(cells))
-    by_rate: dict[object, list[float]] = {}
-    for cell in cells:
-        by_rate.setdefault(cell.params.get("sample_rate"), []).extend(cell.values)
-    if all(by_rate.values()):
-        rates = sorted(by_rate, key=lambda r: float(str(r)))
-        means = ", ".join(f"{r} Hz: {sum(by_rate[r]) / len(by_rate[r]):.3f}" for r in rates)
-        console.print(f"mean test accuracy by sample rate: {means}")
-    _, files = write_report(
+    report, files = write_report(
         from_local(backend, sweep.id),
         Path("reports") / sweep.id,
         sweep_id=sweep.id,
         sweep_name=sweep.name,
     )
+    console.print(console_table(report))
+    rates = [e for e in report.effects.get("sample_rate", []) if e.n]
+    if rates:
+        shifts = ", ".join(
+            f"{e.level} Hz vs {e.reference} Hz: {e.mean:+.3f} [{e.ci_low:+.3f}, {e.ci_high:+.3f}]"
+            for e in rates
+        )
+        console.print(f"test accuracy by sample rate (paired over folds, 95% CI): {shifts}")
     console.print(f"full report (tables, paired tests, plots): {files.html}")
     if resolve_mode(tracking) == "offline":
         console.print(

@@ -188,7 +188,11 @@ def test_quick_demo(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "test/accuracy across folds" in proc.stderr
-    assert "mean test accuracy by sample rate: 8000 Hz" in proc.stderr
+    assert (
+        "test accuracy by sample rate (paired over folds, 95% CI): 16000 Hz vs 8000 Hz:"
+        in proc.stderr
+    )
+    assert "full report (tables, paired tests, plots): reports/" in proc.stderr
     with LocalBackend(tmp_path / "asc-sweep.db") as backend:
         sweep = backend.get_sweep()
         assert sweep.name == "demo-quick" and sweep.state == "finished"
