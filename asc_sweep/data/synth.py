@@ -2,8 +2,8 @@
 
 Eight scene classes with real structure: rain, water, wind, insects, birdsong, traffic,
 babble and machinery. Two pairs are built to differ *only above 4 kHz*: rain and water share
-their low band (broadband noise) and differ in the high band (droplet clicks against a smooth
-hiss); wind and insects share gusty low-frequency noise and differ by cricket chirps at
+their low band (broadband noise) and differ in the high band (droplet clicks above 5.6 kHz
+against a bubbling hiss at 4.4-5.4 kHz); wind and insects share gusty low-frequency noise and differ by cricket chirps at
 5-7 kHz. Resampled to 8 kHz (Nyquist 4 kHz) those pairs become indistinguishable, so the
 sample-rate ablation shows a real effect. Every clip is mixed with a background scene of
 another class at a random SNR, over a noise floor, so that no model is trivially perfect.
@@ -132,7 +132,7 @@ def _hf(sr: int, lo: float, hi: float) -> tuple[float, float] | None:
 def _rain(n: int, sr: int, rng: np.random.Generator, loc: np.random.Generator) -> np.ndarray:
     low = _noise(n, sr, rng, 80, 4000, tilt=0.3)
     x = low
-    if band := _hf(sr, 4500, 11000):
+    if band := _hf(sr, 5600, 11000):
         kernel = _click(sr, loc, *band)
         drops = _events(n, sr, rng, rate_hz=loc.uniform(150, 400), kernel=kernel)
         x = x + drops / (np.std(drops) + 1e-12)
@@ -142,7 +142,7 @@ def _rain(n: int, sr: int, rng: np.random.Generator, loc: np.random.Generator) -
 def _water(n: int, sr: int, rng: np.random.Generator, loc: np.random.Generator) -> np.ndarray:
     low = _noise(n, sr, rng, 80, 4000, tilt=0.3)
     x = low
-    if band := _hf(sr, 4500, 9000):
+    if band := _hf(sr, 4400, 5400):
         hiss = _noise(n, sr, rng, *band)
         x = x + 1.2 * hiss * _slow_envelope(n, sr, rng, rate_hz=loc.uniform(1, 3), depth=0.5)
     return x
