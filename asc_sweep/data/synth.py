@@ -185,14 +185,15 @@ def _traffic(n: int, sr: int, rng: np.random.Generator, loc: np.random.Generator
 
 
 def _babble(n: int, sr: int, rng: np.random.Generator, loc: np.random.Generator) -> np.ndarray:
+    step = 32  # vibrato and syllable rates are slow: compute them coarsely, then hold
+    t = np.arange(0, n, step) / sr
     x = np.zeros(n)
-    t = np.arange(n) / sr
     for _ in range(int(loc.integers(3, 7))):
         f0 = rng.uniform(90, 250) * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(3, 6) * t))
-        phase = np.cumsum(f0) / sr
+        phase = np.cumsum(np.repeat(f0, step)[:n]) / sr
         pulses = np.diff(np.floor(phase), prepend=0.0)  # one glottal pulse per period
         syllables = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(3, 5) * t + rng.uniform(0, 6.3))
-        x += pulses * syllables
+        x += pulses * np.repeat(syllables, step)[:n]
     # Vowel-like colouring: the glottal pulses through three formant bands.
     y = sum(
         sosfilt(_bandpass(fc - bw, fc + bw, sr), x)
