@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from asc_sweep.backends import LocalBackend
-from asc_sweep.config import RunConfig
+from asc_sweep.config import ARCH_NAMES, RunConfig
 from asc_sweep.demo import DEMO_SPEC
 from asc_sweep.spec import load_spec, parse_spec
 from asc_sweep.tracking import WandbTracker
@@ -201,3 +201,11 @@ def test_quick_demo(tmp_path: Path) -> None:
         assert sweep.name == "demo-quick" and sweep.state == "finished"
         assert {r.state for r in backend.runs(sweep.id)} == {"finished"}
     assert os.path.exists(tmp_path / "asc-sweep-data" / "synth" / "meta.csv")
+
+
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+def test_every_architecture_trains_through_the_real_loop(arch: str, synth_root: Path) -> None:
+    """Front end (or raw waveform), augmentation, mixup, masked pooling and cost, per model."""
+    result = train_and_evaluate(tiny(synth_root, arch=arch, epochs=1, specaugment=True, mixup=0.2))
+    assert result.epochs_run == 1 and 0 <= result.test["accuracy"] <= 1
+    assert result.macs_per_clip > 0 and result.timings["inference_ms_per_clip"] > 0
