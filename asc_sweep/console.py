@@ -17,13 +17,18 @@ err = Console(stderr=True, soft_wrap=True)
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Print an ``AscSweepError`` as one line per problem on stderr and exit with its code."""
+    """Print an ``AscSweepError`` (one line per problem) or an ``OSError`` (the path and why) on
+    stderr and exit with its code, without a traceback."""
     try:
         yield
     except AscSweepError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             err.print(f"[red]error:[/] {line}", highlight=False, markup=True)
         raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:  # a file or folder the user named cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        err.print(f"[red]error:[/] {where}{exc.strerror or exc}", highlight=False, markup=True)
+        raise typer.Exit(2) from None
 
 
 @contextmanager

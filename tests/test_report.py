@@ -259,3 +259,20 @@ def test_cli_report_defaults_to_the_latest_sweep(
     assert bad.exit_code == 2 and "--reference arch: not a swept factor; swept: init" in bad.stderr
     bad_metric = cli("report", "--store", store, "--metric", "test/acc")
     assert bad_metric.exit_code == 2 and "runs have no such metric" in bad_metric.stderr
+
+
+def test_report_into_a_file_path_is_a_one_line_error(
+    cli: Callable[..., Any], store: Path, tmp_path: Path
+) -> None:
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(
+            parse_spec("method: grid\nparameters:\n  fold: {values: [1, 2]}\n")
+        )
+        claim = backend.claim(sweep.id, "a")
+        assert claim.run and claim.token
+        backend.finish(claim.run.id, claim.token, {"test/accuracy": 0.5})
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file, not a folder")
+    result = cli("report", "--store", store, "--out", blocker)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {blocker}: File exists"
