@@ -3,7 +3,9 @@
 While a run executes, a heartbeat thread renews its lease, so a dead agent's run goes back
 to the queue once the lease expires. SIGTERM or SIGINT stops the current run, puts it back in
 the queue at once (no attempt spent) and ends the agent with exit code 0. A run that raises is
-recorded as failed with its error, and the agent goes on to the next.
+recorded as failed with its error, and the agent goes on to the next; a usage or environment
+error (``AscSweepError`` with exit code 2, e.g. a missing dataset folder) instead puts the run
+back and ends the agent with exit code 2, since every other run would fail the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, Protocol
 from rich.console import Console
 
 from .backends import LocalBackend
-from .errors import LeaseLost, RunFunctionError
+from .errors import AscSweepError, LeaseLost, RunFunctionError
 
 DEFAULT_FUNCTION = "asc_sweep.train:run_for_agent"
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -250,6 +252,14 @@ class Agent:
             return
         except Exception as exc:
             heartbeat.done.set()
+            if isinstance(exc, AscSweepError) and exc.exit_code == 2:
+                # A usage or environment problem (a missing dataset folder, a clip that cannot
+                # be decoded, no GPU): every run here would fail the same way, and failed runs
+                # are final. Put the run back and stop this agent; the sweep stays intact.
+                reason = f"agent stopped: {exc}"
+                self._settle(lambda: self.backend.requeue(run_id, token, reason))
+                self.stats.requeued += 1
+                raise
             error = _describe(exc)
             self._settle(lambda: self.backend.fail(run_id, token, error))
             self.stats.failed += 1

@@ -148,7 +148,9 @@ class Launcher:
             return
         if code == USAGE_ERROR:
             slot.state = "gave_up"
-            self._event(f"{where} refused to start (exit 2): {_last_line(slot.log_path)}")
+            self._event(
+                f"{where} stopped on a usage error, not restarted: {_last_line(slot.log_path)}"
+            )
             return
         if slot.restarts >= self.max_restarts:
             slot.state = "gave_up"

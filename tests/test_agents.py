@@ -223,7 +223,9 @@ def test_launch_gives_up_on_agents_that_cannot_start(store: Path) -> None:
         backend.create_sweep(parse_spec(TWO_FOLDS))
     result = launch(store, "--agents", "2", "--function", "runfns:nope")
     assert result.returncode == 1
-    assert "refused to start (exit 2): error: --function 'runfns:nope'" in result.stderr
+    assert (
+        "stopped on a usage error, not restarted: error: --function 'runfns:nope'" in result.stderr
+    )
     assert "all agents stopped before sweep" in result.stderr
 
 

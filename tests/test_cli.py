@@ -63,16 +63,18 @@ def test_launch_rejects_bad_gpu_list(
     assert "--gpus '0,a': give GPU indices" in result.stderr
 
 
-def test_a_run_with_missing_data_fails_with_the_reason(
+def test_missing_data_stops_the_agent_and_keeps_the_sweep(
     cli: Callable[..., Any], write_spec: Callable[..., Path], store: Path, tmp_path: Path
 ) -> None:
-    spec = "method: grid\nparameters:\n  data_root: {value: %s}\n  fold: {value: 1}\n" % (
+    """A typo in data_root must not turn every run of a sweep into a final 'failed'."""
+    spec = "method: grid\nparameters:\n  data_root: {value: %s}\n  fold: {values: [1, 2]}\n" % (
         tmp_path / "nowhere"
     )
     cli("create", write_spec(spec), "--store", store)
     result = cli("agent", "--store", store, "--tracking", "off")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2, result.output
+    assert f"error: {tmp_path / 'nowhere'}: dataset folder not found" in result.stderr
     with LocalBackend(store) as backend:
-        (run,) = backend.runs(backend.get_sweep().id)
-    assert run.state == "failed"
-    assert f"{tmp_path / 'nowhere'}: dataset folder not found" in (run.error or "")
+        runs = backend.runs(backend.get_sweep().id)
+    assert [(r.state, r.attempts) for r in runs] == [("pending", 0), ("pending", 0)]
+    assert "dataset folder not found" in (runs[0].error or "")
