@@ -163,7 +163,10 @@ class Launcher:
         self._start(slot)
 
     def _event(self, message: str) -> None:
-        self.events.append(f"{time.strftime('%H:%M:%S')} {message}")
+        line = f"{time.strftime('%H:%M:%S')} {message}"
+        self.events.append(line)
+        # Printed above the live view (rich keeps the view at the bottom), never wrapped away.
+        self.console.print(line, style="yellow", highlight=False, markup=False)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signal = signum
@@ -281,8 +284,7 @@ class Launcher:
                 str(slot.restarts),
                 running.get(slot.agent_name, "-"),
             )
-        events = [Text(e, style="yellow") for e in self.events[-5:]]
-        return Group(head, states, agents, *events)
+        return Group(head, states, agents)
 
 
 def _duration(seconds: float) -> str:
