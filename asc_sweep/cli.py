@@ -339,9 +339,7 @@ def status(
     for key in ("method", "state", "total", "pending", "running", "finished", "stopped", "failed"):
         table.add_column(key, justify="right")
     total = "unbounded" if sweep.total is None else str(sweep.total)
-    pending = (
-        counts["pending"] if sweep.total is None else sweep.total - counts.done - counts["running"]
-    )
+    pending = counts.outstanding(sweep.total)
     table.add_row(
         sweep.method,
         sweep.state,

@@ -91,7 +91,6 @@ class Launcher:
         ]
         self.backend = LocalBackend(self.store)
         self.started_at = time.time()
-        self.events: list[str] = []
         self._signal: int | None = None
 
     # --- processes ---------------------------------------------------------------------------
@@ -164,7 +163,6 @@ class Launcher:
 
     def _event(self, message: str) -> None:
         line = f"{time.strftime('%H:%M:%S')} {message}"
-        self.events.append(line)
         # Printed above the live view (rich keeps the view at the bottom), never wrapped away.
         self.console.print(line, style="yellow", highlight=False, markup=False)
 
@@ -259,8 +257,7 @@ class Launcher:
             "ETA",
         ):
             states.add_column(col, justify="right")
-        # Runs not yet created (random and bayes create them on demand) count as pending.
-        pending = counts["pending"] if remaining is None else remaining - counts["running"]
+        pending = counts.outstanding(total)
         states.add_row(
             str(pending),
             str(counts["running"]),

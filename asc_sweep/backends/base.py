@@ -91,6 +91,10 @@ class SweepCounts:
     def done(self) -> int:
         return self["finished"] + self["stopped"] + self["failed"]
 
+    def outstanding(self, total: int | None) -> int:
+        """Runs still to do: pending ones, plus those random and bayes have not created yet."""
+        return self["pending"] if total is None else max(0, total - self.done - self["running"])
+
 
 class Backend(Protocol):
     """A sweep store and controller. Runs are handed out by compare-and-set on a lease token."""

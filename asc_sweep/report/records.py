@@ -39,10 +39,11 @@ class RunRecord:
         return float(value)
 
     def cell(self, factors: Sequence[str]) -> tuple[Any, ...]:
-        return tuple(_hashable(self.params.get(f)) for f in factors)
+        return tuple(hashable(self.params.get(f)) for f in factors)
 
 
-def _hashable(value: Any) -> Any:
+def hashable(value: Any) -> Any:
+    """A knob value usable as a dict key (lists become tuples)."""
     return tuple(value) if isinstance(value, list) else value
 
 

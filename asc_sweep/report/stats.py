@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .records import CELL_EXCLUDED, RunRecord
+from .records import CELL_EXCLUDED, RunRecord, hashable
 
 
 @dataclass(frozen=True)
@@ -151,8 +151,7 @@ def main_effects(
     records: Sequence[RunRecord], factor: str, metric: str, reference: Any | None = None
 ) -> list[Effect]:
     """Each level of ``factor`` against ``reference`` (default: the first level), Holm-corrected."""
-    levels = sorted({_hashable(r.params.get(factor)) for r in records}, key=_order)
-    levels = _spec_order(records, factor, levels)
+    levels = levels_of(records, factor)
     reference = levels[0] if reference is None else reference
     effects = []
     for level in levels:
@@ -169,19 +168,16 @@ def main_effects(
     ]
 
 
-def _hashable(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
-def _spec_order(records: Sequence[RunRecord], factor: str, levels: list[Any]) -> list[Any]:
-    """Levels in the order runs first used them (a grid's spec order), numbers numerically."""
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels):
-        return levels
+def levels_of(records: Sequence[RunRecord], factor: str) -> list[Any]:
+    """The levels of a factor: numbers in numeric order, anything else in the order runs first
+    used it (a grid's spec order)."""
     seen: list[Any] = []
     for r in records:
-        v = _hashable(r.params.get(factor))
+        v = hashable(r.params.get(factor))
         if v not in seen:
             seen.append(v)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in seen):
+        return sorted(seen, key=_order)
     return seen
 
 
@@ -201,18 +197,14 @@ class Pivot:
 def pivot(
     records: Sequence[RunRecord], rows: str, cols: str, metric: str, higher_is_better: bool = True
 ) -> Pivot:
-    row_levels = _spec_order(
-        records, rows, sorted({_hashable(r.params.get(rows)) for r in records}, key=_order)
-    )
-    col_levels = _spec_order(
-        records, cols, sorted({_hashable(r.params.get(cols)) for r in records}, key=_order)
-    )
+    row_levels = levels_of(records, rows)
+    col_levels = levels_of(records, cols)
     table = []
     best: list[int | None] = []
     for rv in row_levels:
         line = []
         for cv in col_levels:
-            vals = [v for r in records if _hashable(r.params.get(rows)) == rv and _hashable(r.params.get(cols)) == cv
+            vals = [v for r in records if hashable(r.params.get(rows)) == rv and hashable(r.params.get(cols)) == cv
                     and (v := r.metric(metric)) is not None]  # fmt: skip
             line.append(statistics.fmean(vals) if vals else math.nan)
         table.append(line)
@@ -234,13 +226,11 @@ class Curve:
 def convergence_curves(
     records: Sequence[RunRecord], factor: str, metric: str = "val/accuracy"
 ) -> list[Curve]:
-    levels = _spec_order(
-        records, factor, sorted({_hashable(r.params.get(factor)) for r in records}, key=_order)
-    )
+    levels = levels_of(records, factor)
     out = []
     for level in levels:
         series = [[h[metric] for h in r.history if metric in h] for r in records
-                  if r.done and _hashable(r.params.get(factor)) == level]  # fmt: skip
+                  if r.done and hashable(r.params.get(factor)) == level]  # fmt: skip
         series = [s for s in series if s]
         length = max((len(s) for s in series), default=0)
         mean, std, n = [], [], []
