@@ -34,6 +34,8 @@ def test_matches_librosa(
     )  # fmt: skip
     assert ours.shape == ref.shape
     assert np.max(np.abs(ours - ref) / np.abs(ref)) <= 1e-4
+    banded = front.banded_mel(torch.from_numpy(x)[None])[0].double().numpy()  # the CPU path
+    assert np.max(np.abs(banded - ref) / np.abs(ref)) <= 1e-4
     db = front.log_mel(torch.from_numpy(x)[None])[0].numpy()
     assert np.max(np.abs(db - librosa.power_to_db(ref, ref=1.0, amin=1e-10, top_db=None))) <= 1e-3
 
@@ -75,6 +77,7 @@ def test_from_config_uses_ms_settings() -> None:
         ),
         ({"sample_rate": 16000, "hop_length": 0}, "must be >= 1 sample"),
         ({"sample_rate": 16000, "mel_scale": "bark"}, "allowed: slaney, htk"),
+        ({"sample_rate": 16000, "pad_mode": "mirror"}, "allowed: reflect, constant"),
     ],
 )
 def test_impossible_settings_raise_at_construction(kwargs: dict[str, object], message: str) -> None:
@@ -97,3 +100,53 @@ def test_normalisation_statistics_ignore_padding() -> None:
     assert float((naive - front.mean).abs().min()) > 10
     normed = front(loud[None])
     assert abs(float(normed.mean())) < 0.05 and abs(float(normed.std()) - 1) < 0.1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"sample_rate": 32000, "n_mels": 128, "win_length": 800, "hop_length": 320},
+        {"sample_rate": 8000, "n_mels": 40, "win_length": 200, "hop_length": 80, "norm": None},
+        {"sample_rate": 22050, "n_mels": 20, "mel_scale": "htk", "f_min": 300.0, "f_max": 6000.0},
+        {"sample_rate": 16000, "n_mels": 64, "center": False},
+        {"sample_rate": 44100, "n_mels": 96, "win_length": 1764, "pad_mode": "constant"},
+        {"sample_rate": 16000, "n_mels": 48, "pad_mode": "replicate"},
+        {"sample_rate": 16000, "n_mels": 48, "win_length": 512, "pad_mode": "circular"},
+    ],
+)
+def test_cpu_banded_path_equals_torchaudio(kwargs: dict[str, object]) -> None:
+    """The CPU arrangement (banded mel product) computes what torchaudio's transform does."""
+    front = LogMel(**kwargs)  # type: ignore[arg-type]
+    waves = torch.from_numpy(
+        np.random.default_rng(1).standard_normal((3, 12345)).astype(np.float32)
+    )
+    with torch.inference_mode():
+        dense = front.mel(waves)
+        banded = front.banded_mel(waves)
+        assert banded.shape == dense.shape
+        torch.testing.assert_close(banded, dense, rtol=1e-5, atol=1e-6 * float(dense.max()))
+        torch.testing.assert_close(front.log_mel(waves), front.to_db(dense), rtol=1e-5, atol=1e-4)
+    # The groups cover every filter once and skip most of the filterbank.
+    fb = front.mel.mel_scale.fb
+    assert [m for s, e, _, _ in front.groups for m in range(s, e)] == list(range(fb.shape[1]))
+    work = sum((e - s) * (high - low) for s, e, low, high in front.groups)
+    assert work < fb.numel() / 2
+
+
+def test_clip_shorter_than_a_frame_is_refused() -> None:
+    front = LogMel(16000, n_mels=32, win_length=400, hop_length=160, center=False)
+    with pytest.raises(ValueError, match="shorter than one 512-sample frame"):
+        front.log_mel(torch.zeros(1, 300))
+
+
+def test_top_db_floor_is_per_clip() -> None:
+    """A quiet clip batched with a loud one keeps its own dynamic range."""
+    front = LogMel(16000, n_mels=32, win_length=400, hop_length=160, top_db=60.0)
+    rng = np.random.default_rng(2)
+    loud = torch.from_numpy(rng.standard_normal(8000).astype(np.float32))
+    quiet = loud * 1e-4 + torch.from_numpy(rng.standard_normal(8000).astype(np.float32)) * 1e-6
+    together = front.log_mel(torch.stack([loud, quiet]))
+    for i, clip in enumerate((loud, quiet)):
+        alone = front.log_mel(clip[None])[0]
+        torch.testing.assert_close(together[i], alone, rtol=1e-5, atol=1e-4)
+        assert float(alone.max() - alone.min()) <= 60.0 + 1e-3
