@@ -40,9 +40,13 @@ class AgentStopping(BaseException):
 
 
 class RunFunction(Protocol):
-    """What an agent executes for each configuration: params in, summary metrics out."""
+    """What an agent executes for each configuration: params in, summary metrics out.
 
-    def __call__(self, params: dict[str, Any], context: RunContext) -> Mapping[str, Any] | None: ...
+    ``context`` is a :class:`RunContext` under a local agent and a ``WandbRunContext`` under
+    W&B's: both have ``run_name``, ``sweep_id``, ``run_dir``, ``log`` and ``should_stop``.
+    """
+
+    def __call__(self, params: dict[str, Any], context: Any) -> Mapping[str, Any] | None: ...
 
 
 @dataclass

@@ -38,7 +38,9 @@ StoreOption = Annotated[
 SweepArg = Annotated[
     str | None,
     typer.Argument(
-        help="Sweep id [default: the most recent sweep in the store]", show_default=False
+        help="Sweep id, or ENTITY/PROJECT/SWEEP_ID for a W&B sweep "
+        "[default: the most recent sweep in the store]",
+        show_default=False,
     ),
 ]
 TrackingOption = Annotated[
@@ -104,12 +106,45 @@ def create(
             help="Seed for random and bayes suggestions [default: random]", show_default=False
         ),
     ] = None,
+    backend_name: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            envvar="ASC_SWEEP_BACKEND",
+            help="local (SQLite store, no account) or wandb (W&B cloud or W&B Server is the "
+            "controller)",
+        ),
+    ] = "local",
+    project: Annotated[
+        str, typer.Option(envvar="WANDB_PROJECT", help="W&B project (--backend wandb)")
+    ] = "asc-sweep",
+    entity: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WANDB_ENTITY",
+            help="W&B entity, user or team (--backend wandb) [default: your default entity]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Validate a sweep spec and register it; prints the sweep id."""
+    """Validate a sweep spec and register it; prints the sweep id (ENTITY/PROJECT/ID on W&B)."""
     from .spec import load_spec
 
     with user_errors():
+        if backend_name not in ("local", "wandb"):
+            raise AscSweepError(f"--backend {backend_name!r}: allowed: local, wandb")
         sweep_spec = load_spec(spec)
+        if backend_name == "wandb":
+            from .backends import wandb as wandb_backend
+
+            path = wandb_backend.create_sweep(sweep_spec.config, project=project, entity=entity)
+            err.print(f"created W&B sweep {path}", highlight=False)
+            err.print(
+                f"start agents on any host with: asc-sweep agent {path}  (or: wandb agent {path})",
+                highlight=False,
+            )
+            print(path)
+            return
         backend = _backend(store)
         sweep = backend.create_sweep(
             sweep_spec, lease_seconds=lease_seconds, max_attempts=max_attempts, seed=seed
@@ -144,11 +179,17 @@ def agent(
 ) -> None:
     """Run configurations of a sweep in this process until the sweep is done."""
     from .agent import DEFAULT_FUNCTION, Agent, load_run_function, set_threads
+    from .backends import wandb as wandb_backend
 
     with user_errors():
         os.environ["ASC_SWEEP_TRACKING"] = _tracking(tracking)
         run_fn = load_run_function(function or DEFAULT_FUNCTION)
         set_threads(threads)
+        if wandb_backend.is_sweep_path(sweep_id):
+            path = wandb_backend.parse_sweep_path(str(sweep_id))
+            wandb_backend.run_agent(path, count=count, function=function, tracking=tracking)
+            err.print(f"agent done: W&B sweep {path} has no more runs for it", highlight=False)
+            return
         backend = _backend(store)
         sweep = backend.get_sweep(sweep_id)
         stats = Agent(
@@ -159,6 +200,17 @@ def agent(
         f"{stats.requeued} back in the queue",
         highlight=False,
     )
+
+
+@app.command(name="wandb-run", hidden=True)
+def wandb_run(
+    args_json: Annotated[Path, typer.Argument(help="The parameters W&B's agent wrote")],
+) -> None:
+    """One configuration of a W&B sweep: the command W&B's agent runs (not for direct use)."""
+    from .backends import wandb as wandb_backend
+
+    with user_errors():
+        wandb_backend.run_configuration(args_json)
 
 
 def _tracking(mode: str) -> str:
@@ -289,9 +341,15 @@ def launch(
     tracking: TrackingOption = "auto",
 ) -> None:
     """Start N agents on this host, restart those that die, show progress; exit when the sweep is done."""
+    from .backends import wandb as wandb_backend
     from .launch import Launcher
 
     with user_errors():
+        if wandb_backend.is_sweep_path(sweep_id):
+            raise AscSweepError(
+                f"launch supervises sweeps of a local store; for the W&B sweep {sweep_id} start "
+                f"one `asc-sweep agent {sweep_id}` per GPU (CUDA_VISIBLE_DEVICES=N), on any host"
+            )
         tracking = _tracking(tracking)
         gpu_ids = _parse_gpus(gpus)
         backend = _backend(store)
@@ -318,6 +376,11 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")] = False,
 ) -> None:
     """How many runs of a sweep are pending, running, finished, stopped early or failed."""
+    from .backends import wandb as wandb_backend
+
+    if wandb_backend.is_sweep_path(sweep_id):
+        _wandb_status(str(sweep_id), as_json)
+        return
     with user_errors():
         backend = _backend(store)
         sweep = backend.get_sweep(sweep_id)
@@ -353,6 +416,34 @@ def status(
         out.print(f"[red]{run.name}[/] failed: {last[0]}", highlight=False)
 
 
+def _wandb_status(sweep_path: str, as_json: bool) -> None:
+    from .backends import wandb as wandb_backend
+
+    with user_errors():
+        path = wandb_backend.parse_sweep_path(sweep_path)
+        api_sweep = wandb_backend.api_sweep(path)
+        counts, total = wandb_backend.sweep_counts(api_sweep)
+        method = str(api_sweep.config.get("method", "?"))
+        state = str(getattr(api_sweep, "state", "") or "").lower() or "?"
+    columns = ("pending", "running", "finished", "failed")
+    if as_json:
+        print(json.dumps({"id": str(path), "name": api_sweep.config.get("name"), "method": method,
+                          "state": state, "total": total, "created": counts.created,
+                          **{s: counts[s] for s in columns}}))  # fmt: skip
+        return
+    table = Table(title=f"W&B sweep {path}")
+    for key in ("method", "state", "total", *columns):
+        table.add_column(key, justify="right")
+    table.add_row(
+        method,
+        state,
+        "unbounded" if total is None else str(total),
+        str(counts.outstanding(total)),
+        *(str(counts[s]) for s in columns[1:]),
+    )
+    out.print(table)
+
+
 @app.command()
 def report(
     sweep_id: SweepArg = None,
@@ -380,15 +471,16 @@ def report(
 ) -> None:
     """Cross-fold tables, paired main effects, interactions, convergence and cost of a sweep:
     report.md, report.html, runs.csv, summary.csv, tables.tex and plots/."""
+    from .backends import wandb as wandb_backend
     from .config import METRIC_NAMES
     from .report import console_table, from_local, from_wandb, write_report
 
     with user_errors():
         references = _parse_sets(reference or [])
+        if wandb_backend.is_sweep_path(sweep_id):
+            wandb_sweep = str(sweep_id)
         if wandb_sweep:
-            import wandb
-
-            api_sweep = wandb.Api().sweep(wandb_sweep)
+            api_sweep = wandb_backend.api_sweep(wandb_backend.parse_sweep_path(wandb_sweep))
             knobs = list(api_sweep.config.get("parameters", {}))
             records = from_wandb(api_sweep.runs, knobs)
             sid, name, folds = api_sweep.id, api_sweep.config.get("name"), None

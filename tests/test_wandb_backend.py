@@ -1,0 +1,209 @@
+"""The wandb backend, with the real W&B SDK and a stand-in server at its network boundary.
+
+Creating a sweep goes through ``wandb.sweep`` (its config checks included) up to the GraphQL
+upsert; agents are W&B's own agent loop, which starts ``asc-sweep wandb-run`` per configuration
+in real child processes that train and log offline W&B runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from asc_sweep.backends import wandb as wandb_backend
+from asc_sweep.config import RunConfig
+
+from .conftest import agent_env
+from .wandb_log import read_offline_run
+
+FAKE_KEY = "f" * 40  # never sent anywhere: the network is stood in for
+
+
+def test_sweep_paths() -> None:
+    assert wandb_backend.is_sweep_path("lab/asc/abc123")
+    assert not wandb_backend.is_sweep_path("k3x9qa") and not wandb_backend.is_sweep_path(None)
+    assert str(wandb_backend.parse_sweep_path("lab/asc/abc123/")) == "lab/asc/abc123"
+    with pytest.raises(wandb_backend.AscSweepError, match="ENTITY/PROJECT/SWEEP_ID"):
+        wandb_backend.parse_sweep_path("asc/abc123")
+
+
+def test_create_registers_the_spec_with_wandb(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    import wandb
+    import wandb.apis.public.sweeps as sweeps_api
+    from wandb.sdk import wandb_login
+
+    from .wandb_server import StandInApi
+
+    upserted: list[dict[str, Any]] = []
+
+    def upsert(api: Any, config: dict[str, Any], **kw: Any) -> tuple[dict[str, Any], list[str]]:
+        upserted.append(config)
+        return {"name": "swp123"}, []
+
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    monkeypatch.setattr(sweeps_api, "_upsert_sweep", upsert)
+    monkeypatch.setattr(wandb, "Api", StandInApi)
+    monkeypatch.setattr(wandb_login, "_login", lambda *a, **k: True)
+    root = Path(__file__).parents[1]
+    result = cli("create", root / "sweeps" / "demo.yaml", "--backend", "wandb", "--project", "asc")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "lab/asc/swp123"  # stdout is the path alone, for scripts
+    assert "asc-sweep agent lab/asc/swp123" in result.stderr
+    (config,) = upserted
+    spec = yaml.safe_load((root / "sweeps" / "demo.yaml").read_text())
+    assert config["parameters"] == spec["parameters"] and config["method"] == spec["method"]
+    assert config["command"] == ["${env}", "asc-sweep", "wandb-run", "${args_json_file}"]
+    assert FAKE_KEY not in result.output
+
+
+def test_create_without_credentials_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    root = Path(__file__).parents[1]
+    result = cli("create", root / "sweeps" / "demo.yaml", "--backend", "wandb")
+    assert result.exit_code == 2
+    assert "needs W&B credentials" in result.stderr and "Traceback" not in result.output
+    unknown = cli("create", root / "sweeps" / "demo.yaml", "--backend", "cloud")
+    assert unknown.exit_code == 2 and "allowed: local, wandb" in unknown.stderr
+
+
+def _offline_run(wandb_dir: Path, run_id: str) -> Any:
+    (run_dir,) = (wandb_dir / "wandb").glob(f"offline-run-*-{run_id}")
+    deadline = time.time() + 30
+    while True:  # the core process may land the last records just after the run ends
+        run = read_offline_run(run_dir)
+        if "test/accuracy" in run.summary or time.time() > deadline:
+            return run
+        time.sleep(0.5)
+
+
+def test_wandb_agent_trains_each_configuration_in_its_own_process(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    base = {"dataset": "synth", "data_root": str(synth_root), "arch": "dcase2017_mlp",
+            "n_mels": 40, "epochs": 2, "crop_seconds": 0.5, "sample_rate": 16000}  # fmt: skip
+    spec = {"method": "grid", "metric": {"name": "val/accuracy", "goal": "maximize"},
+            "parameters": {**{k: {"value": v} for k, v in base.items()}, "fold": {"values": [1, 2]}}}  # fmt: skip
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({
+        "config": wandb_backend.registered_config(spec),
+        "runs": {"r1fold1": {**base, "fold": 1}, "r2fold2": {**base, "fold": 2}},
+    }))  # fmt: skip
+    wandb_dir = tmp_path / "wandb-files"
+    wandb_dir.mkdir()
+    env = agent_env(WANDB_TEST_PLAN=str(plan), WANDB_API_KEY=FAKE_KEY, WANDB_DIR=str(wandb_dir))
+    env["PATH"] = "/usr/bin:/bin"  # `asc-sweep` must be found without an activated venv
+    proc = subprocess.run(
+        [sys.executable, "-c", "import wandb_server; wandb_server.main()",
+         "agent", "lab/asc/swp123", "--tracking", "offline"],
+        env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = json.loads(plan.with_suffix(".log.json").read_text())
+    assert [c["type"] for c in log["commands"]] == ["run", "run", "exit"]
+    assert {"r1fold1": True} in log["heartbeats"] and {"r2fold2": True} in log["heartbeats"]
+    for run_id, fold in (("r1fold1", 1), ("r2fold2", 2)):
+        run = _offline_run(wandb_dir, run_id)
+        config = RunConfig.from_dict({**base, "fold": fold})
+        assert run.job_type == f"fold{fold}" and run.group == config.group
+        assert run.config["fold"] == fold and run.config["arch"] == "dcase2017_mlp"
+        assert 0.0 <= run.summary["test/accuracy"] <= 1.0
+        assert [h["epoch"] for h in run.history if "epoch" in h] == [1, 2]
+    assert FAKE_KEY not in proc.stdout + proc.stderr
+
+
+def test_wandb_run_needs_the_agent(tmp_path: Path) -> None:
+    args = tmp_path / "args.json"
+    args.write_text("{}")
+    env = agent_env()
+    for var in ("WANDB_SWEEP_ID", "WANDB_RUN_ID"):
+        env.pop(var, None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "asc_sweep", "wandb-run", str(args)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "W&B's agent" in proc.stderr
+    env.update(WANDB_SWEEP_ID="swp123", WANDB_RUN_ID="r1")
+    args.write_text("{not json")
+    proc = subprocess.run(
+        [sys.executable, "-m", "asc_sweep", "wandb-run", str(args)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2 and f"{args}: cannot read the run's parameters" in proc.stderr
+
+
+def test_sigterm_from_wandbs_agent_asks_the_run_to_stop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"fold": 3}))
+    monkeypatch.setenv("WANDB_SWEEP_ID", "swp123")
+    monkeypatch.setenv("WANDB_RUN_ID", "r7")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv(wandb_backend.FUNCTION_ENV, f"{__name__}:_signalled_run")
+    before = signal.getsignal(signal.SIGTERM)
+    summary = wandb_backend.run_configuration(args)
+    assert summary == {
+        "fold": 3,
+        "stopped": True,
+        "reason": "stopped by W&B (early termination, or stop in the UI)",
+        "run_dir": str(tmp_path / "asc-sweep-runs" / "swp123" / "r7"),
+    }
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def _signalled_run(params: dict[str, Any], context: Any) -> dict[str, Any]:
+    assert not context.should_stop
+    os.kill(os.getpid(), signal.SIGTERM)
+    deadline = time.time() + 5
+    while not context.should_stop and time.time() < deadline:
+        time.sleep(0.01)
+    return {**params, "stopped": context.should_stop, "reason": context.stop_reason,
+            "run_dir": str(context.run_dir)}  # fmt: skip
+
+
+class _Run:
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+
+class _Sweep:
+    id = "swp123"
+    state = "RUNNING"
+    expected_run_count = 8
+
+    def __init__(self) -> None:
+        self.config = {"method": "grid", "name": "demo", "parameters": {}}
+        self.runs = [_Run(s) for s in ("finished", "finished", "running", "crashed", "killed")]
+
+
+def test_status_of_a_wandb_sweep(monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]) -> None:
+    monkeypatch.setattr(wandb_backend, "api_sweep", lambda path: _Sweep())
+    result = cli("status", "lab/asc/swp123", "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["total"] == 8 and info["finished"] == 2 and info["running"] == 1
+    assert info["failed"] == 2 and info["state"] == "running" and info["id"] == "lab/asc/swp123"
+    table = cli("status", "lab/asc/swp123")
+    assert table.exit_code == 0 and "W&B sweep lab/asc/swp123" in table.stdout
+
+
+def test_launch_and_agent_options_that_do_not_apply_to_wandb(cli: Callable[..., Any]) -> None:
+    launch = cli("launch", "lab/asc/swp123", "--agents", "2")
+    assert launch.exit_code == 2 and "asc-sweep agent lab/asc/swp123" in launch.stderr
+    off = cli("agent", "lab/asc/swp123", "--tracking", "off")
+    assert off.exit_code == 2 and "report to W&B" in off.stderr
