@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # on CPU-only hosts and on GPU hosts. pyproject.toml keeps open ranges.
 TORCH_PINS ?= torch==2.14.1 torchaudio==2.11.0
 
-.PHONY: venv test lint typecheck demo bench clean
+.PHONY: venv test test-container lint typecheck demo bench clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ typecheck: venv
 
 test: lint typecheck
 	$(BIN)/python -m pytest -q
+
+# Builds docker/Dockerfile with podman and runs a sweep in it (minutes; needs podman, runc and
+# debootstrap: see tests/test_container.py).
+test-container: venv
+	$(BIN)/python -m pytest -q -m container
 
 demo: venv
 	$(BIN)/asc-sweep demo

@@ -1,0 +1,55 @@
+"""The launch templates in agents/: valid files whose commands are real asc-sweep invocations."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import typer
+import yaml
+
+from asc_sweep.cli import app
+
+AGENTS = Path(__file__).parents[1] / "agents"
+
+
+def _agent_options() -> set[str]:
+    command = typer.main.get_command(app).commands["agent"]  # type: ignore[attr-defined]
+    return {opt for param in command.params for opt in getattr(param, "opts", [])}
+
+
+def _check_agent_args(args: list[str]) -> None:
+    assert args[0] == "agent" and len(args) >= 2
+    options = {a for a in args[2:] if a.startswith("--")}
+    assert options <= _agent_options(), options - _agent_options()
+
+
+def test_compose_runs_one_agent_per_gpu() -> None:
+    compose = yaml.safe_load((AGENTS / "docker-compose.yml").read_text())
+    services = compose["services"]
+    gpus = []
+    for service in services.values():
+        _check_agent_args(service["command"])
+        (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+        gpus += device["device_ids"]
+        assert any(v.endswith(":/cache") for v in service["volumes"])
+    assert gpus == [str(i) for i in range(len(services))]
+
+
+def test_kubernetes_job_runs_agents_with_a_gpu_each() -> None:
+    job = yaml.safe_load((AGENTS / "k8s-job.yaml").read_text())
+    assert job["kind"] == "Job" and job["spec"]["parallelism"] >= 1
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    _check_agent_args(container["args"])
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    env = {e["name"]: e for e in container["env"]}
+    assert "secretKeyRef" in env["WANDB_API_KEY"]["valueFrom"]  # the key is never in the file
+
+
+def test_slurm_array_script() -> None:
+    script = AGENTS / "slurm-array.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    usage = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage: sbatch --array" in usage.stderr
+    assert "#SBATCH --gres=gpu:1" in script.read_text()
+    assert "--threads" in _agent_options()
