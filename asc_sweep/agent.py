@@ -49,8 +49,27 @@ class RunFunction(Protocol):
     def __call__(self, params: dict[str, Any], context: Any) -> Mapping[str, Any] | None: ...
 
 
+@dataclass(kw_only=True)
+class StopRequest:
+    """The stop flag of a run context: set from another thread (heartbeat, signal handler),
+    read by the run between epochs."""
+
+    stop_reason: str | None = None
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def should_stop(self) -> bool:
+        """True when the run should end now (early termination, a lost lease, a stop signal)."""
+        return self._stop.is_set()
+
+    def request_stop(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self.stop_reason = reason
+            self._stop.set()
+
+
 @dataclass
-class RunContext:
+class RunContext(StopRequest):
     """Handed to the run function: who the run is, and a way to report per-epoch metrics."""
 
     run_id: int
@@ -60,8 +79,6 @@ class RunContext:
     agent: str
     _backend: LocalBackend = field(repr=False)
     _token: str = field(repr=False)
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
-    stop_reason: str | None = None
     step: int = 0
     run_dir: Path | None = None  # where the run keeps its checkpoint (resumed when requeued)
 
@@ -74,16 +91,6 @@ class RunContext:
         except LeaseLost:
             self.request_stop("lease lost")
         self.step += 1
-
-    @property
-    def should_stop(self) -> bool:
-        """True when the run should end now: early termination, or its lease was lost."""
-        return self._stop.is_set()
-
-    def request_stop(self, reason: str) -> None:
-        if not self._stop.is_set():
-            self.stop_reason = reason
-            self._stop.set()
 
 
 class Heartbeat(threading.Thread):

@@ -21,13 +21,13 @@ import json
 import os
 import signal
 import sys
-import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ..agent import DEFAULT_FUNCTION, StopRequest, load_run_function
 from ..errors import AscSweepError
 from .base import SweepCounts
 
@@ -129,7 +129,7 @@ def run_agent(path: SweepPath, *, count: int | None, function: str | None, track
 
 
 @dataclass
-class WandbRunContext:
+class WandbRunContext(StopRequest):
     """Handed to the run function under W&B's agent (the local agent's ``RunContext`` twin).
 
     Per-epoch metrics reach W&B through the run's tracker, so :meth:`log` has nothing to
@@ -141,20 +141,9 @@ class WandbRunContext:
     sweep_id: str
     run_dir: Path
     attempt: int = 1
-    stop_reason: str | None = None
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         pass
-
-    @property
-    def should_stop(self) -> bool:
-        return self._stop.is_set()
-
-    def request_stop(self, reason: str) -> None:
-        if not self._stop.is_set():
-            self.stop_reason = reason
-            self._stop.set()
 
 
 def run_configuration(args_file: Path) -> dict[str, Any]:
@@ -162,8 +151,6 @@ def run_configuration(args_file: Path) -> dict[str, Any]:
 
     ``args_file`` is the agent's ``${args_json_file}``: the configuration's parameters as JSON.
     """
-    from ..agent import DEFAULT_FUNCTION, load_run_function
-
     sweep_id, run_id = os.environ.get("WANDB_SWEEP_ID"), os.environ.get("WANDB_RUN_ID")
     if not sweep_id or not run_id:
         raise AscSweepError(
