@@ -9,7 +9,7 @@ On a GPU the batch goes through torchaudio's ``MelSpectrogram`` as it is. On a C
 computation is arranged for the caches (measured in ``benchmarks/features.py``): a few clips
 per pass through buffers allocated once per call, the power spectrum as ``re**2 + im**2``
 instead of ``|z| ** 2``, and the mel projection done band by band over the FFT bins each
-group of filters covers, skipping the zeros that make up 90% or more of a dense filterbank.
+group of filters covers, skipping most of a dense filterbank's zeros (over 90% of its entries).
 The result is the same up to float32 rounding (a test holds the two paths to 1e-5).
 """
 
