@@ -345,17 +345,19 @@ def launch(
     from .launch import Launcher
 
     with user_errors():
-        if wandb_backend.is_sweep_path(sweep_id):
-            raise AscSweepError(
-                f"launch supervises sweeps of a local store; for the W&B sweep {sweep_id} start "
-                f"one `asc-sweep agent {sweep_id}` per GPU (CUDA_VISIBLE_DEVICES=N), on any host"
-            )
         tracking = _tracking(tracking)
         gpu_ids = _parse_gpus(gpus)
-        backend = _backend(store)
-        sweep = backend.get_sweep(sweep_id)
+        sweep: Any
+        if wandb_backend.is_sweep_path(sweep_id):
+            if tracking == "off":
+                raise AscSweepError(wandb_backend.TRACKING_OFF)
+            wandb_backend.require_credentials()
+            path, sweep = None, str(wandb_backend.parse_sweep_path(str(sweep_id)))
+        else:
+            backend = _backend(store)
+            path, sweep = backend.path, backend.get_sweep(sweep_id)
         launcher = Launcher(
-            backend.path,
+            path,
             sweep,
             agents=agents,
             gpus=gpu_ids,

@@ -4,7 +4,8 @@ Each agent is ``python -m asc_sweep agent`` in its own process, pinned to a GPU 
 ``CUDA_VISIBLE_DEVICES`` (round robin over ``--gpus``; several agents may share one), with its
 CPU threads capped so that agents do not oversubscribe the host. An agent that dies is
 restarted (its run goes back to the queue when its lease expires); the launcher exits when the
-sweep is done.
+sweep is done. The sweep is a local store's (progress read from the store) or a W&B sweep
+(agents are W&B's; progress read through W&B's API every few seconds).
 """
 
 from __future__ import annotations
@@ -25,9 +26,91 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .backends import LocalBackend, Sweep
+from .backends import LocalBackend, Sweep, SweepCounts
 
 USAGE_ERROR = 2
+WANDB_REFRESH_SECONDS = 10.0  # W&B's API is a network call: progress is read this often
+
+
+class LocalProgress:
+    """A local-store sweep, as the launcher sees it."""
+
+    def __init__(self, store: Path, sweep: Sweep) -> None:
+        self.store, self.sweep = store, sweep
+        self.backend = LocalBackend(store)
+        self.sweep_id, self.name, self.method = sweep.id, sweep.name, sweep.method
+        self.log_dir = store.parent / "asc-sweep-logs" / sweep.id
+
+    @property
+    def total(self) -> int | None:
+        return self.sweep.total
+
+    def agent_args(self) -> list[str]:
+        return [self.sweep_id, "--store", str(self.store)]
+
+    def counts(self) -> SweepCounts:
+        return self.backend.counts(self.sweep_id)
+
+    def ended_since(self, started_at: float) -> int:
+        return len([t for t in self.backend.end_times(self.sweep_id) if t >= started_at])
+
+    def running_by_agent(self) -> dict[str, str]:
+        return {r.agent or "": r.name for r in self.backend.runs(self.sweep_id, ["running"])}
+
+    def finished(self) -> bool:
+        return self.backend.get_sweep(self.sweep_id).state == "finished"
+
+
+class WandbProgress:
+    """A W&B sweep, as the launcher sees it: counts through W&B's API, read now and then."""
+
+    def __init__(self, path: str, refresh_seconds: float = WANDB_REFRESH_SECONDS) -> None:
+        from .backends import wandb as wandb_backend
+
+        self.path = wandb_backend.parse_sweep_path(path)
+        self.sweep_id, self.method = str(self.path), "W&B"
+        self.name: str | None = None
+        self.total: int | None = None
+        self.log_dir = Path("asc-sweep-logs") / self.path.sweep_id
+        self.refresh_seconds = refresh_seconds
+        self._counts, self._state, self._read_at = SweepCounts(), "", -float("inf")
+        self._done_at_start: int | None = None
+
+    def agent_args(self) -> list[str]:
+        return [self.sweep_id]
+
+    def _refresh(self) -> None:
+        if time.monotonic() - self._read_at < self.refresh_seconds:
+            return
+        from .backends import wandb as wandb_backend
+        from .errors import AscSweepError
+
+        self._read_at = time.monotonic()
+        try:
+            api_sweep = wandb_backend.api_sweep(self.path)
+            self._counts, self.total = wandb_backend.sweep_counts(api_sweep)
+        except AscSweepError:
+            return  # a network hiccup: keep the last figures, the agents carry on regardless
+        self.method = str(api_sweep.config.get("method", "W&B"))
+        self.name = api_sweep.config.get("name")
+        self._state = str(getattr(api_sweep, "state", "") or "").lower()
+        if self._done_at_start is None:
+            self._done_at_start = self._counts.done
+
+    def counts(self) -> SweepCounts:
+        self._refresh()
+        return self._counts
+
+    def ended_since(self, started_at: float) -> int:
+        return self._counts.done - (self._done_at_start or 0)
+
+    def running_by_agent(self) -> dict[str, str]:
+        return {}  # W&B knows agents by host, not by process
+
+    def finished(self) -> bool:
+        self._read_at = -float("inf")
+        self._refresh()
+        return self._state == "finished"
 
 
 @dataclass
@@ -62,8 +145,8 @@ class Launcher:
 
     def __init__(
         self,
-        store: str | Path,
-        sweep: Sweep,
+        store: str | Path | None,
+        sweep: Sweep | str,
         *,
         agents: int,
         gpus: list[str] | None = None,
@@ -77,34 +160,29 @@ class Launcher:
     ) -> None:
         if agents < 1:
             raise ValueError("agents must be >= 1")
-        self.store = Path(store).resolve()
-        self.sweep = sweep
+        if isinstance(sweep, str):  # a W&B sweep, ENTITY/PROJECT/SWEEP_ID
+            self.progress: LocalProgress | WandbProgress = WandbProgress(sweep)
+        else:
+            if store is None:
+                raise ValueError("a local sweep needs its store")
+            self.progress = LocalProgress(Path(store).resolve(), sweep)
         self.function = function
         self.tracking = tracking
         self.threads = threads or threads_per_agent(agents)
         self.max_restarts = max_restarts
         self.console = console or Console(stderr=True)
         self.poll_seconds = poll_seconds
-        self.log_dir = log_dir or self.store.parent / "asc-sweep-logs" / sweep.id
+        self.log_dir = log_dir or self.progress.log_dir
         self.slots = [
             AgentSlot(i, gpu_for(i, gpus), self.log_dir / f"agent-{i}.log") for i in range(agents)
         ]
-        self.backend = LocalBackend(self.store)
         self.started_at = time.time()
         self._signal: int | None = None
 
     # --- processes ---------------------------------------------------------------------------
 
     def _command(self) -> list[str]:
-        cmd = [
-            sys.executable,
-            "-m",
-            "asc_sweep",
-            "agent",
-            self.sweep.id,
-            "--store",
-            str(self.store),
-        ]
+        cmd = [sys.executable, "-m", "asc_sweep", "agent", *self.progress.agent_args()]
         cmd += ["--threads", str(self.threads)]
         if self.function:
             cmd += ["--function", self.function]
@@ -142,7 +220,7 @@ class Launcher:
         if code == 0 or self._signal is not None:
             slot.state = "done"
             return
-        if self.backend.get_sweep(self.sweep.id).state == "finished":
+        if self.progress.finished():
             slot.state = "done"
             return
         if code == USAGE_ERROR:
@@ -219,31 +297,37 @@ class Launcher:
             return 130
         if self._signal is not None:
             return 0
-        sweep = self.backend.get_sweep(self.sweep.id)
-        if sweep.state == "finished":
-            self.console.print(f"sweep {sweep.id} is done; agent logs in {self.log_dir}")
+        sweep_id = self.progress.sweep_id
+        if isinstance(self.progress, WandbProgress):
+            # W&B's agents exit 0 when W&B has no more runs for them: the sweep is done.
+            if all(slot.proc is not None and slot.proc.returncode == 0 for slot in self.slots):
+                self.console.print(
+                    f"W&B sweep {sweep_id} has no more runs; agent logs in {self.log_dir}"
+                )
+                return 0
+        elif self.progress.finished():
+            self.console.print(f"sweep {sweep_id} is done; agent logs in {self.log_dir}")
             return 0
         self.console.print(
-            f"[red]all agents stopped before sweep {sweep.id} was done; logs in {self.log_dir}[/]"
+            f"[red]all agents stopped before sweep {sweep_id} was done; logs in {self.log_dir}[/]"
         )
         return 1
 
     # --- the view ----------------------------------------------------------------------------
 
     def render(self) -> Group:
-        sweep_id = self.sweep.id
-        counts = self.backend.counts(sweep_id)
-        total = self.sweep.total
-        ended_here = [t for t in self.backend.end_times(sweep_id) if t >= self.started_at]
+        progress = self.progress
+        counts = progress.counts()
+        total = progress.total
         elapsed = max(1e-6, time.time() - self.started_at)
-        rate = len(ended_here) / elapsed  # runs per second since launch
+        rate = progress.ended_since(self.started_at) / elapsed  # runs per second since launch
         remaining = None if total is None else max(0, total - counts.done)
         eta = "-" if remaining is None or rate == 0 else _duration(remaining / rate)
 
         head = Table.grid(padding=(0, 2))
-        title = f"sweep {sweep_id}" + (f" ({self.sweep.name})" if self.sweep.name else "")
+        title = f"sweep {progress.sweep_id}" + (f" ({progress.name})" if progress.name else "")
         head.add_row(
-            Text(title, style="bold"), f"{self.sweep.method}", f"elapsed {_duration(elapsed)}"
+            Text(title, style="bold"), f"{progress.method}", f"elapsed {_duration(elapsed)}"
         )
         states = Table(box=None, padding=(0, 1))
         for col in (
@@ -271,7 +355,7 @@ class Launcher:
         agents = Table(box=None, padding=(0, 2))
         for col in ("agent", "gpu", "pid", "state", "restarts", "run"):
             agents.add_column(col)
-        running = {r.agent: r.name for r in self.backend.runs(sweep_id, ["running"])}
+        running = progress.running_by_agent()
         for slot in self.slots:
             agents.add_row(
                 str(slot.index),
@@ -279,7 +363,7 @@ class Launcher:
                 str(slot.proc.pid) if slot.proc else "-",
                 slot.state,
                 str(slot.restarts),
-                running.get(slot.agent_name, "-"),
+                running.get(slot.agent_name or "", "-"),
             )
         return Group(head, states, agents)
 

@@ -202,8 +202,46 @@ def test_status_of_a_wandb_sweep(monkeypatch: pytest.MonkeyPatch, cli: Callable[
     assert table.exit_code == 0 and "W&B sweep lab/asc/swp123" in table.stdout
 
 
-def test_launch_and_agent_options_that_do_not_apply_to_wandb(cli: Callable[..., Any]) -> None:
-    launch = cli("launch", "lab/asc/swp123", "--agents", "2")
-    assert launch.exit_code == 2 and "asc-sweep agent lab/asc/swp123" in launch.stderr
-    off = cli("agent", "lab/asc/swp123", "--tracking", "off")
-    assert off.exit_code == 2 and "report to W&B" in off.stderr
+def test_wandb_sweeps_refuse_tracking_off_and_missing_credentials(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    for command in ("launch", "agent"):
+        off = cli(command, "lab/asc/swp123", "--tracking", "off")
+        assert off.exit_code == 2 and "report to W&B" in off.stderr
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    no_key = cli("launch", "lab/asc/swp123", "--agents", "2")
+    assert no_key.exit_code == 2 and "needs W&B credentials" in no_key.stderr
+
+
+def test_launch_supervises_wandb_agents(synth_root: Path, tmp_path: Path) -> None:
+    """Two agent processes under `launch` share one W&B sweep: each run is trained once."""
+    base = {"dataset": "synth", "data_root": str(synth_root), "arch": "dcase2017_mlp",
+            "n_mels": 40, "epochs": 1, "crop_seconds": 0.5, "sample_rate": 16000}  # fmt: skip
+    runs = {f"r{fold}": {**base, "fold": fold} for fold in (1, 2, 3)}
+    spec = {"method": "grid", "metric": {"name": "val/accuracy", "goal": "maximize"},
+            "parameters": {**{k: {"value": v} for k, v in base.items()}, "fold": {"values": [1, 2, 3]}}}  # fmt: skip
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"config": wandb_backend.registered_config(spec), "runs": runs}))
+    wandb_dir = tmp_path / "wandb-files"
+    wandb_dir.mkdir()
+    env = agent_env(WANDB_TEST_PLAN=str(plan), WANDB_API_KEY=FAKE_KEY, WANDB_DIR=str(wandb_dir))
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).parent / "wandb_site"), env["PYTHONPATH"]]
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "asc_sweep", "launch", "lab/asc/swp123", "--agents", "2",
+         "--tracking", "offline"],
+        env=env, capture_output=True, text=True, timeout=500, cwd=tmp_path,
+    )  # fmt: skip
+    logs = tmp_path / "asc-sweep-logs" / "swp123"
+    assert proc.returncode == 0, proc.stderr[-2000:] + (logs / "agent-0.log").read_text()[-2000:]
+    assert "W&B sweep lab/asc/swp123 has no more runs" in proc.stderr
+    state = json.loads(plan.with_suffix(".log.json").read_text())
+    assert state["runs"] == {"r1": "finished", "r2": "finished", "r3": "finished"}
+    handed = sorted(r for agent_runs in state["agents"].values() for r in agent_runs)
+    assert handed == ["r1", "r2", "r3"] and len(state["agents"]) == 2
+    for run_id in runs:
+        run = _offline_run(wandb_dir, run_id)
+        assert run.job_type == f"fold{runs[run_id]['fold']}" and "test/accuracy" in run.summary
+    assert (logs / "agent-0.log").exists() and (logs / "agent-1.log").exists()

@@ -11,26 +11,69 @@ the real SDK.
 
 Use: ``python -c "import wandb_server; wandb_server.main()" agent ENTITY/PROJECT/ID ...`` with
 ``WANDB_TEST_PLAN`` naming a JSON file ``{"config": {...}, "runs": {"run-id": {params}}}``.
-The server appends its log (``heartbeats`` and ``commands``) to ``<plan>.log.json``.
+Its state (the queue, each run's state, the ``heartbeats`` and ``commands`` it saw) is kept in
+``<plan>.log.json`` under a lock, so several agent processes share one controller; processes
+started with ``tests/wandb_site`` on ``PYTHONPATH`` install the stand-in at start-up.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 
+class _Run:
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+
+class _Sweep:
+    def __init__(self, config: dict[str, Any], state: dict[str, Any]) -> None:
+        self.config = config
+        self.id = "swp123"
+        self.expected_run_count = len(state["runs"]) + len(state["queue"])
+        self.runs = [_Run(s) for s in state["runs"].values()]
+        busy = state["queue"] or any(s == "running" for s in state["runs"].values())
+        self.state = "RUNNING" if busy else "FINISHED"
+
+
 class StandInApi:
-    """What the agent and ``wandb.sweep`` read off ``wandb.Api()`` without the network."""
+    """What the agent, the launcher and ``wandb.sweep`` read off ``wandb.Api()``."""
 
     default_entity = "lab"
+    plan_path: Path | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.settings = {"base_url": "https://api.wandb.ai", "entity": None, "project": None}
+
+    def sweep(self, path: str) -> _Sweep:
+        assert self.plan_path is not None
+        plan = json.loads(self.plan_path.read_text())
+        with _state(self.plan_path) as state:
+            return _Sweep(plan["config"], state)
+
+
+@contextlib.contextmanager
+def _state(plan_path: Path) -> Iterator[dict[str, Any]]:
+    """The controller's state, shared by every agent process (a JSON file under a lock)."""
+    state_path = plan_path.with_suffix(".log.json")
+    with open(plan_path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if state_path.exists():
+            state = json.loads(state_path.read_text())
+        else:
+            plan = json.loads(plan_path.read_text())
+            state = {"queue": list(plan["runs"].items()), "runs": {}, "agents": {},
+                     "heartbeats": [], "commands": []}  # fmt: skip
+        yield state
+        state_path.write_text(json.dumps(state))
 
 
 def install(plan_path: Path) -> None:
@@ -40,36 +83,37 @@ def install(plan_path: Path) -> None:
     from wandb.sdk import wandb_login
 
     plan = json.loads(plan_path.read_text())
-    queue = list(plan["runs"].items())
-    log: dict[str, list[Any]] = {"heartbeats": [], "commands": []}
-    log_path = plan_path.with_suffix(".log.json")
-
-    def save() -> None:
-        log_path.write_text(json.dumps(log))
 
     def sweep_with_runs(api: Any, sweep: str, specs: str, **kw: Any) -> dict[str, Any]:
         return {"name": sweep, "config": yaml.safe_dump(plan["config"])}
 
     def register_agent(api: Any, host: str, **kw: Any) -> dict[str, Any]:
-        return {"id": "agent-1"}
+        return {"id": f"agent-{os.getpid()}"}
 
     def heartbeat(api: Any, agent_id: str, metrics: dict[str, Any], run_states: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
-        log["heartbeats"].append(run_states)
-        if any(run_states.values()):
-            commands: list[dict[str, Any]] = []
-        elif queue:
-            run_id, params = queue.pop(0)
-            args = {k: {"value": v} for k, v in params.items()}
-            commands = [{"type": "run", "run_id": run_id, "args": args, "program": None}]
-        else:
-            commands = [{"type": "exit"}]
-        log["commands"].extend(commands)
-        save()
+        with _state(plan_path) as state:
+            state["heartbeats"].append(run_states)
+            mine = state["agents"].setdefault(agent_id, [])
+            for run_id in mine:  # a run the agent no longer reports has ended
+                if not run_states.get(run_id) and state["runs"][run_id] == "running":
+                    state["runs"][run_id] = "finished"
+            if any(run_states.values()):
+                commands: list[dict[str, Any]] = []
+            elif state["queue"]:
+                run_id, params = state["queue"].pop(0)
+                args = {k: {"value": v} for k, v in params.items()}
+                commands = [{"type": "run", "run_id": run_id, "args": args, "program": None}]
+                state["runs"][run_id] = "running"
+                mine.append(run_id)
+            else:
+                commands = [{"type": "exit"}]
+            state["commands"].extend(commands)
         return commands
 
     sweeps_api._sweep_with_runs = sweep_with_runs  # type: ignore[assignment]
     sweeps_api._register_agent = register_agent  # type: ignore[assignment]
     sweeps_api._agent_heartbeat = heartbeat  # type: ignore[assignment]
+    StandInApi.plan_path = plan_path
     wandb.Api = StandInApi  # type: ignore[misc, assignment]
     wandb_login._login = lambda *a, **k: True  # type: ignore[assignment]
     wandb_agent.Agent.POLL_INTERVAL = 0.2

@@ -32,6 +32,10 @@ from ..errors import AscSweepError
 from .base import SweepCounts
 
 RUN_COMMAND = ["${env}", "asc-sweep", "wandb-run", "${args_json_file}"]
+TRACKING_OFF = (
+    "--tracking off: the runs of a W&B sweep report to W&B (its controller reads their "
+    "metrics); use online (or offline, to sync later)"
+)
 FUNCTION_ENV = "ASC_SWEEP_FUNCTION"  # run function for `wandb-run`, set by `asc-sweep agent`
 
 # W&B run states -> ours. A run W&B stops early ends its epoch and finishes: W&B lists it as
@@ -111,10 +115,7 @@ def run_agent(path: SweepPath, *, count: int | None, function: str | None, track
     """W&B's own agent in this process: it asks W&B for configurations until the sweep is done
     (or ``count`` runs), and runs each as ``asc-sweep wandb-run`` in a child process."""
     if tracking == "off":
-        raise AscSweepError(
-            "--tracking off: the runs of a W&B sweep report to W&B (its controller reads their "
-            "metrics); use online (or offline, to sync later)"
-        )
+        raise AscSweepError(TRACKING_OFF)
     require_credentials()
     import wandb
 
