@@ -126,6 +126,8 @@ def test_cpu_banded_path_equals_torchaudio(kwargs: dict[str, object]) -> None:
         assert banded.shape == dense.shape
         torch.testing.assert_close(banded, dense, rtol=1e-5, atol=1e-6 * float(dense.max()))
         torch.testing.assert_close(front.log_mel(waves), front.to_db(dense), rtol=1e-5, atol=1e-4)
+        front.banded = False  # the GPU path (torchaudio's dense transform), here on the CPU
+        torch.testing.assert_close(front.log_mel(waves), front.to_db(dense), rtol=1e-5, atol=1e-4)
     # The groups cover every filter once and skip most of the filterbank.
     fb = front.mel.mel_scale.fb
     assert [m for s, e, _, _ in front.groups for m in range(s, e)] == list(range(fb.shape[1]))
@@ -145,8 +147,10 @@ def test_top_db_floor_is_per_clip() -> None:
     rng = np.random.default_rng(2)
     loud = torch.from_numpy(rng.standard_normal(8000).astype(np.float32))
     quiet = loud * 1e-4 + torch.from_numpy(rng.standard_normal(8000).astype(np.float32)) * 1e-6
-    together = front.log_mel(torch.stack([loud, quiet]))
-    for i, clip in enumerate((loud, quiet)):
-        alone = front.log_mel(clip[None])[0]
-        torch.testing.assert_close(together[i], alone, rtol=1e-5, atol=1e-4)
-        assert float(alone.max() - alone.min()) <= 60.0 + 1e-3
+    for banded in (True, False):  # the CPU and the GPU paths
+        front.banded = banded
+        together = front.log_mel(torch.stack([loud, quiet]))
+        for i, clip in enumerate((loud, quiet)):
+            alone = front.log_mel(clip[None])[0]
+            torch.testing.assert_close(together[i], alone, rtol=1e-5, atol=1e-4)
+            assert float(alone.max() - alone.min()) <= 60.0 + 1e-3
