@@ -192,7 +192,7 @@ def train_and_evaluate(
             stopped = f"no validation improvement for {config.patience} epochs"
             break
         if reporter is not None and reporter.should_stop:
-            stopped = "told to stop (early termination or lease lost)"
+            stopped = getattr(reporter, "stop_reason", None) or "told to stop"
             break
 
     net.load_state_dict(best["weights"])
@@ -226,7 +226,11 @@ def train_and_evaluate(
         skipped_clips=data.skipped,
         resumed_from_epoch=start or None,
     )
-    tracker.finish(result.summary(), confusion=test["confusion"], classes=data.classes)
+    tracker.finish(
+        {**result.summary(), "stopped_early": result.stopped_early},
+        confusion=test["confusion"],
+        classes=data.classes,
+    )
     remove_checkpoint(run_dir)
     return result
 

@@ -245,3 +245,34 @@ def test_launch_supervises_wandb_agents(synth_root: Path, tmp_path: Path) -> Non
         run = _offline_run(wandb_dir, run_id)
         assert run.job_type == f"fold{runs[run_id]['fold']}" and "test/accuracy" in run.summary
     assert (logs / "agent-0.log").exists() and (logs / "agent-1.log").exists()
+
+
+def test_a_run_wandb_stops_ends_its_epoch_and_reports_test_metrics(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    """W&B's controller sends `stop` (hyperband): the run ends after an epoch, still evaluates
+    on the test split, says why it stopped, and its process exits cleanly."""
+    params = {"dataset": "synth", "data_root": str(synth_root), "arch": "dcase2017_mlp",
+              "n_mels": 40, "epochs": 500, "patience": 0, "crop_seconds": 0.5,
+              "sample_rate": 16000, "fold": 1}  # fmt: skip
+    spec = {"method": "grid", "metric": {"name": "val/accuracy", "goal": "maximize"},
+            "parameters": {k: {"value": v} for k, v in params.items()}}  # fmt: skip
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"config": wandb_backend.registered_config(spec),
+                                "runs": {"long1": params}, "stop_after_seconds": {"long1": 8}}))  # fmt: skip
+    wandb_dir = tmp_path / "wandb-files"
+    wandb_dir.mkdir()
+    env = agent_env(WANDB_TEST_PLAN=str(plan), WANDB_API_KEY=FAKE_KEY, WANDB_DIR=str(wandb_dir))
+    proc = subprocess.run(
+        [sys.executable, "-c", "import wandb_server; wandb_server.main()",
+         "agent", "lab/asc/swp123", "--tracking", "offline"],
+        env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads(plan.with_suffix(".log.json").read_text())
+    assert {"type": "stop", "run_id": "long1"} in state["commands"]
+    assert "Kill: long1" not in proc.stderr  # it ended on SIGTERM, within the kill delay
+    run = _offline_run(wandb_dir, "long1")
+    assert run.summary["stopped_early"] == "stopped by W&B (early termination, or stop in the UI)"
+    assert 1 <= run.summary["epochs_run"] < 500
+    assert 0.0 <= run.summary["test/accuracy"] <= 1.0

@@ -10,7 +10,9 @@ else (the agent loop, the run command line, the per-run processes, ``wandb.init`
 the real SDK.
 
 Use: ``python -c "import wandb_server; wandb_server.main()" agent ENTITY/PROJECT/ID ...`` with
-``WANDB_TEST_PLAN`` naming a JSON file ``{"config": {...}, "runs": {"run-id": {params}}}``.
+``WANDB_TEST_PLAN`` naming a JSON file ``{"config": {...}, "runs": {"run-id": {params}}}``
+and, optionally, ``"stop_after_seconds": {"run-id": S}``: the controller then sends ``stop``
+for that run on every heartbeat once it has run S seconds (as W&B's does for hyperband).
 Its state (the queue, each run's state, the ``heartbeats`` and ``commands`` it saw) is kept in
 ``<plan>.log.json`` under a lock, so several agent processes share one controller; processes
 started with ``tests/wandb_site`` on ``PYTHONPATH`` install the stand-in at start-up.
@@ -22,6 +24,7 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,7 +74,7 @@ def _state(plan_path: Path) -> Iterator[dict[str, Any]]:
         else:
             plan = json.loads(plan_path.read_text())
             state = {"queue": list(plan["runs"].items()), "runs": {}, "agents": {},
-                     "heartbeats": [], "commands": []}  # fmt: skip
+                     "started": {}, "heartbeats": [], "commands": []}  # fmt: skip
         yield state
         state_path.write_text(json.dumps(state))
 
@@ -97,13 +100,20 @@ def install(plan_path: Path) -> None:
             for run_id in mine:  # a run the agent no longer reports has ended
                 if not run_states.get(run_id) and state["runs"][run_id] == "running":
                     state["runs"][run_id] = "finished"
-            if any(run_states.values()):
-                commands: list[dict[str, Any]] = []
+            stops = plan.get("stop_after_seconds", {})  # run id -> seconds after its start
+            running = [r for r, alive in run_states.items() if alive]
+            if running:
+                commands: list[dict[str, Any]] = [
+                    {"type": "stop", "run_id": r}
+                    for r in running
+                    if r in stops and time.time() - state["started"][r] > stops[r]
+                ]
             elif state["queue"]:
                 run_id, params = state["queue"].pop(0)
                 args = {k: {"value": v} for k, v in params.items()}
                 commands = [{"type": "run", "run_id": run_id, "args": args, "program": None}]
                 state["runs"][run_id] = "running"
+                state["started"][run_id] = time.time()
                 mine.append(run_id)
             else:
                 commands = [{"type": "exit"}]

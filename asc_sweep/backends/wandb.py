@@ -151,6 +151,8 @@ def run_configuration(args_file: Path) -> dict[str, Any]:
     """One configuration of a W&B sweep, in the process W&B's agent started for it.
 
     ``args_file`` is the agent's ``${args_json_file}``: the configuration's parameters as JSON.
+    SIGTERM (how W&B's agent stops a run) is caught before anything slow happens (reading the
+    parameters, importing the trainer): it asks the run to end after its current epoch.
     """
     sweep_id, run_id = os.environ.get("WANDB_SWEEP_ID"), os.environ.get("WANDB_RUN_ID")
     if not sweep_id or not run_id:
@@ -159,13 +161,6 @@ def run_configuration(args_file: Path) -> dict[str, Any]:
             "(WANDB_SWEEP_ID and WANDB_RUN_ID are not set); start agents with "
             "`asc-sweep agent ENTITY/PROJECT/SWEEP_ID`"
         )
-    try:
-        params = json.loads(args_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise AscSweepError(f"{args_file}: cannot read the run's parameters: {exc}") from None
-    if not isinstance(params, dict):
-        raise AscSweepError(f"{args_file}: expected a JSON object of parameters")
-    run_fn = load_run_function(os.environ.get(FUNCTION_ENV) or DEFAULT_FUNCTION)
     base = Path(os.environ.get("WANDB_DIR") or ".")
     context = WandbRunContext(
         run_id=run_id,
@@ -179,6 +174,13 @@ def run_configuration(args_file: Path) -> dict[str, Any]:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
+        try:
+            params = json.loads(args_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise AscSweepError(f"{args_file}: cannot read the run's parameters: {exc}") from None
+        if not isinstance(params, dict):
+            raise AscSweepError(f"{args_file}: expected a JSON object of parameters")
+        run_fn = load_run_function(os.environ.get(FUNCTION_ENV) or DEFAULT_FUNCTION)
         return dict(run_fn(params, context) or {})
     finally:
         signal.signal(signal.SIGTERM, previous)
