@@ -8,10 +8,12 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from scipy import stats
 
 from asc_sweep.backends import LocalBackend
@@ -158,7 +160,9 @@ class StandInRun:
         return self._history
 
 
-def test_local_and_wandb_backends_give_the_same_report(tmp_path: Path, store: Path) -> None:
+def test_local_and_wandb_backends_give_the_same_report(
+    tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]
+) -> None:
     spec = "method: grid\nparameters:\n  init: {values: [default, he_normal]}\n  arch: {values: [cnn6, dcase2018_cnn]}\n  fold: {values: [1, 2, 3]}\n"
     rng = np.random.default_rng(0)
     stand_ins = []
@@ -205,6 +209,16 @@ def test_local_and_wandb_backends_give_the_same_report(tmp_path: Path, store: Pa
             name
         )
     assert "failed" in a.markdown.read_text()
+    # The CLI, given the W&B sweep's path, reads it through W&B's API (stood in for here).
+    from asc_sweep.backends import wandb as wandb_backend
+
+    api_sweep = SimpleNamespace(id=sweep.id, runs=stand_ins, config=yaml.safe_load(spec))
+    monkeypatch.setattr(wandb_backend, "api_sweep", lambda path: api_sweep)
+    result = cli("report", f"lab/asc/{sweep.id}", "--out", tmp_path / "cli")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cli" / "summary.csv").read_text() == (
+        tmp_path / "local" / "summary.csv"
+    ).read_text()
 
 
 @pytest.mark.skipif(

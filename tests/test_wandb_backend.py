@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,39 +92,65 @@ def _offline_run(wandb_dir: Path, run_id: str) -> Any:
         time.sleep(0.5)
 
 
-def test_wandb_agent_trains_each_configuration_in_its_own_process(
-    synth_root: Path, tmp_path: Path
-) -> None:
-    base = {"dataset": "synth", "data_root": str(synth_root), "arch": "dcase2017_mlp",
-            "n_mels": 40, "epochs": 2, "crop_seconds": 0.5, "sample_rate": 16000}  # fmt: skip
+@dataclass
+class StandInSweep:
+    """A W&B sweep served by tests/wandb_server.py to real asc-sweep processes."""
+
+    proc: subprocess.CompletedProcess[str]
+    state: dict[str, Any]  # the controller's: queue, run states, heartbeats, commands
+    wandb_dir: Path
+
+
+def _run_stand_in(
+    tmp_path: Path, runs: dict[str, dict[str, Any]], *args: str, **plan_extra: Any
+) -> StandInSweep:
+    """Serve ``runs`` (W&B run id -> parameters) as sweep lab/asc/swp123 and run
+    ``asc-sweep ARGS`` against it; every Python process started gets the stand-in server."""
+    first = next(iter(runs.values()))
+    parameters = {k: {"values": list(dict.fromkeys(p[k] for p in runs.values()))} for k in first}
     spec = {"method": "grid", "metric": {"name": "val/accuracy", "goal": "maximize"},
-            "parameters": {**{k: {"value": v} for k, v in base.items()}, "fold": {"values": [1, 2]}}}  # fmt: skip
+            "parameters": parameters}  # fmt: skip
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({
-        "config": wandb_backend.registered_config(spec),
-        "runs": {"r1fold1": {**base, "fold": 1}, "r2fold2": {**base, "fold": 2}},
-    }))  # fmt: skip
+    plan.write_text(
+        json.dumps({"config": wandb_backend.registered_config(spec), "runs": runs, **plan_extra})
+    )
     wandb_dir = tmp_path / "wandb-files"
     wandb_dir.mkdir()
     env = agent_env(WANDB_TEST_PLAN=str(plan), WANDB_API_KEY=FAKE_KEY, WANDB_DIR=str(wandb_dir))
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).parent / "wandb_site"), env["PYTHONPATH"]]
+    )
     env["PATH"] = "/usr/bin:/bin"  # `asc-sweep` must be found without an activated venv
     proc = subprocess.run(
-        [sys.executable, "-c", "import wandb_server; wandb_server.main()",
-         "agent", "lab/asc/swp123", "--tracking", "offline"],
-        env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path,
+        [sys.executable, "-m", "asc_sweep", *args], env=env, capture_output=True, text=True,
+        timeout=500, cwd=tmp_path,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    log = json.loads(plan.with_suffix(".log.json").read_text())
-    assert [c["type"] for c in log["commands"]] == ["run", "run", "exit"]
-    assert {"r1fold1": True} in log["heartbeats"] and {"r2fold2": True} in log["heartbeats"]
-    for run_id, fold in (("r1fold1", 1), ("r2fold2", 2)):
-        run = _offline_run(wandb_dir, run_id)
-        config = RunConfig.from_dict({**base, "fold": fold})
-        assert run.job_type == f"fold{fold}" and run.group == config.group
+    state = json.loads(plan.with_suffix(".log.json").read_text())
+    return StandInSweep(proc, state, wandb_dir)
+
+
+def _tiny(synth_root: Path, **knobs: Any) -> dict[str, Any]:
+    return {"dataset": "synth", "data_root": str(synth_root), "arch": "dcase2017_mlp",
+            "n_mels": 40, "epochs": 1, "crop_seconds": 0.5, "sample_rate": 16000, **knobs}  # fmt: skip
+
+
+def test_wandb_agent_trains_each_configuration_in_its_own_process(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    runs = {"r1fold1": _tiny(synth_root, epochs=2, fold=1), "r2fold2": _tiny(synth_root, epochs=2, fold=2)}  # fmt: skip
+    sweep = _run_stand_in(tmp_path, runs, "agent", "lab/asc/swp123", "--tracking", "offline")
+    assert sweep.proc.returncode == 0, sweep.proc.stderr[-3000:]
+    assert [c["type"] for c in sweep.state["commands"]] == ["run", "run", "exit"]
+    assert {"r1fold1": True} in sweep.state["heartbeats"]
+    assert {"r2fold2": True} in sweep.state["heartbeats"]
+    for run_id, params in runs.items():
+        run = _offline_run(sweep.wandb_dir, run_id)
+        fold = params["fold"]
+        assert run.job_type == f"fold{fold}" and run.group == RunConfig.from_dict(params).group
         assert run.config["fold"] == fold and run.config["arch"] == "dcase2017_mlp"
         assert 0.0 <= run.summary["test/accuracy"] <= 1.0
         assert [h["epoch"] for h in run.history if "epoch" in h] == [1, 2]
-    assert FAKE_KEY not in proc.stdout + proc.stderr
+    assert FAKE_KEY not in sweep.proc.stdout + sweep.proc.stderr
 
 
 def test_wandb_run_needs_the_agent(tmp_path: Path) -> None:
@@ -216,33 +243,19 @@ def test_wandb_sweeps_refuse_tracking_off_and_missing_credentials(
 
 def test_launch_supervises_wandb_agents(synth_root: Path, tmp_path: Path) -> None:
     """Two agent processes under `launch` share one W&B sweep: each run is trained once."""
-    base = {"dataset": "synth", "data_root": str(synth_root), "arch": "dcase2017_mlp",
-            "n_mels": 40, "epochs": 1, "crop_seconds": 0.5, "sample_rate": 16000}  # fmt: skip
-    runs = {f"r{fold}": {**base, "fold": fold} for fold in (1, 2, 3)}
-    spec = {"method": "grid", "metric": {"name": "val/accuracy", "goal": "maximize"},
-            "parameters": {**{k: {"value": v} for k, v in base.items()}, "fold": {"values": [1, 2, 3]}}}  # fmt: skip
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"config": wandb_backend.registered_config(spec), "runs": runs}))
-    wandb_dir = tmp_path / "wandb-files"
-    wandb_dir.mkdir()
-    env = agent_env(WANDB_TEST_PLAN=str(plan), WANDB_API_KEY=FAKE_KEY, WANDB_DIR=str(wandb_dir))
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(__file__).parent / "wandb_site"), env["PYTHONPATH"]]
+    runs = {f"r{fold}": _tiny(synth_root, fold=fold) for fold in (1, 2, 3)}
+    sweep = _run_stand_in(
+        tmp_path, runs, "launch", "lab/asc/swp123", "--agents", "2", "--tracking", "offline"
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "asc_sweep", "launch", "lab/asc/swp123", "--agents", "2",
-         "--tracking", "offline"],
-        env=env, capture_output=True, text=True, timeout=500, cwd=tmp_path,
-    )  # fmt: skip
     logs = tmp_path / "asc-sweep-logs" / "swp123"
-    assert proc.returncode == 0, proc.stderr[-2000:] + (logs / "agent-0.log").read_text()[-2000:]
-    assert "W&B sweep lab/asc/swp123 has no more runs" in proc.stderr
-    state = json.loads(plan.with_suffix(".log.json").read_text())
-    assert state["runs"] == {"r1": "finished", "r2": "finished", "r3": "finished"}
-    handed = sorted(r for agent_runs in state["agents"].values() for r in agent_runs)
-    assert handed == ["r1", "r2", "r3"] and len(state["agents"]) == 2
+    agent_log = (logs / "agent-0.log").read_text()[-2000:]
+    assert sweep.proc.returncode == 0, sweep.proc.stderr[-2000:] + agent_log
+    assert "W&B sweep lab/asc/swp123 has no more runs" in sweep.proc.stderr
+    assert sweep.state["runs"] == {"r1": "finished", "r2": "finished", "r3": "finished"}
+    handed = sorted(r for agent_runs in sweep.state["agents"].values() for r in agent_runs)
+    assert handed == ["r1", "r2", "r3"] and len(sweep.state["agents"]) == 2
     for run_id in runs:
-        run = _offline_run(wandb_dir, run_id)
+        run = _offline_run(sweep.wandb_dir, run_id)
         assert run.job_type == f"fold{runs[run_id]['fold']}" and "test/accuracy" in run.summary
     assert (logs / "agent-0.log").exists() and (logs / "agent-1.log").exists()
 
@@ -252,27 +265,15 @@ def test_a_run_wandb_stops_ends_its_epoch_and_reports_test_metrics(
 ) -> None:
     """W&B's controller sends `stop` (hyperband): the run ends after an epoch, still evaluates
     on the test split, says why it stopped, and its process exits cleanly."""
-    params = {"dataset": "synth", "data_root": str(synth_root), "arch": "dcase2017_mlp",
-              "n_mels": 40, "epochs": 500, "patience": 0, "crop_seconds": 0.5,
-              "sample_rate": 16000, "fold": 1}  # fmt: skip
-    spec = {"method": "grid", "metric": {"name": "val/accuracy", "goal": "maximize"},
-            "parameters": {k: {"value": v} for k, v in params.items()}}  # fmt: skip
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"config": wandb_backend.registered_config(spec),
-                                "runs": {"long1": params}, "stop_after_seconds": {"long1": 8}}))  # fmt: skip
-    wandb_dir = tmp_path / "wandb-files"
-    wandb_dir.mkdir()
-    env = agent_env(WANDB_TEST_PLAN=str(plan), WANDB_API_KEY=FAKE_KEY, WANDB_DIR=str(wandb_dir))
-    proc = subprocess.run(
-        [sys.executable, "-c", "import wandb_server; wandb_server.main()",
-         "agent", "lab/asc/swp123", "--tracking", "offline"],
-        env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path,
+    runs = {"long1": _tiny(synth_root, epochs=500, patience=0, fold=1)}
+    sweep = _run_stand_in(
+        tmp_path, runs, "agent", "lab/asc/swp123", "--tracking", "offline",
+        stop_after_seconds={"long1": 8},
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    state = json.loads(plan.with_suffix(".log.json").read_text())
-    assert {"type": "stop", "run_id": "long1"} in state["commands"]
-    assert "Kill: long1" not in proc.stderr  # it ended on SIGTERM, within the kill delay
-    run = _offline_run(wandb_dir, "long1")
+    assert sweep.proc.returncode == 0, sweep.proc.stderr[-3000:]
+    assert {"type": "stop", "run_id": "long1"} in sweep.state["commands"]
+    assert "Kill: long1" not in sweep.proc.stderr  # it ended on SIGTERM, within the kill delay
+    run = _offline_run(sweep.wandb_dir, "long1")
     assert run.summary["stopped_early"] == "stopped by W&B (early termination, or stop in the UI)"
     assert 1 <= run.summary["epochs_run"] < 500
     assert 0.0 <= run.summary["test/accuracy"] <= 1.0

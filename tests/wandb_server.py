@@ -9,13 +9,12 @@ at a time, the way W&B's server does (a ``run`` command when the agent has nothi
 else (the agent loop, the run command line, the per-run processes, ``wandb.init`` in them) is
 the real SDK.
 
-Use: ``python -c "import wandb_server; wandb_server.main()" agent ENTITY/PROJECT/ID ...`` with
-``WANDB_TEST_PLAN`` naming a JSON file ``{"config": {...}, "runs": {"run-id": {params}}}``
-and, optionally, ``"stop_after_seconds": {"run-id": S}``: the controller then sends ``stop``
+Use: start ``python -m asc_sweep ...`` with ``tests/wandb_site`` on ``PYTHONPATH`` (its
+``sitecustomize`` calls :func:`install` in every Python process) and ``WANDB_TEST_PLAN``
+naming a JSON file ``{"config": {...}, "runs": {"run-id": {params}}}`` and, optionally, ``"stop_after_seconds": {"run-id": S}``: the controller then sends ``stop``
 for that run on every heartbeat once it has run S seconds (as W&B's does for hyperband).
 Its state (the queue, each run's state, the ``heartbeats`` and ``commands`` it saw) is kept in
-``<plan>.log.json`` under a lock, so several agent processes share one controller; processes
-started with ``tests/wandb_site`` on ``PYTHONPATH`` install the stand-in at start-up.
+``<plan>.log.json`` under a lock, so several agent processes share one controller.
 """
 
 from __future__ import annotations
@@ -127,10 +126,3 @@ def install(plan_path: Path) -> None:
     wandb.Api = StandInApi  # type: ignore[misc, assignment]
     wandb_login._login = lambda *a, **k: True  # type: ignore[assignment]
     wandb_agent.Agent.POLL_INTERVAL = 0.2
-
-
-def main() -> None:
-    install(Path(os.environ["WANDB_TEST_PLAN"]))
-    from asc_sweep.cli import main as cli_main
-
-    cli_main()
