@@ -42,6 +42,7 @@ class RunResult:
             "parameters": self.parameters,
             "macs_per_clip": self.macs_per_clip,
             "config_hash": self.config_hash,
+            "stopped_early": self.stopped_early,
         }
         out.update({f"time/{k}": v for k, v in self.timings.items()})
         out.update(

@@ -44,6 +44,9 @@ class Reporter(Protocol):
     @property
     def should_stop(self) -> bool: ...
 
+    @property
+    def stop_reason(self) -> str | None: ...
+
 
 class Pipeline(nn.Module):
     """Front end, augmentation and model: waveforms and lengths in, logits out."""
@@ -192,7 +195,7 @@ def train_and_evaluate(
             stopped = f"no validation improvement for {config.patience} epochs"
             break
         if reporter is not None and reporter.should_stop:
-            stopped = getattr(reporter, "stop_reason", None) or "told to stop"
+            stopped = reporter.stop_reason or "told to stop"
             break
 
     net.load_state_dict(best["weights"])
@@ -226,11 +229,7 @@ def train_and_evaluate(
         skipped_clips=data.skipped,
         resumed_from_epoch=start or None,
     )
-    tracker.finish(
-        {**result.summary(), "stopped_early": result.stopped_early},
-        confusion=test["confusion"],
-        classes=data.classes,
-    )
+    tracker.finish(result.summary(), confusion=test["confusion"], classes=data.classes)
     remove_checkpoint(run_dir)
     return result
 
@@ -366,7 +365,6 @@ def run_for_agent(params: dict[str, Any], context: Any) -> dict[str, Any]:
         {
             "classes": result.classes,
             "confusion": result.test["confusion"],
-            "stopped_early": result.stopped_early,
             "skipped_clips": len(result.skipped_clips),
             "resumed_from_epoch": result.resumed_from_epoch,
             "environment": result.environment,

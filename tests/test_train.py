@@ -66,6 +66,7 @@ def test_a_requeued_run_resumes_and_ends_as_an_uninterrupted_one(
 
     class DiesAtEpoch2:
         should_stop = False
+        stop_reason = None
 
         def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
             if step == 1:  # the process dies while epoch 2 is being reported
