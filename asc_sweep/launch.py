@@ -60,6 +60,10 @@ class LocalProgress:
     def finished(self) -> bool:
         return self.backend.get_sweep(self.sweep_id).state == "finished"
 
+    def done_message(self, exit_codes: list[int | None]) -> str | None:
+        """What to say when every agent has exited and the sweep is done (else None)."""
+        return f"sweep {self.sweep_id} is done" if self.finished() else None
+
 
 class WandbProgress:
     """A W&B sweep, as the launcher sees it: counts through W&B's API, read now and then."""
@@ -111,6 +115,12 @@ class WandbProgress:
         self._read_at = -float("inf")
         self._refresh()
         return self._state == "finished"
+
+    def done_message(self, exit_codes: list[int | None]) -> str | None:
+        # W&B's agents exit 0 when W&B has no more runs for them: the sweep is done.
+        if all(code == 0 for code in exit_codes):
+            return f"W&B sweep {self.sweep_id} has no more runs"
+        return None
 
 
 @dataclass
@@ -297,19 +307,14 @@ class Launcher:
             return 130
         if self._signal is not None:
             return 0
-        sweep_id = self.progress.sweep_id
-        if isinstance(self.progress, WandbProgress):
-            # W&B's agents exit 0 when W&B has no more runs for them: the sweep is done.
-            if all(slot.proc is not None and slot.proc.returncode == 0 for slot in self.slots):
-                self.console.print(
-                    f"W&B sweep {sweep_id} has no more runs; agent logs in {self.log_dir}"
-                )
-                return 0
-        elif self.progress.finished():
-            self.console.print(f"sweep {sweep_id} is done; agent logs in {self.log_dir}")
+        codes = [slot.proc.returncode if slot.proc else None for slot in self.slots]
+        done = self.progress.done_message(codes)
+        if done:
+            self.console.print(f"{done}; agent logs in {self.log_dir}")
             return 0
         self.console.print(
-            f"[red]all agents stopped before sweep {sweep_id} was done; logs in {self.log_dir}[/]"
+            f"[red]all agents stopped before sweep {self.progress.sweep_id} was done; "
+            f"logs in {self.log_dir}[/]"
         )
         return 1
 
