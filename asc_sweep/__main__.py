@@ -1,5 +1,5 @@
 """``python -m asc_sweep``: the same as the ``asc-sweep`` command."""
 
-from .cli import main
+from asc_sweep.cli import main
 
 main()

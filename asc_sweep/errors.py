@@ -62,5 +62,10 @@ class RunFailed(AscSweepError):
     exit_code = 1
 
 
+class DeviceUnavailable(AscSweepError):
+    """A run asks for a device this host does not have (``device: cuda`` without a GPU): an
+    environment problem, so an agent puts the run back and stops (exit 2) instead of failing it."""
+
+
 class RunFunctionError(AscSweepError):
     """The run function given to an agent (``--function``) cannot be loaded."""

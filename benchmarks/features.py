@@ -21,7 +21,7 @@ import librosa
 import numpy as np
 import torch
 
-from asc_sweep.features import LogMel
+from asc_sweep.data.features import LogMel
 
 
 def bench_librosa(clips: np.ndarray, sr: int, win: int, hop: int, n_mels: int, n_fft: int) -> float:

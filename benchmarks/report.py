@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from asc_sweep.backends import LocalBackend
-from asc_sweep.report import from_local, write_report
-from asc_sweep.spec import parse_spec
+from asc_sweep.backends.local import LocalController
+from asc_sweep.report import write_report
+from asc_sweep.sweep.spec import parse_spec
 
 SPEC = """
 method: grid
@@ -58,7 +59,7 @@ def main() -> None:
         times = []
         for i in range(args.repeats):
             t0 = time.perf_counter()
-            records = from_local(backend, sweep_id)
+            records = LocalController(backend, backend.get_sweep(sweep_id)).records()
             t1 = time.perf_counter()
             write_report(records, Path(tmp) / f"r{i}", sweep_id=sweep_id)
             times.append((t1 - t0, time.perf_counter() - t1))

@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from asc_sweep import engine
 from asc_sweep.backends import LocalBackend
-from asc_sweep.spec import parse_spec
+from asc_sweep.sweep import engine
+from asc_sweep.sweep.spec import parse_spec
 
 SPECS = {
     "grid": "method: grid\nparameters:\n  seed: {{min: 1, max: {runs}}}\n",

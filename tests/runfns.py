@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from asc_sweep.agent import RunContext
+from asc_sweep.agent.agent import AgentRunContext as RunContext
 
 
 def _record(ctx: RunContext, params: dict[str, Any], event: str) -> None:
@@ -57,6 +57,8 @@ def slow(params: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     _record(ctx, params, "start")
     deadline = time.time() + float(os.environ.get("ASC_TEST_SLEEP", "2"))
     while time.time() < deadline:
+        if ctx.stop.aborts:  # the agent is stopping, or the run is no longer ours
+            return {}
         time.sleep(0.05)
     _record(ctx, params, "end")
     return {"val/accuracy": score(params)}
@@ -96,6 +98,6 @@ def curves(params: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     for epoch in range(9):
         ctx.log({"val/loss": quality + 1.0 / (epoch + 1)})
         epochs += 1
-        if ctx.should_stop:
+        if ctx.stop.is_set:
             break
     return {"val/loss": quality, "epochs": epochs}

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from asc_sweep.backends import LocalBackend
-from asc_sweep.spec import parse_spec
+from asc_sweep.sweep.spec import parse_spec
 
 from .conftest import ROOT, agent_env, start_agent
 
@@ -230,7 +230,7 @@ def test_launch_gives_up_on_agents_that_cannot_start(store: Path) -> None:
 
 
 def test_threads_default_to_cores_over_agents() -> None:
-    from asc_sweep.launch import gpu_for, threads_per_agent
+    from asc_sweep.agent.launcher import gpu_for, threads_per_agent
 
     assert threads_per_agent(4, cpus=16) == 4
     assert threads_per_agent(3, cpus=2) == 1
@@ -260,4 +260,4 @@ parameters:
         assert poor.state == "stopped"
         assert (poor.summary or {})["epochs"] == 3  # stopped at band 2, not run to 9 epochs
         assert len(backend.history(poor.id)) == 3
-    assert "stopped early (early termination (hyperband))" in out
+    assert "stopped by the controller (early termination (hyperband))" in out

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asc_sweep.config import DATASET_NAMES
 from asc_sweep.data import DATASETS, DataError, DatasetIndex, load_dataset
 from asc_sweep.data.audio import load_clip
 from asc_sweep.data.splits import carve_validation
+from asc_sweep.sweep.config import DATASET_NAMES
 
 from . import layouts
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pydantic
 
-from asc_sweep import engine
 from asc_sweep.backends import LocalBackend
-from asc_sweep.spec import parse_spec
+from asc_sweep.sweep import engine
+from asc_sweep.sweep.spec import parse_spec
 
 BAYES = """
 method: bayes

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from asc_sweep.config import RunConfig
-from asc_sweep.features import LogMel, fit_normalization
+from asc_sweep.data.features import LogMel, fit_normalization
+from asc_sweep.sweep.config import RunConfig
 
 SETTINGS = [  # sample rate, window, hop, mels, f_min, f_max, scale
     (16000, 400, 160, 64, 0.0, None, "slaney"),

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from asc_sweep.config import INIT_NAMES
-from asc_sweep.init import INITS, apply_init
 from asc_sweep.models import ModelSpec, build_model
+from asc_sweep.models.init import INITS, apply_init
+from asc_sweep.sweep.config import INIT_NAMES
 
 
 def big_layers() -> nn.Sequential:

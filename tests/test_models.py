@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asc_sweep.config import ARCH_NAMES, RunConfig
-from asc_sweep.features import LogMel, fit_normalization
+from asc_sweep.data.features import LogMel, fit_normalization
 from asc_sweep.models import ARCHITECTURES, ModelSpec, build_model, count_parameters
+from asc_sweep.sweep.config import ARCH_NAMES, RunConfig
 
 RATES = (8000, 16000, 22050, 32000, 44100)
 

@@ -17,9 +17,11 @@ import yaml
 from scipy import stats
 
 from asc_sweep.backends import LocalBackend
-from asc_sweep.report import RunRecord, from_local, from_wandb, write_report
+from asc_sweep.backends.local import LocalController
+from asc_sweep.backends.wandb import records_from_runs
+from asc_sweep.report import RunRecord, write_report
 from asc_sweep.report.stats import holm
-from asc_sweep.spec import parse_spec
+from asc_sweep.sweep.spec import parse_spec
 
 INITS = ["default", "he_normal", "xavier_uniform"]
 ARCHS = ["cnn6", "dcase2018_cnn"]
@@ -199,8 +201,8 @@ def test_local_and_wandb_backends_give_the_same_report(
             )
             w_history = [{**r, "_step": i, "_runtime": float(i)} for i, r in enumerate(rows)]
             stand_ins.append(StandInRun(claim.run.name, state, config, w_summary, w_history))
-        local = from_local(backend, sweep.id)
-    wandb_side = from_wandb(stand_ins, knobs=["init", "arch", "fold"])
+        local = LocalController(backend, sweep).records()
+    wandb_side = records_from_runs(stand_ins, knobs=["init", "arch", "fold"])
     _, a = write_report(local, tmp_path / "local", sweep_id=sweep.id)
     _, b = write_report(wandb_side, tmp_path / "wandb", sweep_id=sweep.id)
     assert a.markdown.read_text() == b.markdown.read_text()

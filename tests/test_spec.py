@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from asc_sweep.config import ARCH_NAMES, RunConfig
 from asc_sweep.errors import SpecError
-from asc_sweep.spec import load_spec, parse_spec
+from asc_sweep.sweep.config import ARCH_NAMES, RunConfig
+from asc_sweep.sweep.spec import load_spec, parse_spec
 
 GRID_HEAD = "method: grid\nparameters:\n"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from asc_sweep import engine
 from asc_sweep.backends import LocalBackend
 from asc_sweep.errors import LeaseLost, StoreError, SweepNotFound
-from asc_sweep.spec import parse_spec
+from asc_sweep.sweep import engine
+from asc_sweep.sweep.spec import parse_spec
 
 GRID = """
 method: grid

@@ -15,11 +15,12 @@ import pytest
 import yaml
 
 from asc_sweep.backends import LocalBackend
-from asc_sweep.config import ARCH_NAMES, RunConfig
-from asc_sweep.demo import DEMO_SPEC
-from asc_sweep.spec import load_spec, parse_spec
-from asc_sweep.tracking import WandbTracker
-from asc_sweep.train import train_and_evaluate
+from asc_sweep.cli.demo import DEMO_SPEC
+from asc_sweep.run.context import StandaloneContext
+from asc_sweep.run.tracking import WandbTracker
+from asc_sweep.run.train import train_and_evaluate
+from asc_sweep.sweep.config import ARCH_NAMES, RunConfig
+from asc_sweep.sweep.spec import load_spec, parse_spec
 
 from .conftest import ROOT, agent_env
 from .wandb_log import read_offline_run
@@ -64,22 +65,18 @@ def test_a_requeued_run_resumes_and_ends_as_an_uninterrupted_one(
     class Killed(Exception):
         pass
 
-    class DiesAtEpoch2:
-        should_stop = False
-        stop_reason = None
-
+    class DiesAtEpoch2(StandaloneContext):
         def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
             if step == 1:  # the process dies while epoch 2 is being reported
                 raise Killed
 
     with pytest.raises(Killed):
-        train_and_evaluate(config, reporter=DiesAtEpoch2(), run_dir=tmp_path / "run")
+        train_and_evaluate(config, context=DiesAtEpoch2(run_dir=tmp_path / "run"))
     assert (tmp_path / "run" / "checkpoint.pt").exists()
-    resumed = train_and_evaluate(config, run_dir=tmp_path / "run")
+    resumed = train_and_evaluate(config, context=StandaloneContext(run_dir=tmp_path / "run"))
     assert resumed.resumed_from_epoch == 1
     assert [h["train/loss"] for h in resumed.history] == [h["train/loss"] for h in straight.history]
     assert resumed.test == straight.test
-    assert not (tmp_path / "run").exists()  # the checkpoint is dropped once the run is done
 
 
 def test_the_wandb_offline_run_holds_config_history_and_summary(
@@ -87,7 +84,9 @@ def test_the_wandb_offline_run_holds_config_history_and_summary(
 ) -> None:
     config = tiny(synth_root, fold=2, init="he_normal")
     tracker = WandbTracker("offline", directory=tmp_path)
-    result = train_and_evaluate(config, tracker, run_name="abc123-0007", tags=["abc123"])
+    result = train_and_evaluate(
+        config, tracker, context=StandaloneContext("abc123-0007"), tags=["abc123"]
+    )
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     # W&B's core process writes the transaction log; on a loaded machine the last records can
     # land just after finish() returns, so read until the whole run is there (or 30 s pass).

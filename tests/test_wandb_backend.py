@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
+from asc_sweep.agent.wandb_run import run_configuration
 from asc_sweep.backends import wandb as wandb_backend
-from asc_sweep.config import RunConfig
+from asc_sweep.sweep.config import RunConfig
 
 from .conftest import agent_env
 from .wandb_log import read_offline_run
@@ -183,7 +184,7 @@ def test_sigterm_from_wandbs_agent_asks_the_run_to_stop(
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv(wandb_backend.FUNCTION_ENV, f"{__name__}:_signalled_run")
     before = signal.getsignal(signal.SIGTERM)
-    summary = wandb_backend.run_configuration(args)
+    summary = run_configuration(args)
     assert summary == {
         "fold": 3,
         "stopped": True,
@@ -274,6 +275,10 @@ def test_a_run_wandb_stops_ends_its_epoch_and_reports_test_metrics(
     assert {"type": "stop", "run_id": "long1"} in sweep.state["commands"]
     assert "Kill: long1" not in sweep.proc.stderr  # it ended on SIGTERM, within the kill delay
     run = _offline_run(sweep.wandb_dir, "long1")
-    assert run.summary["stopped_early"] == "stopped by W&B (early termination, or stop in the UI)"
+    assert run.summary["stopped"] is True
+    assert (
+        run.summary["end_reason"]
+        == "stopped: stopped by W&B (early termination, or stop in the UI)"
+    )
     assert 1 <= run.summary["epochs_run"] < 500
     assert 0.0 <= run.summary["test/accuracy"] <= 1.0

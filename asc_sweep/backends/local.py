@@ -1,6 +1,6 @@
 """The embedded backend: one SQLite file holds every sweep, run and history row.
 
-The store owns all state; W&B's sweep engine (``asc_sweep.engine``) is consulted as a pure
+The store owns all state; W&B's sweep engine (``asc_sweep.sweep.engine``) is consulted as a pure
 function of (spec, runs). Every call that changes state is one ``BEGIN IMMEDIATE``
 transaction, so any number of agent processes on one host can share a store:
 
@@ -23,11 +23,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .. import engine
-from ..config import config_hash
-from ..errors import LeaseLost, RunNotFound, StoreError, SweepNotFound
-from ..spec import MAX_GRID, SweepSpec
-from .base import Claim, Run, Sweep, SweepCounts
+from asc_sweep.backends.base import (
+    Claim,
+    Controller,
+    CreateOptions,
+    Failure,
+    Run,
+    Sweep,
+    SweepCounts,
+)
+from asc_sweep.errors import LeaseLost, RunNotFound, StoreError, SweepNotFound
+from asc_sweep.report.records import RunRecord
+from asc_sweep.sweep import engine
+from asc_sweep.sweep.config import config_hash
+from asc_sweep.sweep.spec import MAX_GRID, SweepSpec
 
 SCHEMA_VERSION = 1
 DEFAULT_STORE = "asc-sweep.db"
@@ -118,6 +127,10 @@ class LocalBackend:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_store_path()
+        if "://" in str(path or ""):
+            raise StoreError(
+                f"{path}: not a store file; the local backend keeps sweeps in an SQLite file"
+            )
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a folder; give the store's file name")
         if not self.path.parent.exists():
@@ -146,14 +159,28 @@ class LocalBackend:
 
     # --- plumbing ----------------------------------------------------------------------------
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def reopen(self) -> LocalBackend:
+        """Another connection to the same store (one per thread)."""
+        return LocalBackend(self.path)
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: taken at once (``BEGIN IMMEDIATE``), committed or rolled back."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        """One write transaction: taken at once (``BEGIN IMMEDIATE``), committed or rolled back.
+
+        Whatever interrupts it (an exception anywhere, ``BEGIN`` itself included) leaves no
+        transaction open on the connection; asc-sweep's signal handlers raise nothing, so no
+        signal can cut one in half.
+        """
         try:
+            self._conn.execute("BEGIN IMMEDIATE")
             yield self._conn
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
 
@@ -520,3 +547,86 @@ def _to_run(row: sqlite3.Row) -> Run:
     fields["should_stop"] = bool(fields["should_stop"])
     fields["summary"] = json.loads(fields["summary"]) if fields["summary"] else None
     return Run(**fields)
+
+
+class LocalController(Controller):
+    """A sweep in a local SQLite store; asc-sweep's agents claim its runs."""
+
+    def __init__(self, store: LocalBackend, sweep: Sweep) -> None:
+        self.store = store
+        self.backend = store  # the same object, typed as the local store
+        self.sweep = sweep
+        self.ref = self.key = sweep.id
+        self.name, self.method = sweep.name, sweep.method
+        self.work_dir = store.path.resolve().parent
+        self.location = str(store.path)
+
+    @property
+    def total(self) -> int | None:
+        return self.sweep.total
+
+    def counts(self) -> SweepCounts:
+        return self.backend.counts(self.ref)
+
+    def state(self) -> str:
+        return self.backend.get_sweep(self.ref).state
+
+    def records(self) -> list[RunRecord]:
+        return [
+            RunRecord(
+                run.name,
+                dict(run.params),
+                run.state,
+                dict(run.summary or {}),
+                self.backend.history(run.id),
+            )
+            for run in self.backend.runs(self.ref)
+        ]
+
+    def expected_folds(self) -> list[Any] | None:
+        fold = self.sweep.spec["parameters"].get("fold", {})
+        values = fold.get("values") if isinstance(fold, dict) else None
+        return list(values) if values else None
+
+    def failures(self, limit: int = 10) -> list[Failure]:
+        out = []
+        for run in self.backend.runs(self.ref, ["failed"])[:limit]:
+            last = (run.error or "").strip().splitlines()[-1:] or ["(no error kept)"]
+            out.append(Failure(run.name, last[0]))
+        return out
+
+    def ended_since(self, started_at: float) -> int:
+        return len([t for t in self.backend.end_times(self.ref) if t >= started_at])
+
+    def running_by_agent(self) -> dict[str, str]:
+        return {r.agent or "": r.name for r in self.backend.runs(self.ref, ["running"])}
+
+    def agent_args(self) -> list[str]:
+        return [self.ref, "--store", str(self.backend.path.resolve())]
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+class LocalBackendEntry:
+    """``--backend local``: sweeps in one SQLite file (``--store``, default ``./asc-sweep.db``)."""
+
+    name = "local"
+
+    def create(self, spec: Any, options: CreateOptions) -> LocalController:
+        store = LocalBackend(options.store)
+        sweep = store.create_sweep(
+            spec,
+            lease_seconds=options.lease_seconds,
+            max_attempts=options.max_attempts,
+            seed=options.seed,
+        )
+        return LocalController(store, sweep)
+
+    def claims(self, ref: str | None, store: str | None) -> bool:
+        # Sweep ids have no "/"; a store given as a URL belongs to a server backend.
+        return (ref is None or "/" not in ref) and (store is None or "://" not in store)
+
+    def open(self, ref: str | None, store: str | None) -> LocalController:
+        backend = LocalBackend(store)
+        return LocalController(backend, backend.get_sweep(ref))

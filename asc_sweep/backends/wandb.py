@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import os
-import signal
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
-from ..agent import DEFAULT_FUNCTION, StopRequest, load_run_function
-from ..errors import AscSweepError
-from .base import SweepCounts
+from asc_sweep.backends.base import Controller, CreateOptions, SweepCounts
+from asc_sweep.errors import AscSweepError
+from asc_sweep.report.records import RunRecord
 
 RUN_COMMAND = ["${env}", "asc-sweep", "wandb-run", "${args_json_file}"]
 TRACKING_OFF = (
@@ -37,6 +35,7 @@ TRACKING_OFF = (
     "metrics); use online (or offline, to sync later)"
 )
 FUNCTION_ENV = "ASC_SWEEP_FUNCTION"  # run function for `wandb-run`, set by `asc-sweep agent`
+REFRESH_SECONDS = 10.0  # W&B's API is a network call: progress is read at most this often
 
 # W&B run states -> ours. A run W&B stops early ends its epoch and finishes: W&B lists it as
 # finished, and so does `status` (its summary's `stopped_early` says why it ended).
@@ -81,7 +80,7 @@ def parse_sweep_path(text: str) -> SweepPath:
 
 def require_credentials() -> None:
     """Fail early, in one line, when no W&B API key is configured."""
-    from ..tracking import has_api_key
+    from asc_sweep.run.tracking import has_api_key
 
     if not has_api_key():
         raise AscSweepError(
@@ -129,63 +128,6 @@ def run_agent(path: SweepPath, *, count: int | None, function: str | None, track
         wandb.agent(path.sweep_id, entity=path.entity, project=path.project, count=count)
 
 
-@dataclass
-class WandbRunContext(StopRequest):
-    """Handed to the run function under W&B's agent (the local agent's ``RunContext`` twin).
-
-    Per-epoch metrics reach W&B through the run's tracker, so :meth:`log` has nothing to
-    store; :attr:`should_stop` turns true when W&B's agent sends SIGTERM.
-    """
-
-    run_id: str
-    run_name: str
-    sweep_id: str
-    run_dir: Path
-    attempt: int = 1
-
-    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        pass
-
-
-def run_configuration(args_file: Path) -> dict[str, Any]:
-    """One configuration of a W&B sweep, in the process W&B's agent started for it.
-
-    ``args_file`` is the agent's ``${args_json_file}``: the configuration's parameters as JSON.
-    SIGTERM (how W&B's agent stops a run) is caught before anything slow happens (reading the
-    parameters, importing the trainer): it asks the run to end after its current epoch.
-    """
-    sweep_id, run_id = os.environ.get("WANDB_SWEEP_ID"), os.environ.get("WANDB_RUN_ID")
-    if not sweep_id or not run_id:
-        raise AscSweepError(
-            "asc-sweep wandb-run is what W&B's agent runs for one configuration "
-            "(WANDB_SWEEP_ID and WANDB_RUN_ID are not set); start agents with "
-            "`asc-sweep agent ENTITY/PROJECT/SWEEP_ID`"
-        )
-    base = Path(os.environ.get("WANDB_DIR") or ".")
-    context = WandbRunContext(
-        run_id=run_id,
-        run_name=run_id,
-        sweep_id=sweep_id,
-        run_dir=base / "asc-sweep-runs" / sweep_id / run_id,
-    )
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        context.request_stop("stopped by W&B (early termination, or stop in the UI)")
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        try:
-            params = json.loads(args_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise AscSweepError(f"{args_file}: cannot read the run's parameters: {exc}") from None
-        if not isinstance(params, dict):
-            raise AscSweepError(f"{args_file}: expected a JSON object of parameters")
-        run_fn = load_run_function(os.environ.get(FUNCTION_ENV) or DEFAULT_FUNCTION)
-        return dict(run_fn(params, context) or {})
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def sweep_counts(api_sweep: Any) -> tuple[SweepCounts, int | None]:
     """Run counts of a sweep read through ``wandb.Api().sweep(path)``, and its expected total."""
     by_state: dict[str, int] = {}
@@ -218,3 +160,124 @@ def _sdk_errors(doing: str) -> Any:
     ) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AscSweepError(f"W&B, {doing}: {message}") from None
+
+
+class WandbRun(Protocol):
+    """The attributes of the W&B SDK's public ``wandb.apis.public.Run`` that the report uses."""
+
+    name: str
+    state: str
+    config: Mapping[str, Any]
+    summary: Mapping[str, Any]
+
+    def history(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def records_from_runs(runs: Iterable[WandbRun], knobs: Iterable[str]) -> list[RunRecord]:
+    """W&B runs (``wandb.Api().sweep(path).runs``) as records: config knobs, summary, history.
+
+    A run that W&B's controller stopped ends normally (W&B lists it finished); its summary's
+    ``stopped`` says so, and it is recorded ``stopped`` as on the local store.
+    """
+    keys = set(knobs)
+    out = []
+    for run in runs:
+        params = {k: v for k, v in dict(run.config).items() if k in keys}
+        rows = [dict(h) for h in run.history(pandas=False) if "epoch" in h]
+        summary = {k: v for k, v in dict(run.summary).items() if not k.startswith("_")}
+        state = RUN_STATES.get(str(run.state).lower(), "failed")
+        if state == "finished" and summary.get("stopped") is True:
+            state = "stopped"
+        out.append(RunRecord(run.name, params, state, summary, rows))
+    return out
+
+
+class WandbController(Controller):
+    """A W&B sweep: W&B's controller hands runs to W&B's agents; progress through its API."""
+
+    label = "W&B sweep"
+
+    def __init__(self, path: SweepPath, refresh_seconds: float = REFRESH_SECONDS) -> None:
+        self.path = path
+        self.ref, self.key, self.method, self.name = str(path), path.sweep_id, "W&B", None
+        self.work_dir = Path(".").resolve()
+        self.location = f"W&B project {path.entity}/{path.project}"
+        self.refresh_seconds = refresh_seconds
+        self._api: Any = None
+        self._counts, self._state = SweepCounts(), ""
+        self._total: int | None = None
+        self._read_at = -float("inf")
+        self._done_at_start: int | None = None
+
+    def _refresh(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._read_at < self.refresh_seconds:
+            return
+        self._read_at = time.monotonic()
+        try:
+            api = api_sweep(self.path)
+            self._counts, self._total = sweep_counts(api)
+        except AscSweepError:
+            if self._api is None:
+                raise
+            return  # a network hiccup: keep the last figures, the agents carry on regardless
+        self._api = api
+        self.method = str(api.config.get("method", "W&B"))
+        self.name = api.config.get("name")
+        self._state = str(getattr(api, "state", "") or "").lower()
+        if self._done_at_start is None:
+            self._done_at_start = self._counts.done
+
+    @property
+    def total(self) -> int | None:
+        return self._total  # as of the last counts(): reading it is no network call
+
+    def counts(self) -> SweepCounts:
+        self._refresh()
+        return self._counts
+
+    def state(self) -> str:
+        self._refresh(force=True)
+        return self._state or "?"
+
+    def records(self) -> list[RunRecord]:
+        self._refresh(force=True)
+        return records_from_runs(self._api.runs, list(self._api.config.get("parameters", {})))
+
+    def ended_since(self, started_at: float) -> int:
+        return self._counts.done - (self._done_at_start or 0)
+
+    def done_message(self, exit_codes: Sequence[int | None]) -> str | None:
+        # W&B's agents exit 0 when W&B has no more runs for them: the sweep is done.
+        if exit_codes and all(code == 0 for code in exit_codes):
+            return f"W&B sweep {self.ref} has no more runs"
+        return None
+
+    def start_hint(self) -> str:
+        return (
+            f"asc-sweep agent {self.ref} on any host (or: asc-sweep launch {self.ref} --agents N; "
+            f"wandb agent {self.ref})"
+        )
+
+    def check_agents(self, tracking: str) -> None:
+        if tracking == "off":
+            raise AscSweepError(TRACKING_OFF)
+        require_credentials()
+
+    def run_hosted_agent(self, *, count: int | None, function: str | None, tracking: str) -> None:
+        run_agent(self.path, count=count, function=function, tracking=tracking)
+
+
+class WandbBackendEntry:
+    """``--backend wandb``: W&B (cloud, or W&B Server at ``WANDB_BASE_URL``) is the controller."""
+
+    name = "wandb"
+
+    def create(self, spec: Any, options: CreateOptions) -> WandbController:
+        config = spec.config if hasattr(spec, "config") else dict(spec)
+        return WandbController(create_sweep(config, project=options.project, entity=options.entity))
+
+    def claims(self, ref: str | None, store: str | None) -> bool:
+        return is_sweep_path(ref)
+
+    def open(self, ref: str | None, store: str | None) -> WandbController:
+        return WandbController(parse_sweep_path(str(ref)))

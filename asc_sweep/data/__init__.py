@@ -6,12 +6,12 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from ..config import DATASET_FOLDS
-from .base import Clip, DataError, DatasetIndex, Split
-from .custom import load_csv, load_folder
-from .dcase import load_tau, load_tut
-from .esc50 import load_esc50
-from .urbansound8k import load_urbansound8k
+from asc_sweep.data.base import Clip, DataError, DatasetIndex, Split
+from asc_sweep.data.custom import load_csv, load_folder
+from asc_sweep.data.dcase import load_tau, load_tut
+from asc_sweep.data.esc50 import load_esc50
+from asc_sweep.data.urbansound8k import load_urbansound8k
+from asc_sweep.sweep.config import DATASET_FOLDS
 
 Adapter = Callable[[Path], DatasetIndex]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .base import DataError
+from asc_sweep.data.base import DataError
 
 
 class AudioError(DataError):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
-from ..errors import AscSweepError
+from asc_sweep.errors import AscSweepError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 T = TypeVar("T")

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import AudioError, load_clip
-from .base import DatasetIndex
+from asc_sweep.data.audio import AudioError, load_clip
+from asc_sweep.data.base import DatasetIndex
 
 FORMAT_VERSION = 1
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .audio import AudioError, decode
-from .base import AUDIO_EXTENSIONS, Clip, DatasetIndex
+from asc_sweep.data.audio import AudioError, decode
+from asc_sweep.data.base import AUDIO_EXTENSIONS, Clip, DatasetIndex
 
 FORMAT_OF_EXTENSION = {".wav": {"WAV", "WAVEX", "RF64"}, ".flac": {"FLAC"}, ".ogg": {"OGG"}}
 

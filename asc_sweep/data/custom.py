@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import (
+from asc_sweep.data.base import (
     AUDIO_EXTENSIONS,
     Clip,
     DataError,
@@ -23,7 +23,7 @@ from .base import (
     safe_relative,
     splits_from_fold_column,
 )
-from .splits import group_folds
+from asc_sweep.data.splits import group_folds
 
 FOLDER_FOLDS = 4
 

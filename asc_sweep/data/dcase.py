@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from .base import (
+from asc_sweep.data.base import (
     Clip,
     DataError,
     DatasetIndex,

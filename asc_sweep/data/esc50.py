@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Clip, DatasetIndex, Row, fold_number, load_fold_column, safe_relative
+from asc_sweep.data.base import (
+    Clip,
+    DatasetIndex,
+    Row,
+    fold_number,
+    load_fold_column,
+    safe_relative,
+)
 
 
 def load_esc50(root: Path, name: str = "esc50", esc10: bool = False) -> DatasetIndex:

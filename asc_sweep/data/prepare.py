@@ -7,13 +7,13 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader
 
-from ..config import RunConfig
-from . import load_dataset
-from .base import DatasetIndex
-from .batching import LengthBucketSampler, WaveformDataset, pad_batch
-from .cache import WaveformCache, open_cache
-from .check import read_skip_list
-from .splits import carve_validation
+from asc_sweep.data import load_dataset
+from asc_sweep.data.base import DatasetIndex
+from asc_sweep.data.batching import LengthBucketSampler, WaveformDataset, pad_batch
+from asc_sweep.data.cache import WaveformCache, open_cache
+from asc_sweep.data.check import read_skip_list
+from asc_sweep.data.splits import carve_validation
+from asc_sweep.sweep.config import RunConfig
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Clip, DatasetIndex, Row, fold_number, load_fold_column, safe_relative
+from asc_sweep.data.base import (
+    Clip,
+    DatasetIndex,
+    Row,
+    fold_number,
+    load_fold_column,
+    safe_relative,
+)
 
 
 def load_urbansound8k(root: Path, name: str = "urbansound8k") -> DatasetIndex:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .common import AscModel, ModelSpec, count_parameters
-from .cpresnet import CPResNet
-from .crnn import CRNN
-from .dcase import DCASE2017MLP, DCASE2018CNN
-from .panns import CNN6, CNN10
-from .small_cnns import SBCNN, PiczakCNN
-from .wavecnn import M5, M11
+from asc_sweep.models.common import AscModel, ModelSpec, count_parameters
+from asc_sweep.models.cpresnet import CPResNet
+from asc_sweep.models.crnn import CRNN
+from asc_sweep.models.dcase import DCASE2017MLP, DCASE2018CNN
+from asc_sweep.models.panns import CNN6, CNN10
+from asc_sweep.models.small_cnns import SBCNN, PiczakCNN
+from asc_sweep.models.wavecnn import M5, M11
 
 ARCHITECTURES: dict[str, Callable[[ModelSpec], AscModel]] = {
     "dcase2017_mlp": DCASE2017MLP,

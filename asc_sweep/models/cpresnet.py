@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import AscModel, ModelSpec, masked_mean, time_mask
+from asc_sweep.models.common import AscModel, ModelSpec, masked_mean, time_mask
 
 
 class _Basic(nn.Module):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .common import AscModel, ModelSpec, masked_mean, time_mask, valid_steps
+from asc_sweep.models.common import AscModel, ModelSpec, masked_mean, time_mask, valid_steps
 
 
 class CRNN(AscModel):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import AscModel, ModelSpec, masked_max, masked_mean, time_mask
+from asc_sweep.models.common import AscModel, ModelSpec, masked_max, masked_mean, time_mask
 
 
 class DCASE2017MLP(AscModel):

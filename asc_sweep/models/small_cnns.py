@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import nn
 
-from .common import AscModel, ModelSpec, masked_max, time_mask
+from asc_sweep.models.common import AscModel, ModelSpec, masked_max, time_mask
 
 
 class PiczakCNN(AscModel):

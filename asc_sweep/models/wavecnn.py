@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import AscModel, ModelSpec, masked_mean, time_mask
+from asc_sweep.models.common import AscModel, ModelSpec, masked_mean, time_mask
 
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:

@@ -9,16 +9,18 @@ from typing import Any
 
 from rich.table import Table
 
-from .plots import draw_plots
-from .records import RunRecord, from_local, from_wandb, swept_factors
-from .render import (
+from asc_sweep.errors import AscSweepError
+from asc_sweep.report.plots import draw_plots
+from asc_sweep.report.records import RunRecord, swept_factors
+from asc_sweep.report.render import (
     render_html,
     render_latex,
     render_markdown,
     write_runs_csv,
     write_summary_csv,
 )
-from .stats import ReportData, analyse
+from asc_sweep.report.stats import ReportData, analyse, levels_of
+from asc_sweep.sweep.config import METRIC_NAMES
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,36 @@ class ReportFiles:
     summary_csv: Path
     latex: Path
     plots: list[Path]
+
+
+def check_arguments(
+    records: Sequence[RunRecord], *, sweep: str, metric: str, references: Mapping[str, Any]
+) -> None:
+    """Every report argument checked against the runs, before anything is written.
+
+    Raises:
+        AscSweepError: no runs yet, a metric the runs do not have, a reference that is not a
+            swept factor, or a reference level the factor does not take (naming the levels).
+    """
+    if not records:
+        raise AscSweepError(f"sweep {sweep} has no runs yet; start agents first")
+    known = {k for r in records for k, v in r.summary.items() if isinstance(v, (int, float))}
+    if metric not in known and metric not in METRIC_NAMES:
+        raise AscSweepError(
+            f"--metric {metric!r}: runs have no such metric; allowed: {', '.join(sorted(known))}"
+        )
+    factors = swept_factors(records)
+    for factor, level in references.items():
+        if factor not in factors:
+            raise AscSweepError(
+                f"--reference {factor}: not a swept factor; swept: {', '.join(factors) or 'none'}"
+            )
+        levels = levels_of(records, factor)
+        if level not in levels:
+            raise AscSweepError(
+                f"--reference {factor}={level}: {factor} takes no such level; its levels: "
+                f"{', '.join(str(v) for v in levels)}"
+            )
 
 
 def write_report(
@@ -85,8 +117,7 @@ __all__ = [
     "ReportData",
     "ReportFiles",
     "RunRecord",
+    "check_arguments",
     "console_table",
-    "from_local",
-    "from_wandb",
     "write_report",
 ]

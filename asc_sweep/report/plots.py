@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from .stats import ReportData
+from asc_sweep.report.stats import ReportData
 
 
 def draw_plots(data: ReportData, folder: Path) -> list[Path]:

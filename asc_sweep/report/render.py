@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .records import RunRecord
-from .stats import Cell, Effect, Pivot, ReportData
+from asc_sweep.report.records import RunRecord
+from asc_sweep.report.stats import Cell, Effect, Pivot, ReportData
 
 CELL_METRICS = (
     ("test/accuracy", "accuracy", 3),

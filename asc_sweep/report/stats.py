@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .records import CELL_EXCLUDED, RunRecord, hashable
+from asc_sweep.report.records import CELL_EXCLUDED, RunRecord, hashable
 
 
 @dataclass(frozen=True)

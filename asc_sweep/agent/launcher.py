@@ -1,11 +1,15 @@
-"""Start and supervise N local agent processes on one host, with a live view of the sweep.
+"""Start and supervise N local agent processes on one host, with a view of the sweep.
 
 Each agent is ``python -m asc_sweep agent`` in its own process, pinned to a GPU by
 ``CUDA_VISIBLE_DEVICES`` (round robin over ``--gpus``; several agents may share one), with its
 CPU threads capped so that agents do not oversubscribe the host. An agent that dies is
 restarted (its run goes back to the queue when its lease expires); the launcher exits when the
-sweep is done. The sweep is a local store's (progress read from the store) or a W&B sweep
-(agents are W&B's; progress read through W&B's API every few seconds).
+sweep is done. Progress comes from the sweep's controller, whatever its backend. On a terminal
+the view is live; into a file or a pipe it is a plain line whenever the counts change.
+
+Exit codes: 0 the sweep is done; 1 every agent stopped before it was; 2 a usage error; 130
+(SIGINT) or 143 (SIGTERM) when a signal stopped an unfinished sweep, so that schedulers can
+tell an interrupted job from a complete one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -26,101 +31,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .backends import LocalBackend, Sweep, SweepCounts
+from asc_sweep.backends.base import Controller
 
 USAGE_ERROR = 2
-WANDB_REFRESH_SECONDS = 10.0  # W&B's API is a network call: progress is read this often
-
-
-class LocalProgress:
-    """A local-store sweep, as the launcher sees it."""
-
-    def __init__(self, store: Path, sweep: Sweep) -> None:
-        self.store, self.sweep = store, sweep
-        self.backend = LocalBackend(store)
-        self.sweep_id, self.name, self.method = sweep.id, sweep.name, sweep.method
-        self.log_dir = store.parent / "asc-sweep-logs" / sweep.id
-
-    @property
-    def total(self) -> int | None:
-        return self.sweep.total
-
-    def agent_args(self) -> list[str]:
-        return [self.sweep_id, "--store", str(self.store)]
-
-    def counts(self) -> SweepCounts:
-        return self.backend.counts(self.sweep_id)
-
-    def ended_since(self, started_at: float) -> int:
-        return len([t for t in self.backend.end_times(self.sweep_id) if t >= started_at])
-
-    def running_by_agent(self) -> dict[str, str]:
-        return {r.agent or "": r.name for r in self.backend.runs(self.sweep_id, ["running"])}
-
-    def finished(self) -> bool:
-        return self.backend.get_sweep(self.sweep_id).state == "finished"
-
-    def done_message(self, exit_codes: list[int | None]) -> str | None:
-        """What to say when every agent has exited and the sweep is done (else None)."""
-        return f"sweep {self.sweep_id} is done" if self.finished() else None
-
-
-class WandbProgress:
-    """A W&B sweep, as the launcher sees it: counts through W&B's API, read now and then."""
-
-    def __init__(self, path: str, refresh_seconds: float = WANDB_REFRESH_SECONDS) -> None:
-        from .backends import wandb as wandb_backend
-
-        self.path = wandb_backend.parse_sweep_path(path)
-        self.sweep_id, self.method = str(self.path), "W&B"
-        self.name: str | None = None
-        self.total: int | None = None
-        self.log_dir = Path("asc-sweep-logs") / self.path.sweep_id
-        self.refresh_seconds = refresh_seconds
-        self._counts, self._state, self._read_at = SweepCounts(), "", -float("inf")
-        self._done_at_start: int | None = None
-
-    def agent_args(self) -> list[str]:
-        return [self.sweep_id]
-
-    def _refresh(self) -> None:
-        if time.monotonic() - self._read_at < self.refresh_seconds:
-            return
-        from .backends import wandb as wandb_backend
-        from .errors import AscSweepError
-
-        self._read_at = time.monotonic()
-        try:
-            api_sweep = wandb_backend.api_sweep(self.path)
-            self._counts, self.total = wandb_backend.sweep_counts(api_sweep)
-        except AscSweepError:
-            return  # a network hiccup: keep the last figures, the agents carry on regardless
-        self.method = str(api_sweep.config.get("method", "W&B"))
-        self.name = api_sweep.config.get("name")
-        self._state = str(getattr(api_sweep, "state", "") or "").lower()
-        if self._done_at_start is None:
-            self._done_at_start = self._counts.done
-
-    def counts(self) -> SweepCounts:
-        self._refresh()
-        return self._counts
-
-    def ended_since(self, started_at: float) -> int:
-        return self._counts.done - (self._done_at_start or 0)
-
-    def running_by_agent(self) -> dict[str, str]:
-        return {}  # W&B knows agents by host, not by process
-
-    def finished(self) -> bool:
-        self._read_at = -float("inf")
-        self._refresh()
-        return self._state == "finished"
-
-    def done_message(self, exit_codes: list[int | None]) -> str | None:
-        # W&B's agents exit 0 when W&B has no more runs for them: the sweep is done.
-        if all(code == 0 for code in exit_codes):
-            return f"W&B sweep {self.sweep_id} has no more runs"
-        return None
+PLAIN_EVERY_SECONDS = 60.0  # without a terminal: a line at least this often, and on changes
 
 
 @dataclass
@@ -155,8 +69,7 @@ class Launcher:
 
     def __init__(
         self,
-        store: str | Path | None,
-        sweep: Sweep | str,
+        controller: Controller,
         *,
         agents: int,
         gpus: list[str] | None = None,
@@ -170,24 +83,20 @@ class Launcher:
     ) -> None:
         if agents < 1:
             raise ValueError("agents must be >= 1")
-        if isinstance(sweep, str):  # a W&B sweep, ENTITY/PROJECT/SWEEP_ID
-            self.progress: LocalProgress | WandbProgress = WandbProgress(sweep)
-        else:
-            if store is None:
-                raise ValueError("a local sweep needs its store")
-            self.progress = LocalProgress(Path(store).resolve(), sweep)
+        self.progress = controller
         self.function = function
         self.tracking = tracking
         self.threads = threads or threads_per_agent(agents)
         self.max_restarts = max_restarts
         self.console = console or Console(stderr=True)
         self.poll_seconds = poll_seconds
-        self.log_dir = log_dir or self.progress.log_dir
+        self.log_dir = log_dir or controller.work_dir / "asc-sweep-logs" / controller.key
         self.slots = [
             AgentSlot(i, gpu_for(i, gpus), self.log_dir / f"agent-{i}.log") for i in range(agents)
         ]
         self.started_at = time.time()
         self._signal: int | None = None
+        self._last_plain: tuple[tuple[int, ...], float] = ((), -float("inf"))
 
     # --- processes ---------------------------------------------------------------------------
 
@@ -230,7 +139,7 @@ class Launcher:
         if code == 0 or self._signal is not None:
             slot.state = "done"
             return
-        if self.progress.finished():
+        if self.progress.is_done():
             slot.state = "done"
             return
         if code == USAGE_ERROR:
@@ -280,20 +189,11 @@ class Launcher:
         try:
             for slot in self.slots:
                 self._start(slot)
-            with Live(
-                self.render(), console=self.console, refresh_per_second=2, transient=False
-            ) as live:
-                while any(s.state == "running" for s in self.slots):
-                    if self._signal is not None:
-                        self._event("stopping: agents put their runs back in the queue")
-                        live.update(self.render())
-                        self._stop_all()
-                        break
-                    for slot in self.slots:
-                        self._check(slot)
-                    live.update(self.render())
-                    time.sleep(self.poll_seconds)
-                live.update(self.render())
+            if self.console.is_terminal:
+                with Live(self.render(), console=self.console, refresh_per_second=2) as live:
+                    self._supervise(lambda: live.update(self.render()))
+            else:
+                self._supervise(self._plain_line)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
@@ -302,18 +202,52 @@ class Launcher:
                     slot.log_file.close()
         return self._exit_code()
 
+    def _supervise(self, show: Callable[[], None]) -> None:
+        while any(s.state == "running" for s in self.slots):
+            if self._signal is not None:
+                self._event("stopping: agents put their runs back in the queue")
+                self._stop_all()
+                break
+            for slot in self.slots:
+                self._check(slot)
+            show()
+            time.sleep(self.poll_seconds)
+        show()
+
+    def _plain_line(self) -> None:
+        """Progress as one plain line, when the counts changed or a while has passed."""
+        counts = self.progress.counts()
+        key = tuple(counts[s] for s in ("pending", "running", "finished", "stopped", "failed"))
+        now = time.monotonic()
+        if key == self._last_plain[0] and now - self._last_plain[1] < PLAIN_EVERY_SECONDS:
+            return
+        self._last_plain = (key, now)
+        total = self.progress.total
+        done = counts.done
+        self.console.print(
+            f"{time.strftime('%H:%M:%S')} sweep {self.progress.ref}: {done}/{total or '?'} done "
+            f"({counts['finished']} finished, {counts['stopped']} stopped, {counts['failed']} "
+            f"failed), {counts['running']} running, {counts.outstanding(total)} pending",
+            highlight=False,
+            markup=False,
+        )
+
     def _exit_code(self) -> int:
-        if self._signal == signal.SIGINT:
-            return 130
         if self._signal is not None:
-            return 0
+            if self.progress.is_done():
+                return 0
+            self.console.print(
+                f"sweep {self.progress.ref} is not done; start agents again to go on",
+                highlight=False,
+            )
+            return 128 + self._signal
         codes = [slot.proc.returncode if slot.proc else None for slot in self.slots]
         done = self.progress.done_message(codes)
         if done:
             self.console.print(f"{done}; agent logs in {self.log_dir}")
             return 0
         self.console.print(
-            f"[red]all agents stopped before sweep {self.progress.sweep_id} was done; "
+            f"[red]all agents stopped before sweep {self.progress.ref} was done; "
             f"logs in {self.log_dir}[/]"
         )
         return 1
@@ -330,7 +264,7 @@ class Launcher:
         eta = "-" if remaining is None or rate == 0 else _duration(remaining / rate)
 
         head = Table.grid(padding=(0, 2))
-        title = f"sweep {progress.sweep_id}" + (f" ({progress.name})" if progress.name else "")
+        title = f"sweep {progress.ref}" + (f" ({progress.name})" if progress.name else "")
         head.add_row(
             Text(title, style="bold"), f"{progress.method}", f"elapsed {_duration(elapsed)}"
         )

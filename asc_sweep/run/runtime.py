@@ -11,14 +11,17 @@ from importlib import metadata
 import numpy as np
 import torch
 
+from asc_sweep.errors import DeviceUnavailable
+
 PACKAGES = ("asc-sweep", "torch", "torchaudio", "numpy", "wandb", "sweeps", "soundfile")
 
 
 def pick_device(choice: str) -> torch.device:
     """``auto``: the GPU when there is one; ``cuda`` without one is an error naming the knob."""
     if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            "device: cuda was asked for but no CUDA GPU is visible (CUDA_VISIBLE_DEVICES?)"
+        raise DeviceUnavailable(
+            "device: cuda was asked for but no CUDA GPU is visible on this host "
+            "(CUDA_VISIBLE_DEVICES, or a container started without GPUs?); allowed here: auto, cpu"
         )
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

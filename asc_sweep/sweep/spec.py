@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from .config import (
+from asc_sweep.errors import Problem, SpecError
+from asc_sweep.sweep.config import (
     DATASET_FOLDS,
     DEFAULTS,
     KNOB_TYPES,
@@ -29,8 +30,7 @@ from .config import (
     range_problems,
     unknown_knob_message,
 )
-from .engine import sweeps_schema
-from .errors import Problem, SpecError
+from asc_sweep.sweep.engine import sweeps_schema
 
 MAX_GRID = 100_000
 TOP_LEVEL_KEYS = (

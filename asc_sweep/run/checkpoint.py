@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,18 @@ def load_checkpoint(run_dir: Path | None, config_hash: str) -> dict[str, Any] | 
     """The last checkpoint of this same configuration, or None."""
     if run_dir is None or not (run_dir / CHECKPOINT).exists():
         return None
-    state: dict[str, Any] = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
-    return state if state.get("config_hash") == config_hash else None
+    try:
+        state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated or corrupt: start over rather than fail the run
+        warnings.warn(
+            f"{run_dir / CHECKPOINT}: unreadable checkpoint ({type(exc).__name__}); "
+            "the run starts from scratch",
+            stacklevel=2,
+        )
+        return None
+    if not isinstance(state, dict) or state.get("config_hash") != config_hash:
+        return None
+    return state
 
 
 def remove_checkpoint(run_dir: Path | None) -> None:

@@ -14,12 +14,13 @@ from typing import Any
 
 from rich.console import Console
 
-from .backends import LocalBackend
-from .data.synth import SynthSpec, generate
-from .launch import Launcher
-from .report import console_table, from_local, write_report
-from .spec import SweepSpec, validate_config
-from .tracking import resolve_mode
+from asc_sweep.agent.launcher import Launcher
+from asc_sweep.backends.base import CreateOptions
+from asc_sweep.backends.registry import create_sweep
+from asc_sweep.data.synth import SynthSpec, generate
+from asc_sweep.report import console_table, write_report
+from asc_sweep.run.tracking import resolve_mode
+from asc_sweep.sweep.spec import SweepSpec, validate_config
 
 DEMO_DATA = Path("asc-sweep-data/synth")
 DEMO_SPEC: dict[str, Any] = {
@@ -71,17 +72,11 @@ def run_demo(
     spec = quick_spec(DEMO_SPEC) if quick else copy.deepcopy(DEMO_SPEC)
     spec["parameters"]["data_root"] = {"value": str(data)}
     assert not validate_config(spec), "the demo spec must validate"
-    backend = LocalBackend(store)
-    sweep = backend.create_sweep(SweepSpec(spec, source="demo"))
-    console.print(
-        f"sweep {sweep.id}: {sweep.total} runs with {agents} agents (store {backend.path})"
-    )
-    code = Launcher(backend.path, sweep, agents=agents, console=console, tracking=tracking).run()
+    sweep = create_sweep(SweepSpec(spec, source="demo"), "local", CreateOptions(store=str(store)))
+    console.print(f"sweep {sweep.ref}: {sweep.total} runs with {agents} agents ({sweep.location})")
+    code = Launcher(sweep, agents=agents, console=console, tracking=tracking).run()
     report, files = write_report(
-        from_local(backend, sweep.id),
-        Path("reports") / sweep.id,
-        sweep_id=sweep.id,
-        sweep_name=sweep.name,
+        sweep.records(), Path("reports") / sweep.ref, sweep_id=sweep.ref, sweep_name=sweep.name
     )
     console.print(console_table(report))
     rates = [e for e in report.effects.get("sample_rate", []) if e.n]
@@ -96,5 +91,5 @@ def run_demo(
         console.print(
             "W&B runs were saved offline under ./wandb; upload them with: wandb sync --sync-all"
         )
-    console.print(f"next: asc-sweep status {sweep.id}")
+    console.print(f"next: asc-sweep status {sweep.ref}")
     return code

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -12,10 +11,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from . import __version__
-from .cli_data import data_app
-from .console import err, out, user_errors
-from .errors import AscSweepError, RunFailed
+from asc_sweep import __version__
+from asc_sweep.cli.console import err, out, user_errors
+from asc_sweep.cli.data import data_app
+from asc_sweep.errors import AscSweepError, RunFailed
 
 app = typer.Typer(
     name="asc-sweep",
@@ -60,10 +59,11 @@ FunctionOption = Annotated[
 ]
 
 
-def _backend(store: Path | None) -> Any:
-    from .backends import LocalBackend
+def _open(sweep: str | None, store: Path | None) -> Any:
+    """The controller of the sweep the user named (any backend)."""
+    from asc_sweep.backends.registry import open_sweep
 
-    return LocalBackend(store)
+    return open_sweep(sweep, None if store is None else str(store))
 
 
 def _version(value: bool) -> None:
@@ -128,31 +128,29 @@ def create(
     ] = None,
 ) -> None:
     """Validate a sweep spec and register it; prints the sweep id (ENTITY/PROJECT/ID on W&B)."""
-    from .spec import load_spec
+    from asc_sweep.backends.base import CreateOptions
+    from asc_sweep.backends.registry import BACKENDS, create_sweep
+    from asc_sweep.sweep.spec import load_spec
 
     with user_errors():
-        if backend_name not in ("local", "wandb"):
-            raise AscSweepError(f"--backend {backend_name!r}: allowed: local, wandb")
-        sweep_spec = load_spec(spec)
-        if backend_name == "wandb":
-            from .backends import wandb as wandb_backend
-
-            path = wandb_backend.create_sweep(sweep_spec.config, project=project, entity=entity)
-            err.print(f"created W&B sweep {path}", highlight=False)
-            err.print(
-                f"start agents on any host with: asc-sweep agent {path}  (or: wandb agent {path})",
-                highlight=False,
-            )
-            print(path)
-            return
-        backend = _backend(store)
-        sweep = backend.create_sweep(
-            sweep_spec, lease_seconds=lease_seconds, max_attempts=max_attempts, seed=seed
+        if backend_name not in BACKENDS:  # before reading the spec
+            raise AscSweepError(f"--backend {backend_name!r}: allowed: {', '.join(BACKENDS)}")
+        options = CreateOptions(
+            store=None if store is None else str(store),
+            lease_seconds=lease_seconds,
+            max_attempts=max_attempts,
+            seed=seed,
+            project=project,
+            entity=entity,
         )
-    size = "" if sweep.total is None else f", {sweep.total} runs"
-    err.print(f"created sweep {sweep.id} ({sweep.method}{size}) in {backend.path}", highlight=False)
-    err.print(f"start agents with: asc-sweep launch {sweep.id} --agents N", highlight=False)
-    print(sweep.id)
+        controller = create_sweep(load_spec(spec), backend_name, options)
+    size = "" if controller.total is None else f", {controller.total} runs"
+    err.print(
+        f"created sweep {controller.ref} ({controller.method}{size}) in {controller.location}",
+        highlight=False,
+    )
+    err.print(f"start agents with: {controller.start_hint()}", highlight=False)
+    print(controller.ref)
 
 
 @app.command()
@@ -178,26 +176,27 @@ def agent(
     tracking: TrackingOption = "auto",
 ) -> None:
     """Run configurations of a sweep in this process until the sweep is done."""
-    from .agent import DEFAULT_FUNCTION, Agent, load_run_function, set_threads
-    from .backends import wandb as wandb_backend
+    from asc_sweep.agent import run_agent
+    from asc_sweep.agent.agent import set_threads
 
     with user_errors():
-        os.environ["ASC_SWEEP_TRACKING"] = _tracking(tracking)
-        run_fn = load_run_function(function or DEFAULT_FUNCTION)
+        mode = _tracking(tracking)
         set_threads(threads)
-        if wandb_backend.is_sweep_path(sweep_id):
-            path = wandb_backend.parse_sweep_path(str(sweep_id))
-            wandb_backend.run_agent(path, count=count, function=function, tracking=tracking)
-            err.print(f"agent done: W&B sweep {path} has no more runs for it", highlight=False)
-            return
-        backend = _backend(store)
-        sweep = backend.get_sweep(sweep_id)
-        stats = Agent(
-            backend.path, sweep.id, run_fn, count=count, poll_seconds=poll_seconds, console=err
-        ).run()
+        controller = _open(sweep_id, store)
+        stats = run_agent(
+            controller,
+            function=function,
+            count=count,
+            poll_seconds=poll_seconds,
+            tracking=mode,
+            console=err,
+        )
+    if stats is None:
+        err.print(f"agent done: sweep {controller.ref} has no more runs for it", highlight=False)
+        return
     err.print(
-        f"agent done: {stats.finished} finished, {stats.stopped} stopped early, {stats.failed} failed, "
-        f"{stats.requeued} back in the queue",
+        f"agent done: {stats.finished} finished, {stats.stopped} stopped by the controller, "
+        f"{stats.failed} failed, {stats.requeued} back in the queue",
         highlight=False,
     )
 
@@ -207,14 +206,14 @@ def wandb_run(
     args_json: Annotated[Path, typer.Argument(help="The parameters W&B's agent wrote")],
 ) -> None:
     """One configuration of a W&B sweep: the command W&B's agent runs (not for direct use)."""
-    from .backends import wandb as wandb_backend
+    from asc_sweep.agent.wandb_run import run_configuration
 
     with user_errors():
-        wandb_backend.run_configuration(args_json)
+        run_configuration(args_json)
 
 
 def _tracking(mode: str) -> str:
-    from .tracking import TRACKING_MODES
+    from asc_sweep.run.tracking import TRACKING_MODES
 
     if mode not in TRACKING_MODES:
         raise AscSweepError(f"--tracking {mode!r}: allowed: {', '.join(TRACKING_MODES)}")
@@ -253,15 +252,15 @@ def train(
     """Train and evaluate one configuration outside any sweep."""
     import json as jsonlib
 
-    from .config import RunConfig
-    from .tracking import make_tracker
-    from .train import train_and_evaluate
+    from asc_sweep.run.tracking import make_tracker
+    from asc_sweep.run.train import train_and_evaluate
+    from asc_sweep.sweep.config import RunConfig
 
     with user_errors():
         config = RunConfig.from_dict(_parse_sets(sets or []))
         tracker = make_tracker(_tracking(tracking))
         try:
-            result = train_and_evaluate(config, tracker, run_name="train")
+            result = train_and_evaluate(config, tracker)
         except RuntimeError as exc:
             raise RunFailed(f"training failed: {exc}") from None
     table = Table(
@@ -292,8 +291,8 @@ def demo(
 ) -> None:
     """Synthesise scenes, run the demo sweep (sample rate x init x architecture x fold) with
     live progress, and print the cross-fold summary."""
-    from .backends import default_store_path
-    from .demo import run_demo
+    from asc_sweep.backends import default_store_path
+    from asc_sweep.cli.demo import run_demo
 
     with user_errors():
         code = run_demo(
@@ -341,31 +340,22 @@ def launch(
     tracking: TrackingOption = "auto",
 ) -> None:
     """Start N agents on this host, restart those that die, show progress; exit when the sweep is done."""
-    from .backends import wandb as wandb_backend
-    from .launch import Launcher
+    from asc_sweep.agent.launcher import Launcher
 
     with user_errors():
-        tracking = _tracking(tracking)
+        mode = _tracking(tracking)
         gpu_ids = _parse_gpus(gpus)
-        sweep: Any
-        if wandb_backend.is_sweep_path(sweep_id):
-            if tracking == "off":
-                raise AscSweepError(wandb_backend.TRACKING_OFF)
-            wandb_backend.require_credentials()
-            path, sweep = None, str(wandb_backend.parse_sweep_path(str(sweep_id)))
-        else:
-            backend = _backend(store)
-            path, sweep = backend.path, backend.get_sweep(sweep_id)
+        controller = _open(sweep_id, store)
+        controller.check_agents(mode)
         launcher = Launcher(
-            path,
-            sweep,
+            controller,
             agents=agents,
             gpus=gpu_ids,
             function=function,
             threads=threads,
             max_restarts=max_restarts,
             console=err,
-            tracking=tracking,
+            tracking=mode,
         )
         code = launcher.run()
     raise typer.Exit(code)
@@ -378,72 +368,42 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")] = False,
 ) -> None:
     """How many runs of a sweep are pending, running, finished, stopped early or failed."""
-    from .backends import wandb as wandb_backend
-
-    if wandb_backend.is_sweep_path(sweep_id):
-        _wandb_status(str(sweep_id), as_json)
-        return
     with user_errors():
-        backend = _backend(store)
-        sweep = backend.get_sweep(sweep_id)
-        counts = backend.counts(sweep.id)
-        failed = backend.runs(sweep.id, ["failed"])
-    info = {
-        "id": sweep.id,
-        "name": sweep.name,
-        "method": sweep.method,
-        "state": sweep.state,
-        "total": sweep.total,
-        "created": counts.created,
-        **{s: counts[s] for s in ("pending", "running", "finished", "stopped", "failed")},
-    }
+        controller = _open(sweep_id, store)
+        counts, total, state = controller.counts(), controller.total, controller.state()
+        failed = controller.failures()
+    columns = ("pending", "running", "finished", "stopped", "failed")
     if as_json:
-        print(json.dumps(info))
+        print(
+            json.dumps(
+                {
+                    "id": controller.ref,
+                    "name": controller.name,
+                    "method": controller.method,
+                    "state": state,
+                    "total": total,
+                    "created": counts.created,
+                    **{s: counts[s] for s in columns},
+                }
+            )
+        )
         return
-    table = Table(title=f"sweep {sweep.id}" + (f" ({sweep.name})" if sweep.name else ""))
-    for key in ("method", "state", "total", "pending", "running", "finished", "stopped", "failed"):
-        table.add_column(key, justify="right")
-    total = "unbounded" if sweep.total is None else str(sweep.total)
-    pending = counts.outstanding(sweep.total)
-    table.add_row(
-        sweep.method,
-        sweep.state,
-        total,
-        str(pending),
-        *(str(counts[s]) for s in ("running", "finished", "stopped", "failed")),
+    title = f"{controller.label} {controller.ref}" + (
+        f" ({controller.name})" if controller.name else ""
     )
-    out.print(table)
-    for run in failed[:10]:
-        last = (run.error or "").strip().splitlines()[-1:] or ["(no error kept)"]
-        out.print(f"[red]{run.name}[/] failed: {last[0]}", highlight=False)
-
-
-def _wandb_status(sweep_path: str, as_json: bool) -> None:
-    from .backends import wandb as wandb_backend
-
-    with user_errors():
-        path = wandb_backend.parse_sweep_path(sweep_path)
-        api_sweep = wandb_backend.api_sweep(path)
-        counts, total = wandb_backend.sweep_counts(api_sweep)
-        method = str(api_sweep.config.get("method", "?"))
-        state = str(getattr(api_sweep, "state", "") or "").lower() or "?"
-    columns = ("pending", "running", "finished", "failed")
-    if as_json:
-        print(json.dumps({"id": str(path), "name": api_sweep.config.get("name"), "method": method,
-                          "state": state, "total": total, "created": counts.created,
-                          **{s: counts[s] for s in columns}}))  # fmt: skip
-        return
-    table = Table(title=f"W&B sweep {path}")
+    table = Table(title=title)
     for key in ("method", "state", "total", *columns):
         table.add_column(key, justify="right")
     table.add_row(
-        method,
+        controller.method,
         state,
         "unbounded" if total is None else str(total),
         str(counts.outstanding(total)),
         *(str(counts[s]) for s in columns[1:]),
     )
     out.print(table)
+    for failure in failed:
+        out.print(f"[red]{failure.run}[/] failed: {failure.error}", highlight=False)
 
 
 @app.command()
@@ -473,58 +433,38 @@ def report(
 ) -> None:
     """Cross-fold tables, paired main effects, interactions, convergence and cost of a sweep:
     report.md, report.html, runs.csv, summary.csv, tables.tex and plots/."""
-    from .backends import wandb as wandb_backend
-    from .config import METRIC_NAMES
-    from .report import console_table, from_local, from_wandb, write_report
+    from asc_sweep.report import check_arguments, console_table, write_report
 
     with user_errors():
         references = _parse_sets(reference or [])
-        if wandb_backend.is_sweep_path(sweep_id):
-            wandb_sweep = str(sweep_id)
-        if wandb_sweep:
-            api_sweep = wandb_backend.api_sweep(wandb_backend.parse_sweep_path(wandb_sweep))
-            knobs = list(api_sweep.config.get("parameters", {}))
-            records = from_wandb(api_sweep.runs, knobs)
-            sid, name, folds = api_sweep.id, api_sweep.config.get("name"), None
-        else:
-            backend = _backend(store)
-            sweep = backend.get_sweep(sweep_id)
-            records = from_local(backend, sweep.id)
-            fold_param = sweep.spec["parameters"].get("fold", {})
-            folds = fold_param.get("values") if isinstance(fold_param, dict) else None
-            sid, name = sweep.id, sweep.name
-        if not records:
-            raise AscSweepError(f"sweep {sid} has no runs yet; start agents first")
-        known = {k for r in records for k, v in r.summary.items() if isinstance(v, (int, float))}
-        if metric not in known and metric not in METRIC_NAMES:
-            raise AscSweepError(
-                f"--metric {metric!r}: runs have no such metric; allowed: {', '.join(sorted(known))}"
-            )
-        target = out_dir or Path("reports") / sid
+        controller = _open(wandb_sweep or sweep_id, store)
+        records = controller.records()
+        check_arguments(records, sweep=controller.ref, metric=metric, references=references)
+        target = out_dir or Path("reports") / controller.key
         data, files = write_report(
             records,
             target,
-            sweep_id=sid,
-            sweep_name=name,
+            sweep_id=controller.ref,
+            sweep_name=controller.name,
             metric=metric,
             references=references,
-            expected_folds=folds,
+            expected_folds=controller.expected_folds(),
         )
-        for factor in references:
-            if factor not in data.factors:
-                raise AscSweepError(
-                    f"--reference {factor}: not a swept factor; swept: {', '.join(data.factors) or 'none'}"
-                )
     out.print(console_table(data))
-    err.print(f"report written to {files.markdown.parent}: report.md, report.html, runs.csv, summary.csv, tables.tex, "
-              f"{len(files.plots)} plots", highlight=False)  # fmt: skip
+    err.print(
+        f"report written to {files.markdown.parent}: report.md, report.html, runs.csv, summary.csv, tables.tex, "
+        f"{len(files.plots)} plots",
+        highlight=False,
+    )
 
 
 @app.command(name="list")
 def list_sweeps(store: StoreOption = None) -> None:
     """Every sweep in the store, oldest first."""
+    from asc_sweep.backends import LocalBackend
+
     with user_errors():
-        backend = _backend(store)
+        backend = LocalBackend(store)
         sweeps = backend.list_sweeps()
         if not sweeps:
             err.print(f"no sweeps in {backend.path}; register one with `asc-sweep create SPEC`")

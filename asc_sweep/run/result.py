@@ -17,7 +17,8 @@ class RunResult:
     best_val_accuracy: float | None
     best_epoch: int | None
     epochs_run: int
-    stopped_early: str | None  # why training ended before `epochs` (patience, hyperband), if it did
+    end_reason: str | None  # why training ended before `epochs` (patience, a stop), if it did
+    stopped: bool  # a controller stopped it (hyperband, W&B): recorded as `stopped`, not finished
     history: list[dict[str, float]]
     epochs_to_90: int | None
     val_accuracy_auc: float | None
@@ -42,7 +43,8 @@ class RunResult:
             "parameters": self.parameters,
             "macs_per_clip": self.macs_per_clip,
             "config_hash": self.config_hash,
-            "stopped_early": self.stopped_early,
+            "end_reason": self.end_reason,
+            "stopped": self.stopped,
         }
         out.update({f"time/{k}": v for k, v in self.timings.items()})
         out.update(

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .console import err, out, progress_bar, user_errors
-from .errors import AscSweepError
+from asc_sweep.cli.console import err, out, progress_bar, user_errors
+from asc_sweep.errors import AscSweepError
 
 data_app = typer.Typer(
     help="Datasets: check one, generate synthetic scenes, pre-build caches.", no_args_is_help=True
@@ -41,8 +41,8 @@ def check(
     workers: WorkersOption = None,
 ) -> None:
     """Validate the layout and every clip; print classes x folds, durations, rates and problems."""
-    from .data import load_dataset
-    from .data.check import check_dataset, write_skip_list
+    from asc_sweep.data import load_dataset
+    from asc_sweep.data.check import check_dataset, write_skip_list
 
     with user_errors():
         index = load_dataset(dataset, root, strict=False)
@@ -108,7 +108,7 @@ def synth(
     workers: WorkersOption = None,
 ) -> None:
     """Generate synthetic acoustic scenes with location-disjoint folds (the `synth` dataset)."""
-    from .data.synth import SynthSpec, generate
+    from asc_sweep.data.synth import SynthSpec, generate
 
     with user_errors():
         try:
@@ -130,8 +130,8 @@ def cache(
     workers: WorkersOption = None,
 ) -> None:
     """Decode and resample a dataset once per sample rate, ahead of a sweep (optional)."""
-    from .data import load_dataset
-    from .data.cache import cache_root, open_cache
+    from asc_sweep.data import load_dataset
+    from asc_sweep.data.cache import cache_root, open_cache
 
     with user_errors():
         index = load_dataset(dataset, root)

@@ -22,7 +22,7 @@ import torchaudio
 from torch import nn
 from torch.nn import functional
 
-from .config import RunConfig, audio_problems
+from asc_sweep.sweep.config import RunConfig, audio_problems
 
 CPU_CHUNK_BINS = 300_000  # spectrogram bins per pass on a CPU (2.4 MB of complex64 spectrum)
 PAD_MODES = ("reflect", "constant", "replicate", "circular")  # what torch.stft accepts

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import netrc
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlparse
 
 from rich.console import Console
@@ -21,22 +22,9 @@ from rich.console import Console
 TRACKING_MODES = ("auto", "online", "offline", "off")
 
 
-class Tracker(Protocol):
-    """What the training loop reports to."""
-
-    def start(
-        self, config: Mapping[str, Any], *, name: str, group: str, job_type: str, tags: list[str]
-    ) -> None: ...
-
-    def log(self, metrics: Mapping[str, Any], step: int) -> None: ...
-
-    def finish(
-        self, summary: Mapping[str, Any], *, confusion: list[list[int]] | None, classes: list[str]
-    ) -> None: ...
-
-
-class NullTracker:
-    """``--tracking off``: nothing is logged anywhere."""
+class Tracker:
+    """What the training loop reports to. Use :meth:`session` so that every exit path ends the
+    tracked run: a run that raises (an abort, a crash) is ended as failed, with why."""
 
     def start(
         self, config: Mapping[str, Any], *, name: str, group: str, job_type: str, tags: list[str]
@@ -50,6 +38,27 @@ class NullTracker:
         self, summary: Mapping[str, Any], *, confusion: list[list[int]] | None, classes: list[str]
     ) -> None:
         pass
+
+    def abort(self, reason: str) -> None:
+        """End the tracked run as not finished (interrupted or crashed); no-op when ended."""
+
+    @contextmanager
+    def session(
+        self, config: Mapping[str, Any], *, name: str, group: str, job_type: str, tags: list[str]
+    ) -> Iterator[Tracker]:
+        self.start(config, name=name, group=group, job_type=job_type, tags=tags)
+        try:
+            yield self
+        except BaseException as exc:
+            self.abort(
+                str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            )
+            raise
+        self.abort("ended without a result")  # no-op after finish()
+
+
+class NullTracker(Tracker):
+    """``--tracking off``: nothing is logged anywhere."""
 
 
 def has_api_key() -> bool:
@@ -75,7 +84,7 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
-class WandbTracker:
+class WandbTracker(Tracker):
     """A W&B run per configuration (SDK ``wandb.init`` / ``log`` / ``summary`` / ``finish``)."""
 
     def __init__(self, mode: str = "offline", project: str = "asc-sweep", directory: Path | None = None,
@@ -132,6 +141,13 @@ class WandbTracker:
             self.console.print(
                 f"W&B run saved offline; upload it with: wandb sync {run_dir}", highlight=False
             )
+        self.run = None
+
+    def abort(self, reason: str) -> None:
+        if self.run is None:
+            return
+        self.run.summary["interrupted"] = reason
+        self.run.finish(exit_code=1)
         self.run = None
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .errors import AscSweepError
+from asc_sweep.errors import AscSweepError
 
 out = Console(soft_wrap=True)  # long lines (paths, errors) are never broken mid-way
 err = Console(stderr=True, soft_wrap=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Problem, SpecError
+from asc_sweep.errors import Problem, SpecError
 
 # Registry names. The dataset, architecture and init registries are checked against these
 # names by their own tests, so a spec that validates here names something that exists.
