@@ -20,6 +20,7 @@ venv: $(BIN)/.installed
 lint: venv
 	$(BIN)/ruff check asc_sweep tests benchmarks
 	$(BIN)/ruff format --check asc_sweep tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/mypy
@@ -39,6 +40,7 @@ bench: venv
 	$(BIN)/python benchmarks/store.py
 	$(BIN)/python benchmarks/features.py
 	$(BIN)/python benchmarks/synth.py
+	$(BIN)/python benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -53,3 +53,12 @@ def test_slurm_array_script() -> None:
     assert usage.returncode == 2 and "usage: sbatch --array" in usage.stderr
     assert "#SBATCH --gres=gpu:1" in script.read_text()
     assert "--threads" in _agent_options()
+
+
+def test_slurm_array_refuses_a_local_store_across_nodes() -> None:
+    """A store file is one host's: the array (tasks on many nodes) takes W&B sweeps only."""
+    script = AGENTS / "slurm-array.sh"
+    local = subprocess.run(["bash", str(script), "k3x9qa", "--store", "/shared/asc.db"],
+                           capture_output=True, text=True)  # fmt: skip
+    assert local.returncode == 2 and "cannot be shared between nodes" in local.stderr
+    assert "--store /shared" not in script.read_text()  # no example shares one any more
