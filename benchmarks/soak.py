@@ -16,7 +16,7 @@ At the end it checks what a user relies on, against the same grid run undisturbe
 * the report is complete (no configuration with missing folds).
 
 Usage: python benchmarks/soak.py [--folds 4 --inits 3 --rates 2] [--agents 3] [--events 50]
-       [--epochs 4] [--seed 0]
+       [--epochs 12] [--seed 0]
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ from asc_sweep.data.synth import SynthSpec, generate
 from asc_sweep.report import write_report
 from asc_sweep.sweep.spec import parse_spec
 
+# When signals land: while a checkpoint is written, mid-run (past the first epoch: mid-epoch,
+# mid store write), or at any moment (agent start-up, a claim, test evaluation).
+MODES = {"checkpoint": 0.3, "mid-run": 0.5, "any": 0.2}
 SIGNALS = {"kill -9": signal.SIGKILL, "SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
 FACTORS = {
     "fold": [1, 2, 3, 4],
@@ -56,7 +59,7 @@ class SoakResult:
     runs: int
     agents: int
     events: dict[str, int] = field(default_factory=dict)  # signal -> count
-    at_checkpoint: int = 0  # events sent while a checkpoint was being written
+    moments: dict[str, int] = field(default_factory=dict)  # MODES -> count
     restarts: int = 0
     finished: int = 0
     lost: int = 0
@@ -66,6 +69,7 @@ class SoakResult:
     mismatches: int = 0
     report_complete: bool = False
     requeues_seen: int = 0
+    resumed: int = 0  # runs that finished from a checkpoint of an earlier attempt
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -76,9 +80,10 @@ class SoakResult:
 
 
 def grid_spec(folds: int, inits: int, rates: int, epochs: int, data_root: Path) -> dict[str, Any]:
-    """folds x inits x sample rates real training runs of the DCASE 2017 MLP."""
-    fixed = {"dataset": "synth", "data_root": str(data_root), "arch": "dcase2017_mlp",
-             "n_mels": 32, "epochs": epochs, "batch_size": 8, "crop_seconds": 0.5, "patience": 0,
+    """folds x inits x sample rates real training runs of the DCASE 2018 CNN (a few seconds
+    each here, so that most signals land mid-run)."""
+    fixed = {"dataset": "synth", "data_root": str(data_root), "arch": "dcase2018_cnn",
+             "n_mels": 32, "epochs": epochs, "batch_size": 8, "crop_seconds": 1.0, "patience": 0,
              "device": "cpu", "val_fraction": 0.25, "lr": 0.003}  # fmt: skip
     params: dict[str, Any] = {k: {"value": v} for k, v in fixed.items()}
     params["fold"] = {"values": FACTORS["fold"][:folds]}
@@ -142,8 +147,38 @@ class Agents:
             log.close()
 
 
-def checkpoint_writing(runs_dir: Path) -> bool:
-    return any(runs_dir.glob("*/.checkpoint.pt.tmp")) if runs_dir.exists() else False
+def holder(backend: LocalBackend, sweep_id: str, pool: Agents, run_names: set[str] | None,
+           rng: random.Random, min_epochs: int = 0) -> int | None:  # fmt: skip
+    """The pool index of a live agent, drawn at random among those holding a running run (one
+    of ``run_names``, when given, with at least ``min_epochs`` stored epochs)."""
+    live = {pool.procs[i].pid: i for i in pool.live()}  # type: ignore[union-attr]
+    found = []
+    for run in backend.runs(sweep_id, ["running"]):
+        pid = int((run.agent or ":0").rsplit(":", 1)[1])
+        if pid not in live or (run_names is not None and run.name not in run_names):
+            continue
+        if len(backend.history(run.id)) >= min_epochs:
+            found.append(live[pid])
+    return rng.choice(found) if found else None
+
+
+def pick_target(mode: str, backend: LocalBackend, sweep_id: str, pool: Agents, runs_dir: Path,
+                rng: random.Random) -> tuple[int | None, str]:  # fmt: skip
+    """An agent to signal, and when: the one writing a checkpoint, one mid-run (past its first
+    epoch), or any live agent (start-up included). Waits up to 15 s for the first two, then
+    falls back to any."""
+    deadline = time.time() + 15
+    while time.time() < deadline and mode != "any":
+        if mode == "checkpoint":
+            writing = {p.parent.name for p in runs_dir.glob("*/.checkpoint.pt.tmp")}
+            target = holder(backend, sweep_id, pool, writing, rng) if writing else None
+        else:
+            target = holder(backend, sweep_id, pool, None, rng, min_epochs=1)
+        if target is not None:
+            return target, mode
+        time.sleep(0.002 if mode == "checkpoint" else 0.05)
+    live = pool.live()
+    return (rng.choice(live) if live else None), "any"
 
 
 def run_sweep(work: Path, spec: dict[str, Any], agents: int, env: dict[str, str],
@@ -164,19 +199,13 @@ def run_sweep(work: Path, spec: dict[str, Any], agents: int, env: dict[str, str]
     sent = 0
     while sent < events and backend.get_sweep(sweep.id).state != "finished":
         pool.problems += pool.reap()
-        time.sleep(rng.uniform(0.3, 1.5))
-        at_checkpoint = rng.random() < 0.3
-        if at_checkpoint:  # wait (briefly) for a checkpoint being written
-            deadline = time.time() + 3
-            while not checkpoint_writing(runs_dir) and time.time() < deadline:
-                time.sleep(0.002)
-            at_checkpoint = checkpoint_writing(runs_dir)
-        live = pool.live()
-        if not live:
+        time.sleep(rng.uniform(0.1, 0.8))
+        wanted = rng.choices(list(MODES), weights=list(MODES.values()))[0]
+        target, mode = pick_target(wanted, backend, sweep.id, pool, runs_dir, rng)
+        proc = None if target is None else pool.procs[target]
+        if proc is None:
             continue
         name = rng.choice(list(SIGNALS))
-        proc = pool.procs[rng.choice(live)]
-        assert proc is not None
         try:
             proc.send_signal(SIGNALS[name])
         except ProcessLookupError:
@@ -184,7 +213,7 @@ def run_sweep(work: Path, spec: dict[str, Any], agents: int, env: dict[str, str]
         sent += 1
         if result is not None:
             result.events[name] = result.events.get(name, 0) + 1
-            result.at_checkpoint += int(at_checkpoint)
+            result.moments[mode] = result.moments.get(mode, 0) + 1
     pool.wait_all(timeout=1800)
     if result is not None:
         result.restarts = pool.started - agents
@@ -199,13 +228,13 @@ def run_sweep(work: Path, spec: dict[str, Any], agents: int, env: dict[str, str]
 
 
 def soak(folds: int = 4, inits: int = 3, rates: int = 2, agents: int = 3, events: int = 50,
-         epochs: int = 4, seed: int = 0, work: Path | None = None) -> SoakResult:  # fmt: skip
+         epochs: int = 12, seed: int = 0, work: Path | None = None, clips: int = 32) -> SoakResult:  # fmt: skip
     """The whole soak in ``work`` (a temporary folder by default)."""
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(work or tmp)
         data = base / "synth"
-        generate(data, SynthSpec(classes=4, clips_per_class=8, seconds=1.0, sample_rate=16000),
+        generate(data, SynthSpec(classes=4, clips_per_class=clips, seconds=2.0, sample_rate=16000),
                  workers=1)  # fmt: skip
         env = dict(os.environ, ASC_SWEEP_CACHE=str(base / "cache"), PYTHONUNBUFFERED="1")
         env.pop("ASC_SWEEP_STORE", None)
@@ -234,6 +263,7 @@ def compare(disturbed: LocalBackend, calm: LocalBackend, runs: int, epochs: int,
     )
     result.failed = sum(r.state == "failed" for r in rows)
     result.finished = sum(r.state == "finished" for r in rows)
+    result.resumed = sum(bool((r.summary or {}).get("resumed_from_epoch")) for r in rows)
     for run in rows:
         history = disturbed.history(run.id)
         if [h.get("epoch") for h in history] != list(range(1, epochs + 1)):
@@ -263,7 +293,7 @@ def main() -> None:
     parser.add_argument("--rates", type=int, default=2, choices=range(1, 3))
     parser.add_argument("--agents", type=int, default=3)
     parser.add_argument("--events", type=int, default=50)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = parser.parse_args()
@@ -273,14 +303,15 @@ def main() -> None:
     print(f"{result.runs} runs x {args.epochs} epochs, {args.agents} agents, seed {args.seed}: "
           f"{result.seconds:.0f} s\n")  # fmt: skip
     print(
-        "| events sent | kill -9 | SIGTERM | SIGINT | at a checkpoint write | agent restarts "
-        "| requeued at once | finished | lost | duplicated | failed | broken histories "
+        "| events sent | kill -9 | SIGTERM | SIGINT | during a checkpoint write | mid-run | any moment | agent restarts "
+        "| requeued at once | resumed from a checkpoint | finished | lost | duplicated | failed | broken histories "
         "| metric mismatches | report complete |"
     )
-    print("| " + " | ".join(["---:"] * 13) + " | --- |")
+    print("| " + " | ".join(["---:"] * 16) + " | --- |")
     print(f"| {sent} | {result.events.get('kill -9', 0)} | {result.events.get('SIGTERM', 0)} | "
-          f"{result.events.get('SIGINT', 0)} | {result.at_checkpoint} | {result.restarts} | "
-          f"{result.requeues_seen} | {result.finished} | {result.lost} | {result.duplicated} | "
+          f"{result.events.get('SIGINT', 0)} | {result.moments.get('checkpoint', 0)} | "
+          f"{result.moments.get('mid-run', 0)} | {result.moments.get('any', 0)} | {result.restarts} | "
+          f"{result.requeues_seen} | {result.resumed} | {result.finished} | {result.lost} | {result.duplicated} | "
           f"{result.failed} | {result.broken_histories} | {result.mismatches} | "
           f"{'yes' if result.report_complete else 'no'} |")  # fmt: skip
     for problem in result.problems:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,6 +50,18 @@ def cli() -> Callable[..., object]:
         return runner.invoke(app, [str(a) for a in args])
 
     return invoke
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition"
+) -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def agent_env(**extra: str) -> dict[str, str]:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from asc_sweep.backends import LocalBackend
 from asc_sweep.sweep.spec import parse_spec
 
-from .conftest import ROOT, agent_env, start_agent
+from .conftest import ROOT, agent_env, start_agent, wait_for
 
 GRID_256 = """
 method: grid
@@ -36,15 +35,6 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line]
-
-
-def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def finish(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> str:

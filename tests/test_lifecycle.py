@@ -32,7 +32,7 @@ from asc_sweep.run.train import run_for_agent, train_and_evaluate
 from asc_sweep.sweep.config import RunConfig
 from asc_sweep.sweep.spec import parse_spec
 
-from .conftest import agent_env
+from .conftest import agent_env, wait_for
 
 KNOBS = {"dataset": "synth", "sample_rate": 8000, "n_mels": 32, "arch": "dcase2017_mlp",
          "epochs": 6, "batch_size": 8, "crop_seconds": 0.5, "patience": 0, "device": "cpu",
@@ -53,15 +53,6 @@ def make_sweep(store: Path, synth_root: Path, lease: float = 60.0, **overrides: 
 def agent_cmd(store: Path, sweep_id: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "asc_sweep", "agent", sweep_id, "--store", str(store),
             "--tracking", "off", "--threads", "1", "--poll-seconds", "0.1", *extra]  # fmt: skip
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def history_len(store: Path, sweep_id: str) -> int:
@@ -324,3 +315,43 @@ def test_an_abort_raises_from_the_trainer_at_a_batch_boundary(
     assert tracker.events == ["log 0", "log 1", "abort agent stopped by SIGTERM"]
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["epoch"] == 2 and len(state["history"]) == 2
+
+
+def test_launch_into_a_pipe_prints_progress_and_exits_143_when_sigtermed_unfinished(
+    store: Path, tmp_path: Path
+) -> None:
+    """A batch job's log gets plain progress lines while the sweep runs; SIGTERM puts the runs
+    in flight back and exits non-zero, so the scheduler knows the sweep is not done."""
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(
+            parse_spec("method: grid\nparameters:\n  fold: {values: [1, 2, 3, 4]}\n")
+        )
+    cmd = [sys.executable, "-m", "asc_sweep", "launch", sweep.id, "--store", str(store),
+           "--agents", "2", "--function", "runfns:slow", "--tracking", "off"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=agent_env(ASC_TEST_SLEEP="30"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)  # fmt: skip
+
+    def running() -> bool:
+        with LocalBackend(store) as backend:
+            return backend.counts(sweep.id)["running"] == 2
+
+    wait_for(running, 60, "two runs in flight")
+    time.sleep(1.0)  # a poll of the launcher after the change
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert f"sweep {sweep.id}: 0/4 done" in err and "2 running" in err  # plain progress lines
+    assert "is not done; start agents again" in err
+    with LocalBackend(store) as backend:
+        assert backend.counts(sweep.id)["pending"] == 4  # both runs in flight went back
+
+
+def test_an_agents_log_has_a_line_per_epoch(synth_root: Path, store: Path) -> None:
+    sweep_id = make_sweep(store, synth_root, epochs=2)
+    proc = subprocess.run(agent_cmd(store, sweep_id), env=agent_env(), capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if " epoch " in ln]
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{sweep_id}-0001 epoch 1: train loss ")
+    assert " acc " in lines[0] and "| val loss " in lines[0] and lines[0].endswith(" s")

@@ -24,7 +24,7 @@ def load_soak() -> object:
 @pytest.mark.slow
 def test_a_sweep_survives_random_kills_and_ends_as_an_undisturbed_one(tmp_path: Path) -> None:
     soak = load_soak()
-    result = soak.soak(folds=2, inits=2, rates=1, agents=3, events=10, epochs=3, seed=1,  # type: ignore[attr-defined]
+    result = soak.soak(folds=2, inits=2, rates=1, agents=3, events=10, epochs=8, seed=2,  # type: ignore[attr-defined]
                        work=tmp_path)  # fmt: skip
     assert sum(result.events.values()) == 10, result
     assert result.finished == 4 and result.lost == 0 and result.duplicated == 0, result

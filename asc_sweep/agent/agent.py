@@ -39,14 +39,14 @@ from rich.console import Console
 from asc_sweep.agent.functions import RunFunction
 from asc_sweep.backends.base import Run, SweepStore
 from asc_sweep.errors import AscSweepError, LeaseLost, StoreError
-from asc_sweep.run.context import RunInterrupted, StopFlag
+from asc_sweep.run.context import RunInterrupted, StopAware, StopFlag
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 STORE_ERRORS = (sqlite3.OperationalError, sqlite3.DatabaseError, StoreError, OSError)
 
 
 @dataclass
-class AgentRunContext:
+class AgentRunContext(StopAware):
     """Handed to the run function by a local agent (``run.context.RunContext``)."""
 
     run_id: int
@@ -73,15 +73,6 @@ class AgentRunContext:
             self.stop.request("lease_lost", f"lease lost: {exc}")
         if self._console is not None and "epoch" in metrics:
             self._console.print(f"{self.run_name} {epoch_line(metrics)}", highlight=False)
-
-    # The older names, for run functions written against them.
-    @property
-    def should_stop(self) -> bool:
-        return self.stop.is_set
-
-    @property
-    def stop_reason(self) -> str | None:
-        return self.stop.reason
 
 
 def epoch_line(metrics: Mapping[str, Any]) -> str:

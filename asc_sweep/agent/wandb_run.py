@@ -24,11 +24,11 @@ from typing import Any
 from asc_sweep.agent.functions import DEFAULT_FUNCTION, load_run_function
 from asc_sweep.backends.wandb import FUNCTION_ENV
 from asc_sweep.errors import AscSweepError
-from asc_sweep.run.context import StopFlag
+from asc_sweep.run.context import StopAware, StopFlag
 
 
 @dataclass
-class WandbRunContext:
+class WandbRunContext(StopAware):
     """Handed to the run function under W&B's agent (``run.context.RunContext``).
 
     Per-epoch metrics reach W&B through the run's tracker, so :meth:`log` has nothing to
@@ -44,14 +44,6 @@ class WandbRunContext:
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         pass
-
-    @property
-    def should_stop(self) -> bool:
-        return self.stop.is_set
-
-    @property
-    def stop_reason(self) -> str | None:
-        return self.stop.reason
 
 
 def run_configuration(args_file: Path) -> dict[str, Any]:

@@ -94,7 +94,21 @@ class RunContext(Protocol):
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None: ...
 
 
-class StandaloneContext:
+class StopAware:
+    """The stop flag's older names, for run functions written against them."""
+
+    stop: StopFlag
+
+    @property
+    def should_stop(self) -> bool:
+        return self.stop.is_set
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.stop.reason
+
+
+class StandaloneContext(StopAware):
     """The context of a run outside any sweep (``asc-sweep train``): nothing stores, nothing stops."""
 
     def __init__(self, run_name: str = "run", run_dir: Path | None = None) -> None:

@@ -79,13 +79,14 @@ class TrainState:
     train_clips: int = 0
     resumed_from: int | None = None
 
-    def end_epoch(self, row: dict[str, float], score: float, seconds: float, clips: int) -> None:
-        """Account for one complete epoch (its history row, time, and the early-stopping score)."""
+    def end_epoch(self, row: dict[str, float], clips: int) -> None:
+        """Account for one complete epoch: its history row, time and clips, and early stopping
+        on validation accuracy (training accuracy where there is no validation part)."""
         self.epoch += 1
         self.history.append(row)
-        self.train_seconds += seconds
+        self.train_seconds += row["time/epoch_seconds"]
         self.train_clips += clips
-        self.early.update(score, self.epoch, self.net)
+        self.early.update(row.get("val/accuracy", row["train/accuracy"]), self.epoch, self.net)
 
     def state_dict(self) -> dict[str, Any]:
         return {

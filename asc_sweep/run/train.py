@@ -112,12 +112,7 @@ def train_and_evaluate(
             if done is None:
                 break  # stopped mid-epoch: the partial epoch is dropped
             row = epoch_row(setup, state, *done, seconds=time.perf_counter() - t0)
-            state.end_epoch(
-                row,
-                row.get("val/accuracy", row["train/accuracy"]),
-                row["time/epoch_seconds"],
-                done[2],
-            )
+            state.end_epoch(row, clips=done[2])
             context.log(row, step=state.epoch - 1)  # also proves the run is still ours
             tracker.log(row, step=state.epoch - 1)
             if stop.aborts:
