@@ -197,9 +197,13 @@ def run_sweep(work: Path, spec: dict[str, Any], agents: int, env: dict[str, str]
     rng = random.Random(seed)
     runs_dir = work / "asc-sweep-runs" / sweep.id
     sent = 0
+    total = sweep.total or 1
     while sent < events and backend.get_sweep(sweep.id).state != "finished":
         pool.problems += pool.reap()
         time.sleep(rng.uniform(0.1, 0.8))
+        # Spread the events over the whole sweep: event i waits for i/events of it to be done.
+        if backend.counts(sweep.id).done < sent * total // events:
+            continue
         wanted = rng.choices(list(MODES), weights=list(MODES.values()))[0]
         target, mode = pick_target(wanted, backend, sweep.id, pool, runs_dir, rng)
         proc = None if target is None else pool.procs[target]
@@ -219,7 +223,7 @@ def run_sweep(work: Path, spec: dict[str, Any], agents: int, env: dict[str, str]
         result.restarts = pool.started - agents
         result.problems += pool.problems
         text = "".join(p.read_text(errors="replace") for p in sorted(logs.glob("*.log")))
-        result.requeues_seen = text.count("back in the queue")
+        result.requeues_seen = text.count(" back in the queue (")
         reports = [line.split() for line in text.splitlines()]
         finished = Counter(w[0] for w in reports if len(w) > 1 and w[1] == "finished"
                            and w[0].startswith(f"{sweep.id}-"))  # fmt: skip

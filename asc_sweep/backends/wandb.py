@@ -37,8 +37,9 @@ TRACKING_OFF = (
 FUNCTION_ENV = "ASC_SWEEP_FUNCTION"  # run function for `wandb-run`, set by `asc-sweep agent`
 REFRESH_SECONDS = 10.0  # W&B's API is a network call: progress is read at most this often
 
-# W&B run states -> ours. A run W&B stops early ends its epoch and finishes: W&B lists it as
-# finished, and so does `status` (its summary's `stopped_early` says why it ended).
+# W&B run states -> ours. A run W&B stops early evaluates its best epoch and ends normally: W&B
+# lists it as finished, and so does `status`; its summary's `stopped: true` makes it `stopped`
+# in the report's records, as on the local store.
 RUN_STATES = {
     "running": "running",
     "pending": "pending",

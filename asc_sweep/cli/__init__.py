@@ -367,7 +367,7 @@ def status(
     store: StoreOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")] = False,
 ) -> None:
-    """How many runs of a sweep are pending, running, finished, stopped early or failed."""
+    """How many runs of a sweep are pending, running, finished, stopped (by the controller) or failed."""
     with user_errors():
         controller = _open(sweep_id, store)
         counts, total, state = controller.counts(), controller.total, controller.state()
