@@ -52,19 +52,25 @@ def test_a_planted_effect_is_found_and_agrees_with_scipy(tmp_path: Path) -> None
     records = planted(0.03)
     data, _ = write_report(records, tmp_path, sweep_id="abc123", metric="test/accuracy")
     he, xavier = data.effects["init"]
-    assert (he.level, he.reference, he.n) == ("he_normal", "default", 10)
-    assert he.p_t < 0.05 and he.p_wilcoxon < 0.05 and he.ci_low > 0
+    assert (he.level, he.reference, he.n, he.pairs) == ("he_normal", "default", 5, 10)
+    assert he.p < 0.05 and he.p_t < 0.05 and he.ci_low > 0
     assert xavier.ci_low < 0 < xavier.ci_high  # no planted effect: the CI covers zero
 
     def acc(init: str) -> np.ndarray:
-        return np.array([r.summary["test/accuracy"] for r in records if r.params["init"] == init])
+        """Per fold, the mean over architectures (the runs of a fold share its split)."""
+        values = np.array([r.summary["test/accuracy"] for r in records if r.params["init"] == init])
+        return values.reshape(len(ARCHS), len(FOLDS)).mean(axis=0)  # arch-major order
 
-    diffs = acc("he_normal") - acc("default")  # same order: arch, then fold
+    diffs = acc("he_normal") - acc("default")  # one per fold
+    assert he.diffs == pytest.approx(list(diffs)) and he.replicates == FOLDS
     assert he.mean == pytest.approx(diffs.mean())
     assert he.p_t == pytest.approx(stats.ttest_rel(acc("he_normal"), acc("default")).pvalue)
     assert he.p_wilcoxon == pytest.approx(stats.wilcoxon(acc("he_normal"), acc("default")).pvalue)
-    half = stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs))
+    # The primary interval: the corrected resampled t (5 folds: n_test / n_train = 1/4).
+    se = np.sqrt((1 / len(diffs) + 1 / 4) * diffs.var(ddof=1))
+    half = stats.t.ppf(0.975, len(diffs) - 1) * se
     assert (he.ci_low, he.ci_high) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    assert [he.p_holm, xavier.p_holm] == pytest.approx(holm([he.p, xavier.p]))
     assert [he.p_t_holm, xavier.p_t_holm] == pytest.approx(holm([he.p_t, xavier.p_t]))
     cell = next(c for c in data.cells if c.params == {"arch": "cnn6", "init": "he_normal"})
     values = [
@@ -94,7 +100,7 @@ def test_references_convergence_interactions_and_cost(tmp_path: Path) -> None:
     assert {e.reference for e in data.effects["init"]} == {"he_normal"}
     # epochs to 90%: default needs one more epoch than the others
     conv = {e.level: e for e in data.convergence_effects}
-    assert conv["default"].mean == pytest.approx(1.0) and conv["default"].n == 10
+    assert conv["default"].mean == pytest.approx(1.0) and conv["default"].n == 5
     assert data.curves and len(data.curves[0].mean) == 5
     (p,) = data.pivots
     assert (p.row_factor, p.col_factor) == ("arch", "init")
@@ -135,7 +141,8 @@ def test_an_incomplete_sweep_is_reported_as_such(tmp_path: Path) -> None:
     rows = list(csv.DictReader(files.summary_csv.open()))
     assert any(r["missing"] == "fold 5 not run" for r in rows)
     he = next(e for e in data.effects["init"] if e.level == "he_normal")
-    assert he.n == 9  # the pair with the failed fold is left out, not imputed
+    assert he.pairs == 9  # the pair with the failed fold is left out, not imputed
+    assert he.n == 5  # fold 1 still counts, through the architecture that has both runs
 
 
 class StandInRun:

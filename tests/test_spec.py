@@ -134,6 +134,17 @@ BAD_SPECS: list[tuple[str, str, str]] = [
         "parameters.fold: fold 5 does not exist in dcase2017, which has folds 1-4",
     ),
     ("parameter-not-mapping", GRID_HEAD + "  fold: 3\n", "parameters.fold: must be a mapping"),
+    (
+        "bayes-on-test",
+        "method: bayes\nmetric: {name: test/accuracy, goal: maximize}\nparameters:\n  lr: {min: 0.001, max: 0.1}\n",
+        "metric.name: 'test/accuracy' would select models on the test split (bayes search decide",
+    ),
+    (
+        "hyperband-on-test",
+        "method: grid\nmetric: {name: test/log_loss, goal: minimize}\n"
+        "early_terminate: {type: hyperband, min_iter: 2}\nparameters:\n  fold: {values: [1, 2]}\n",
+        "use a validation metric: val/accuracy, val/macro_f1 or val/loss",
+    ),
 ]
 
 
@@ -205,6 +216,12 @@ GOOD_SPECS = {
           batch_size: {values: [16, 32, 64]}
           mixup: {min: 0.0, max: 0.4}
           specaugment: {values: [true, false]}
+        """,
+    "grid-may-name-a-test-metric": """
+        method: grid
+        metric: {name: test/accuracy, goal: maximize}
+        parameters:
+          fold: {values: [1, 2]}
         """,
     "bayes-hyperband": """
         method: bayes

@@ -430,6 +430,21 @@ def report(
             help="Read runs from W&B instead: ENTITY/PROJECT/SWEEP_ID", show_default=False
         ),
     ] = None,
+    rope: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Region of practical equivalence: differences within ±ROPE (in the metric's "
+            "units) count as practically equal",
+        ),
+    ] = 0.01,
+    include_stopped: Annotated[
+        bool,
+        typer.Option(
+            "--include-stopped",
+            help="Count runs a controller stopped early (hyperband) in means and tests",
+        ),
+    ] = False,
 ) -> None:
     """Cross-fold tables, paired main effects, interactions, convergence and cost of a sweep:
     report.md, report.html, runs.csv, summary.csv, tables.tex and plots/."""
@@ -449,6 +464,8 @@ def report(
             metric=metric,
             references=references,
             expected_folds=controller.expected_folds(),
+            rope=rope,
+            include_stopped=include_stopped,
         )
     out.print(console_table(data))
     err.print(

@@ -19,6 +19,7 @@ from asc_sweep.backends.base import CreateOptions
 from asc_sweep.backends.registry import create_sweep
 from asc_sweep.data.synth import SynthSpec, generate
 from asc_sweep.report import console_table, write_report
+from asc_sweep.report.findings import findings
 from asc_sweep.run.tracking import resolve_mode
 from asc_sweep.sweep.spec import SweepSpec, validate_config
 
@@ -79,13 +80,9 @@ def run_demo(
         sweep.records(), Path("reports") / sweep.ref, sweep_id=sweep.ref, sweep_name=sweep.name
     )
     console.print(console_table(report))
-    rates = [e for e in report.effects.get("sample_rate", []) if e.n]
-    if rates:
-        shifts = ", ".join(
-            f"{e.level} Hz vs {e.reference} Hz: {e.mean:+.3f} [{e.ci_low:+.3f}, {e.ci_high:+.3f}]"
-            for e in rates
-        )
-        console.print(f"test accuracy by sample rate (paired over folds, 95% CI): {shifts}")
+    console.print("what this sweep shows:")
+    for line in findings(report):
+        console.print(f"  {line}", highlight=False)
     console.print(f"full report (tables, paired tests, plots): {files.html}")
     if resolve_mode(tracking) == "offline":
         console.print(

@@ -72,11 +72,14 @@ def write_report(
     metric: str = "test/accuracy",
     references: Mapping[str, Any] | None = None,
     expected_folds: Sequence[Any] | None = None,
+    rope: float = 0.01,
+    include_stopped: bool = False,
 ) -> tuple[ReportData, ReportFiles]:
     """Analyse ``records`` and write every report file under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     data = analyse(records, sweep_id=sweep_id, sweep_name=sweep_name, factors=swept_factors(records), metric=metric,
-                   references=references, expected_folds=expected_folds)  # fmt: skip
+                   references=references, expected_folds=expected_folds, rope=rope,
+                   include_stopped=include_stopped)  # fmt: skip
     plots = draw_plots(data, out / "plots")
     files = ReportFiles(
         out / "report.md",

@@ -125,7 +125,11 @@ def friedman_nemenyi(
     p = math.nan
     if k >= 3 and n >= 2 and not np.all(x == x[:, :1]):
         p = float(stats.friedmanchisquare(*x.T).pvalue)
-    q = float(stats.studentized_range.ppf(1 - alpha, k, np.inf)) / math.sqrt(2) if k >= 2 else math.nan
+    q = (
+        float(stats.studentized_range.ppf(1 - alpha, k, np.inf)) / math.sqrt(2)
+        if k >= 2
+        else math.nan
+    )
     cd = q * math.sqrt(k * (k + 1) / (6.0 * n)) if n else math.nan
     return Ranking(list(levels), [float(r) for r in ranks], n, p, cd)
 

@@ -25,6 +25,23 @@ class RunRecord:
     def done(self) -> bool:
         return self.state in DONE_STATES
 
+    def exclusion(self, include_stopped: bool = False) -> str | None:
+        """Why this run is left out of cross-fold means and tests, or None when it counts.
+
+        Only finished runs count by default: a run a controller stopped (hyperband) trained
+        for fewer epochs than its peers by design, so it is shown apart; so is a run whose
+        stored history is shorter than the epochs it reports having run.
+        """
+        if self.state == "stopped" and not include_stopped:
+            return "stopped by the controller"
+        if not self.done:
+            return self.state
+        ran = self.summary.get("epochs_run")
+        epochs = [h for h in self.history if "epoch" in h]
+        if epochs and isinstance(ran, int) and len(epochs) < ran:
+            return f"history incomplete ({len(epochs)} of {ran} epochs)"
+        return None
+
     def metric(self, name: str) -> float | None:
         """A finite summary value of a finished run, else None."""
         if not self.done:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from asc_sweep.report.cv import Ranking, describe_p
+from asc_sweep.report.findings import findings
 from asc_sweep.report.records import RunRecord
 from asc_sweep.report.stats import Cell, Effect, Pivot, ReportData
 
@@ -53,35 +55,41 @@ def cell_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-def effect_rows(effects: Sequence[Effect]) -> tuple[list[str], list[list[str]]]:
-    head = [
-        "factor",
-        "level",
-        "vs",
-        "pairs",
-        "mean diff",
-        "95% CI",
-        "p (t)",
-        "p (t, Holm)",
-        "p (Wilcoxon)",
-        "p (W, Holm)",
-    ]
+def effect_rows(
+    effects: Sequence[Effect], within: bool = False
+) -> tuple[list[str], list[list[str]]]:
+    rope = effects[0].bayes.rope if effects else 0.01
+    head = [*(["within"] if within else []), "level", "vs", "folds", "mean diff", "95% CI",
+            "p (corrected t)", "Holm", "p (t)", "p (Wilcoxon)", "P(better)",
+            f"P(equal, ±{rope:g})", "P(worse)"]  # fmt: skip
     rows = [
         [
-            e.factor,
-            str(e.level),
+            *([", ".join(f"{k}={v}" for k, v in e.within.items())] if within else []),
+            f"{e.factor}={e.level}",
             str(e.reference),
             str(e.n),
             fmt(e.mean, 4),
             f"[{fmt(e.ci_low, 4)}, {fmt(e.ci_high, 4)}]",
+            fmt_p(e.p),
+            fmt_p(e.p_holm),
             fmt_p(e.p_t),
-            fmt_p(e.p_t_holm),
             fmt_p(e.p_wilcoxon),
-            fmt_p(e.p_wilcoxon_holm),
+            fmt(e.bayes.better, 2),
+            fmt(e.bayes.equal, 2),
+            fmt(e.bayes.worse, 2),
         ]
         for e in effects
     ]
     return head, rows
+
+
+def ranking_rows(r: Ranking) -> tuple[list[str], list[list[str]]]:
+    order = sorted(zip(r.ranks, r.levels, strict=True), key=lambda x: x[0])
+    return ["level", "mean rank (1 = best)"], [[str(level), fmt(rank, 2)] for rank, level in order]
+
+
+def excluded_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
+    return ["run", "left out because"], [[name, why] for name, why in data.excluded]
 
 
 def pivot_rows(p: Pivot) -> tuple[list[str], list[list[str]]]:
@@ -116,10 +124,27 @@ def sections(data: ReportData) -> list[tuple[str, str, tuple[list[str], list[lis
     """(title, explanation, table) in report order."""
     out = [("Cross-fold results", f"Mean ± std over folds per configuration; n = folds with a {data.metric}. "
             "Incomplete configurations list their missing folds and are not averaged over them.", cell_rows(data))]  # fmt: skip
+    tests = (f"The unit of replication is the fold (x seed): differences between runs alike in every "
+             f"other knob are averaged within each fold, so n counts folds. 95% CI and p: corrected "
+             f"resampled t-test (Nadeau & Bengio 2003, n_test/n_train = {data.test_train_ratio:.3f}), "
+             f"Holm across the factor's levels; plain paired t and Wilcoxon over the same folds "
+             f"for comparison; P: Bayesian correlated t-test (Benavoli et al. 2017), region of "
+             f"practical equivalence ±{data.rope:g}.")  # fmt: skip
     for factor, effects in data.effects.items():
         if effects:
-            out.append((f"Main effect of {factor}", f"Paired differences in {data.metric} against {factor}={effects[0].reference}, "
-                        "matched on every other knob and the fold.", effect_rows(effects)))  # fmt: skip
+            out.append((f"Main effect of {factor}", f"Differences in {data.metric} against "
+                        f"{factor}={effects[0].reference}. {tests}", effect_rows(effects)))  # fmt: skip
+        if factor in data.rankings:
+            r = data.rankings[factor]
+            out.append((f"Ranking of {factor}", f"Mean rank of each level over {r.n_blocks} folds "
+                        f"(Friedman test {describe_p(r.p)}); levels whose mean ranks differ by more "
+                        f"than {r.critical_difference:.2f} differ (Nemenyi, alpha 0.05; Demšar 2006).",
+                        ranking_rows(r)))  # fmt: skip
+        simple = data.simple_effects.get(factor)
+        if simple:
+            out.append((f"Effect of {factor} within each level of the other factors",
+                        "The same tests, holding one other factor at one level; Holm within each "
+                        "held level.", effect_rows(simple, within=True)))  # fmt: skip
     for p in data.pivots:
         out.append(
             (
@@ -134,6 +159,10 @@ def sections(data: ReportData) -> list[tuple[str, str, tuple[list[str], list[lis
     if data.costs:
         out.append(("Accuracy against inference latency", "Batch-1 latency per clip; Pareto: no other configuration is "
                     "both more accurate and faster.", cost_rows(data)))  # fmt: skip
+    if data.excluded:
+        out.append(("Runs left out", "Not in any mean or test: only finished runs count (runs a "
+                    "controller stopped trained for fewer epochs by design; pass --include-stopped "
+                    "to count them).", excluded_rows(data)))  # fmt: skip
     return out
 
 
@@ -144,6 +173,7 @@ def render_markdown(data: ReportData, plots: Sequence[Path]) -> str:
     done = sum(r.done for r in data.records)
     parts = [title, f"{len(data.records)} runs, {done} finished; factors: {', '.join(data.factors) or 'none'}; "
              f"metric: {data.metric}."]  # fmt: skip
+    parts += ["## What this sweep shows", "\n".join(f"* {line}" for line in findings(data))]
     for heading, text, (head, rows) in sections(data):
         parts += [f"## {heading}", text, markdown_table(head, rows)]
     if plots:
@@ -183,6 +213,8 @@ def render_html(data: ReportData, plots: Sequence[Path]) -> str:
     parts.append(
         f"<p>{len(data.records)} runs, {done} finished; metric: {html.escape(data.metric)}.</p>"
     )
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in findings(data))
+    parts.append(f"<section id='findings'><h2>What this sweep shows</h2><ul>{items}</ul></section>")
     for i, (heading, text, (head, rows)) in enumerate(sections(data)):
         parts.append(
             f"<section id='s{i}'><h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>{html_table(head, rows)}</section>"

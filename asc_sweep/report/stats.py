@@ -11,6 +11,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from asc_sweep.report.cv import (
+    BayesVerdict,
+    Ranking,
+    corrected_t,
+    correlated_bayes,
+    friedman_nemenyi,
+)
 from asc_sweep.report.records import CELL_EXCLUDED, RunRecord, hashable
 
 
@@ -39,9 +46,10 @@ def cells(
     records: Sequence[RunRecord],
     metrics: Sequence[str],
     expected_folds: Sequence[Any] | None = None,
+    include_stopped: bool = False,
 ) -> list[Cell]:
-    """Group runs into configurations; folds that failed, are unfinished or were never run are
-    listed as missing, never averaged."""
+    """Group runs into configurations; folds that failed, are unfinished, were stopped by the
+    controller or never run are listed as missing (with why), never averaged."""
     groups: dict[tuple[tuple[str, str], ...], list[RunRecord]] = {}
     for r in records:
         key = tuple(sorted((k, repr(v)) for k, v in r.params.items() if k not in CELL_EXCLUDED))
@@ -53,8 +61,9 @@ def cells(
     )
     out = []
     for members in groups.values():
-        done = [r for r in members if r.done]
-        missing = [f"fold {r.params.get('fold')} {r.state}" for r in members if not r.done]
+        done = [r for r in members if r.exclusion(include_stopped) is None]
+        missing = [f"fold {r.params.get('fold')} {why}" for r in members
+                   if (why := r.exclusion(include_stopped)) is not None]  # fmt: skip
         present = {r.params.get("fold") for r in members}
         missing += [f"fold {f} not run" for f in all_folds if f not in present]
         values = {m: [v for r in done if (v := r.metric(m)) is not None] for m in metrics}
@@ -74,64 +83,89 @@ def _order(value: Any) -> tuple[int, float, str]:
 
 @dataclass(frozen=True)
 class Effect:
-    """One level of a factor against the reference level, paired over matched runs."""
+    """One level of a factor against the reference level, replicated over folds (x seeds).
+
+    ``diffs`` holds one difference per replicate: the mean of the matched differences (runs
+    alike in every other knob) within that fold and seed. The interval and ``p`` are the
+    corrected resampled t-test's; ``p_t`` and ``p_wilcoxon`` are the plain paired tests over the
+    same replicates, kept as secondary columns; ``bayes`` is the correlated t-test's verdict.
+    A simple effect holds the factors in ``within`` at one level each.
+    """
 
     factor: str
     level: Any
     reference: Any
     metric: str
     diffs: list[float]
+    replicates: list[Any]
+    pairs: int
     mean: float
     ci_low: float
     ci_high: float
+    p: float
     p_t: float
     p_wilcoxon: float
+    bayes: BayesVerdict
+    within: dict[str, Any] = field(default_factory=dict)
+    p_holm: float = math.nan
     p_t_holm: float = math.nan
     p_wilcoxon_holm: float = math.nan
 
     @property
     def n(self) -> int:
+        """Replicates: folds, or folds x seeds."""
         return len(self.diffs)
 
 
-def paired_differences(
-    records: Sequence[RunRecord], factor: str, level: Any, reference: Any, metric: str
-) -> list[float]:
-    """metric(level) - metric(reference) over runs that match in every other knob, fold included."""
+REPLICATE_KNOBS = ("fold", "seed")
+
+
+def fold_differences(
+    records: Sequence[RunRecord],
+    factor: str,
+    level: Any,
+    reference: Any,
+    metric: str,
+    within: Mapping[str, Any] | None = None,
+) -> tuple[list[Any], list[float], int]:
+    """metric(level) - metric(reference) for runs alike in every other knob, averaged within
+    each fold (x seed). Returns (replicates, one difference each, matched pairs in all).
+
+    A replicate is the fold, or ``(fold, seed)`` when seeds are swept.
+    """
     others = sorted({k for r in records for k in r.params if k != factor})
+    within = within or {}
     by_key: dict[tuple[Any, ...], dict[str, float]] = {}
     for r in records:
         value = r.metric(metric)
-        if value is None:
+        if value is None or any(hashable(r.params.get(k)) != v for k, v in within.items()):
             continue
-        side = (
-            "level"
-            if r.params.get(factor) == level
-            else "reference"
-            if r.params.get(factor) == reference
-            else None
-        )
+        here = hashable(r.params.get(factor))
+        side = "level" if here == level else "reference" if here == reference else None
         if side is not None:
             by_key.setdefault(r.cell(others), {})[side] = value
-    return [pair["level"] - pair["reference"] for pair in by_key.values() if len(pair) == 2]
+    seeds = len({hashable(r.params.get("seed")) for r in records}) > 1
+    positions = [others.index(k) for k in (REPLICATE_KNOBS if seeds else ("fold",)) if k in others]
+    groups: dict[Any, list[float]] = {}
+    for key, pair in by_key.items():
+        if len(pair) == 2:
+            rep = tuple(key[i] for i in positions)
+            groups.setdefault(rep[0] if len(rep) == 1 else rep, []).append(
+                pair["level"] - pair["reference"]
+            )
+    order = sorted(groups, key=lambda k: [_order(v) for v in (k if isinstance(k, tuple) else (k,))])
+    pairs = sum(len(v) for v in groups.values())
+    return order, [statistics.fmean(groups[k]) for k in order], pairs
 
 
-def paired_test(diffs: Sequence[float]) -> tuple[float, float, float, float, float]:
-    """(mean, 95% CI low, high, paired t-test p, Wilcoxon signed-rank p) of differences."""
+def paired_tests(diffs: Sequence[float]) -> tuple[float, float]:
+    """Plain paired t-test and Wilcoxon signed-rank p over replicates; NaN where undefined."""
     d = np.asarray(diffs, dtype=np.float64)
-    if len(d) == 0:
-        return (math.nan,) * 5
-    mean = float(d.mean())
-    if len(d) < 2:
-        return mean, math.nan, math.nan, math.nan, math.nan
-    sd = float(d.std(ddof=1))
-    if sd == 0:
-        p = 1.0 if mean == 0 else 0.0
-        return mean, mean, mean, p, (1.0 if mean == 0 else math.nan)
-    half = float(stats.t.ppf(0.975, len(d) - 1)) * sd / math.sqrt(len(d))
+    if len(d) < 2 or float(d.std(ddof=1)) == 0.0:
+        return math.nan, math.nan
     p_t = float(stats.ttest_1samp(d, 0.0).pvalue)
-    p_w = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
-    return mean, mean - half, mean + half, p_t, p_w
+    p_w = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else math.nan
+    return p_t, p_w
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -147,25 +181,117 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
+def test_train_ratio(records: Sequence[RunRecord]) -> float:
+    """n_test / n_train of a fold, from the runs' clip counts (the corrected tests' term);
+    1/(k-1) for k folds where runs do not record them; 0 with a single fold."""
+    ratios = [
+        float(r.summary["data/test_clips"]) / float(r.summary["data/train_clips"])
+        for r in records
+        if isinstance(r.summary.get("data/test_clips"), (int, float))
+        and isinstance(r.summary.get("data/train_clips"), (int, float))
+        and r.summary["data/train_clips"]
+    ]
+    if ratios:
+        return statistics.fmean(ratios)
+    k = len({hashable(r.params.get("fold")) for r in records})
+    return 1.0 / (k - 1) if k > 1 else 0.0
+
+
+def effect(records: Sequence[RunRecord], factor: str, level: Any, reference: Any, metric: str, *,
+           ratio: float, rope: float, higher_is_better: bool,
+           within: Mapping[str, Any] | None = None) -> Effect:  # fmt: skip
+    """One level against the reference, replicated over folds (x seeds)."""
+    reps, diffs, pairs = fold_differences(records, factor, level, reference, metric, within)
+    t = corrected_t(diffs, ratio)
+    p_t, p_w = paired_tests(diffs)
+    verdict = correlated_bayes(diffs, ratio, rope, higher_is_better)
+    return Effect(factor, level, reference, metric, diffs, reps, pairs, t.mean, t.ci_low, t.ci_high,
+                  t.p, p_t, p_w, verdict, dict(within or {}))  # fmt: skip
+
+
+def with_holm(effects: list[Effect]) -> list[Effect]:
+    """Holm's correction across the levels of one factor (one family)."""
+    adj = [holm([getattr(e, name) for e in effects]) for name in ("p", "p_t", "p_wilcoxon")]
+    return [
+        replace(e, p_holm=a, p_t_holm=b, p_wilcoxon_holm=c)
+        for e, a, b, c in zip(effects, *adj, strict=True)
+    ]
+
+
 def main_effects(
-    records: Sequence[RunRecord], factor: str, metric: str, reference: Any | None = None
+    records: Sequence[RunRecord],
+    factor: str,
+    metric: str,
+    reference: Any | None = None,
+    *,
+    ratio: float | None = None,
+    rope: float = 0.01,
+    higher_is_better: bool = True,
 ) -> list[Effect]:
     """Each level of ``factor`` against ``reference`` (default: the first level), Holm-corrected."""
     levels = levels_of(records, factor)
     reference = levels[0] if reference is None else reference
-    effects = []
-    for level in levels:
-        if level == reference:
+    ratio = test_train_ratio(records) if ratio is None else ratio
+    return with_holm([
+        effect(records, factor, level, reference, metric, ratio=ratio, rope=rope,
+               higher_is_better=higher_is_better)
+        for level in levels if level != reference
+    ])  # fmt: skip
+
+
+def simple_effects(
+    records: Sequence[RunRecord],
+    factor: str,
+    metric: str,
+    reference: Any | None = None,
+    *,
+    factors: Sequence[str],
+    ratio: float | None = None,
+    rope: float = 0.01,
+    higher_is_better: bool = True,
+) -> list[Effect]:
+    """The effect of ``factor`` within each level of every other swept factor (e.g. He init
+    per architecture); Holm-corrected within each (factor, other factor's level) family."""
+    levels = levels_of(records, factor)
+    reference = levels[0] if reference is None else reference
+    ratio = test_train_ratio(records) if ratio is None else ratio
+    out: list[Effect] = []
+    for other in factors:
+        if other == factor:
             continue
-        diffs = paired_differences(records, factor, level, reference, metric)
-        mean, lo, hi, p_t, p_w = paired_test(diffs)
-        effects.append(Effect(factor, level, reference, metric, diffs, mean, lo, hi, p_t, p_w))
-    adj_t = holm([e.p_t for e in effects])
-    adj_w = holm([e.p_wilcoxon for e in effects])
-    return [
-        replace(e, p_t_holm=a, p_wilcoxon_holm=b)
-        for e, a, b in zip(effects, adj_t, adj_w, strict=True)
+        for held in levels_of(records, other):
+            out += with_holm([
+                effect(records, factor, level, reference, metric, ratio=ratio, rope=rope,
+                       higher_is_better=higher_is_better, within={other: held})
+                for level in levels if level != reference
+            ])  # fmt: skip
+    return out
+
+
+def ranking(
+    records: Sequence[RunRecord], factor: str, metric: str, higher_is_better: bool = True
+) -> Ranking | None:
+    """Friedman/Nemenyi over replicates for a factor with three or more levels; None otherwise
+    (or when no replicate has every level)."""
+    levels = levels_of(records, factor)
+    if len(levels) < 3:
+        return None
+    seeds = len({hashable(r.params.get("seed")) for r in records}) > 1
+    keys = REPLICATE_KNOBS if seeds else ("fold",)
+    by_rep: dict[tuple[Any, ...], dict[Any, list[float]]] = {}
+    for r in records:
+        value = r.metric(metric)
+        if value is not None:
+            rep = tuple(hashable(r.params.get(k)) for k in keys)
+            by_rep.setdefault(rep, {}).setdefault(hashable(r.params.get(factor)), []).append(value)
+    table = [
+        [statistics.fmean(row[level]) for level in levels]
+        for row in by_rep.values()
+        if all(level in row for level in levels)
     ]
+    if len(table) < 2:
+        return None
+    return friedman_nemenyi(levels, table, higher_is_better)
 
 
 def levels_of(records: Sequence[RunRecord], factor: str) -> list[Any]:
@@ -294,6 +420,11 @@ class ReportData:
     curve_factor: str | None = None
     costs: list[CostPoint] = field(default_factory=list)
     cost_factors: list[str] = field(default_factory=list)
+    simple_effects: dict[str, list[Effect]] = field(default_factory=dict)
+    rankings: dict[str, Ranking] = field(default_factory=dict)
+    excluded: list[tuple[str, str]] = field(default_factory=list)  # (run, why)
+    rope: float = 0.01
+    test_train_ratio: float = 0.0
 
 
 TABLE_METRICS = (
@@ -322,23 +453,43 @@ def analyse(
     metric: str = "test/accuracy",
     references: Mapping[str, Any] | None = None,
     expected_folds: Sequence[Any] | None = None,
+    rope: float = 0.01,
+    include_stopped: bool = False,
 ) -> ReportData:
-    """Compute every table of the report from the runs."""
+    """Compute every table of the report from the runs.
+
+    Means and tests use finished runs only (``include_stopped`` adds controller-stopped ones);
+    the others are listed in ``excluded`` and in their cells' ``missing``.
+    """
     references = references or {}
     metrics = list(dict.fromkeys([metric, *TABLE_METRICS]))
-    data = ReportData(sweep_id, sweep_name, metric, metric not in LOWER_IS_BETTER, list(factors), list(records),
-                      cells(records, metrics, expected_folds))  # fmt: skip
+    higher = metric not in LOWER_IS_BETTER
+    data = ReportData(sweep_id, sweep_name, metric, higher, list(factors), list(records),
+                      cells(records, metrics, expected_folds, include_stopped))  # fmt: skip
+    data.excluded = [(r.name, why) for r in records if (why := r.exclusion(include_stopped))]
+    usable = [r for r in records if r.exclusion(include_stopped) is None]
+    data.rope, data.test_train_ratio = rope, test_train_ratio(usable)
+    ratio = data.test_train_ratio
     for f in factors:
-        data.effects[f] = main_effects(records, f, metric, references.get(f))
+        data.effects[f] = main_effects(usable, f, metric, references.get(f), ratio=ratio,
+                                       rope=rope, higher_is_better=higher)  # fmt: skip
+        if len(factors) > 1:
+            data.simple_effects[f] = simple_effects(usable, f, metric, references.get(f),
+                                                    factors=factors, ratio=ratio, rope=rope,
+                                                    higher_is_better=higher)  # fmt: skip
+        rank = ranking(usable, f, metric, higher)
+        if rank is not None:
+            data.rankings[f] = rank
     for i, a in enumerate(factors):
         for b in factors[i + 1 :]:
-            data.pivots.append(pivot(records, a, b, metric, data.higher_is_better))
+            data.pivots.append(pivot(usable, a, b, metric, higher))
     data.curve_factor = "init" if "init" in factors else (factors[0] if factors else None)
     if data.curve_factor:
-        data.curves = convergence_curves(records, data.curve_factor)
+        data.curves = convergence_curves(usable, data.curve_factor)
         data.convergence_effects = main_effects(
-            records, data.curve_factor, "epochs_to_90", references.get(data.curve_factor)
-        )
+            usable, data.curve_factor, "epochs_to_90", references.get(data.curve_factor),
+            ratio=data.test_train_ratio, rope=0.5, higher_is_better=False,
+        )  # fmt: skip
     data.cost_factors = [f for f in ("arch", "sample_rate") if f in factors] or list(factors[:1])
-    data.costs = cost_points(records, data.cost_factors, metric)
+    data.costs = cost_points(usable, data.cost_factors, metric)
     return data

@@ -28,6 +28,9 @@ class RunResult:
     environment: dict[str, Any]
     skipped_clips: list[str] = field(default_factory=list)
     resumed_from_epoch: int | None = None
+    clips: dict[str, int] = field(
+        default_factory=dict
+    )  # train, val, test: the report's n_test/n_train
 
     def summary(self) -> dict[str, Any]:
         """Flat metrics for the store, the W&B summary and the report."""
@@ -47,6 +50,7 @@ class RunResult:
             "stopped": self.stopped,
         }
         out.update({f"time/{k}": v for k, v in self.timings.items()})
+        out.update({f"data/{k}_clips": n for k, n in self.clips.items()})
         out.update(
             {
                 f"test/accuracy/{c}": a

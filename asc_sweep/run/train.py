@@ -254,6 +254,7 @@ def conclude(
         environment=environment(setup.device),
         skipped_clips=setup.data.skipped,
         resumed_from_epoch=state.resumed_from or None,
+        clips={part: len(getattr(setup.data, part)) for part in ("train", "val", "test")},
     )
 
 

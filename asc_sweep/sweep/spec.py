@@ -448,6 +448,17 @@ def _metric_problems(data: dict[str, Any]) -> list[Problem]:
                 f"unknown metric {name!r}; allowed: {', '.join(METRIC_NAMES)}",
             )
         )
+    if isinstance(name, str) and name.startswith("test/"):
+        deciders = [what for what, on in (("bayes search", method == "bayes"),
+                    ("early termination", data.get("early_terminate") is not None)) if on]  # fmt: skip
+        if deciders:
+            problems.append(
+                Problem(
+                    "metric.name",
+                    f"{name!r} would select models on the test split ({' and '.join(deciders)} "
+                    "decide on it); use a validation metric: val/accuracy, val/macro_f1 or val/loss",
+                )
+            )
     et = data.get("early_terminate")
     if isinstance(et, dict) and et.get("type") == "hyperband":
         eta = et.get("eta", 3)
