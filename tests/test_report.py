@@ -20,6 +20,7 @@ from asc_sweep.backends import LocalBackend
 from asc_sweep.backends.local import LocalController
 from asc_sweep.backends.wandb import records_from_runs
 from asc_sweep.report import RunRecord, write_report
+from asc_sweep.report.render import sections
 from asc_sweep.report.stats import holm
 from asc_sweep.sweep.spec import parse_spec
 
@@ -107,14 +108,21 @@ def test_references_convergence_interactions_and_cost(tmp_path: Path) -> None:
     assert p.best == [1, 1]  # he_normal is best for both architectures
     assert [pt.pareto for pt in data.costs] == [True, True]  # faster but worse vs slower but better
     text = files.markdown.read_text()
-    assert "## Main effect of init" in text and "## arch x init" in text and "0.0" in text
+    assert "## Main effects" in text and "## arch x init" in text and "0.0" in text
+    assert "## Ranking of init" in text and "## Per fold" in text
     assert r"\toprule" in files.latex.read_text()
     assert {p.name for p in files.plots} == {
-        "convergence.png",
-        "effect-arch.png",
-        "effect-init.png",
+        "forest.png",
+        "cd-init.png",
+        "pivot-arch-init.png",
+        "convergence-init.png",
+        "convergence-arch.png",
         "cost.png",
     }
+    # Every plot sits in the section it illustrates.
+    assert (
+        text.index("## Main effects") < text.index("![forest]") < text.index("## Ranking of init")
+    )
 
 
 def test_an_incomplete_sweep_is_reported_as_such(tmp_path: Path) -> None:
@@ -230,11 +238,19 @@ def test_local_and_wandb_backends_give_the_same_report(
     ).read_text()
 
 
+PROBE = """<script>window.addEventListener("load", () => {
+  const loaded = [...document.images].filter((i) => i.complete && i.naturalWidth > 0).length;
+  const overflow = Math.max(0, document.documentElement.scrollWidth - window.innerWidth);
+  document.body.setAttribute("data-images", String(loaded));
+  document.body.setAttribute("data-overflow", String(overflow));
+});</script>"""
+
+
 @pytest.mark.skipif(
     shutil.which("chromium") is None, reason="Debian's chromium is installed by .ci/run"
 )
 def test_report_html_renders_in_headless_chromium(tmp_path: Path) -> None:
-    _, files = write_report(planted(0.03), tmp_path / "r", sweep_id="abc123")
+    data, files = write_report(planted(0.03), tmp_path / "r", sweep_id="abc123")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]  # fmt: skip
@@ -244,17 +260,24 @@ def test_report_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     )
     assert dom.returncode == 0
     assert "CONSOLE" not in dom.stderr  # no console errors (nothing failed to load or run)
-    assert dom.stdout.count("<table") == 6  # cells, 2 main effects, 1 pivot, convergence, cost
-    assert dom.stdout.count("data:image/png;base64,") == 4  # plots embedded, nothing fetched
-    for heading in (
-        "Cross-fold results",
-        "Main effect of init",
-        "Accuracy against inference latency",
-    ):
+    assert dom.stdout.count("<table") == sum(1 for s in sections(data) if s[2][1])
+    assert dom.stdout.count("data:image/png;base64,") == len(files.plots)  # embedded, not fetched
+    for heading in ("What this sweep shows", "Cross-fold results", "Main effects",
+                    "Accuracy against inference latency"):  # fmt: skip
         assert heading in dom.stdout
+    # At 1280 px: every image decoded, nothing wider than the window (a probe script in a copy
+    # of the page writes what it measured into the DOM).
+    probe = tmp_path / "r" / "probe.html"
+    probe.write_text(files.html.read_text().replace("</body>", PROBE + "</body>"))
+    measured = subprocess.run(
+        ["chromium", *flags, "--window-size=1280,900", "--virtual-time-budget=10000", "--dump-dom",
+         probe.resolve().as_uri()], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert f'data-images="{len(files.plots)}"' in measured.stdout, measured.stdout[-500:]
+    assert 'data-overflow="0"' in measured.stdout
     shot = tmp_path / "shot.png"
     subprocess.run(
-        ["chromium", *flags, "--window-size=1200,3000", f"--screenshot={shot}", url],
+        ["chromium", *flags, "--window-size=1280,3000", f"--screenshot={shot}", url],
         capture_output=True,
         timeout=120,
         check=True,

@@ -13,7 +13,7 @@ from typing import Any
 from asc_sweep.report.cv import Ranking, describe_p
 from asc_sweep.report.findings import findings
 from asc_sweep.report.records import RunRecord
-from asc_sweep.report.stats import Cell, Effect, Pivot, ReportData
+from asc_sweep.report.stats import Cell, ClassTable, Effect, Pivot, ReportData
 
 CELL_METRICS = (
     ("test/accuracy", "accuracy", 3),
@@ -88,6 +88,37 @@ def ranking_rows(r: Ranking) -> tuple[list[str], list[list[str]]]:
     return ["level", "mean rank (1 = best)"], [[str(level), fmt(rank, 2)] for rank, level in order]
 
 
+def fold_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
+    t = data.fold_table
+    assert t is not None
+    names = [
+        f"fold {k[0]} seed {k[1]}" if isinstance(k, tuple) else f"fold {k}" for k in t.replicates
+    ]
+    head = [*data.factors, *names, "mean"]
+    rows = []
+    for params, values in t.rows:
+        finite = [v for v in values if not math.isnan(v)]
+        mean = sum(finite) / len(finite) if finite else math.nan
+        rows.append(
+            [*(str(params.get(f)) for f in data.factors), *(fmt(v) for v in values), fmt(mean)]
+        )
+    return head, rows
+
+
+def class_rows(t: ClassTable) -> tuple[list[str], list[list[str]]]:
+    head = ["class", *(str(v) for v in t.levels)]
+    delta = len(t.levels) == 2 and t.factor is not None
+    if delta:
+        head.append(f"Δ {t.levels[1]} vs {t.levels[0]}")
+    rows = []
+    for c, values in zip(t.classes, t.values, strict=True):
+        row = [c, *(fmt(v) for v in values)]
+        if delta:
+            row.append(fmt(values[1] - values[0]))
+        rows.append(row)
+    return head, rows
+
+
 def excluded_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
     return ["run", "left out because"], [[name, why] for name, why in data.excluded]
 
@@ -120,50 +151,67 @@ def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def sections(data: ReportData) -> list[tuple[str, str, tuple[list[str], list[list[str]]]]]:
-    """(title, explanation, table) in report order."""
-    out = [("Cross-fold results", f"Mean ± std over folds per configuration; n = folds with a {data.metric}. "
-            "Incomplete configurations list their missing folds and are not averaged over them.", cell_rows(data))]  # fmt: skip
+Section = tuple[str, str, tuple[list[str], list[list[str]]], list[str]]
+
+
+def sections(data: ReportData) -> list[Section]:
+    """(title, explanation, table, names of the plots that go with it) in report order."""
+    out: list[Section] = [("Cross-fold results", f"Mean ± std over folds per configuration; n = folds with a {data.metric}. "
+            "Incomplete configurations list their missing folds and are not averaged over them.", cell_rows(data), [])]  # fmt: skip
     tests = (f"The unit of replication is the fold (x seed): differences between runs alike in every "
              f"other knob are averaged within each fold, so n counts folds. 95% CI and p: corrected "
              f"resampled t-test (Nadeau & Bengio 2003, n_test/n_train = {data.test_train_ratio:.3f}), "
              f"Holm across the factor's levels; plain paired t and Wilcoxon over the same folds "
              f"for comparison; P: Bayesian correlated t-test (Benavoli et al. 2017), region of "
              f"practical equivalence ±{data.rope:g}.")  # fmt: skip
-    for factor, effects in data.effects.items():
-        if effects:
-            out.append((f"Main effect of {factor}", f"Differences in {data.metric} against "
-                        f"{factor}={effects[0].reference}. {tests}", effect_rows(effects)))  # fmt: skip
+    every = [e for effects in data.effects.values() for e in effects]
+    if every:
+        out.append(("Main effects", f"Every level of every factor against its reference, in "
+                    f"{data.metric}. {tests}", effect_rows(every), ["forest"]))  # fmt: skip
+    for factor in data.effects:
         if factor in data.rankings:
             r = data.rankings[factor]
             out.append((f"Ranking of {factor}", f"Mean rank of each level over {r.n_blocks} folds "
                         f"(Friedman test {describe_p(r.p)}); levels whose mean ranks differ by more "
                         f"than {r.critical_difference:.2f} differ (Nemenyi, alpha 0.05; Demšar 2006).",
-                        ranking_rows(r)))  # fmt: skip
+                        ranking_rows(r), [f"cd-{_slug(factor)}"]))  # fmt: skip
         simple = data.simple_effects.get(factor)
         if simple:
             out.append((f"Effect of {factor} within each level of the other factors",
                         "The same tests, holding one other factor at one level; Holm within each "
-                        "held level.", effect_rows(simple, within=True)))  # fmt: skip
+                        "held level.", effect_rows(simple, within=True), []))  # fmt: skip
     for p in data.pivots:
-        out.append(
-            (
-                f"{p.row_factor} x {p.col_factor}",
-                f"Mean {data.metric}; * marks the best cell of each row.",
-                pivot_rows(p),
-            )
-        )
+        out.append((f"{p.row_factor} x {p.col_factor}", f"Mean {data.metric}; * marks the best cell of each row.",
+                    pivot_rows(p), [f"pivot-{_slug(p.row_factor)}-{_slug(p.col_factor)}"]))  # fmt: skip
+    if data.fold_table is not None and data.fold_table.rows:
+        out.append(("Per fold", f"{data.metric} of every configuration in every fold: the numbers "
+                    "every test above starts from.", fold_rows(data), []))  # fmt: skip
+    for t in data.class_tables:
+        by = f"by {t.factor}" if t.factor else "over all runs"
+        out.append((f"Per class, {by}", "Mean test accuracy of each class" + (f" for each level of {t.factor}" if t.factor else "")
+                    + "; which classes a level wins or loses.", class_rows(t),
+                    [f"classes-{_slug(t.factor or 'all')}"]))  # fmt: skip
+    if data.confusions:
+        out.append(("Confusion matrices", "Test confusion summed over folds and the other knobs, "
+                    + (f"per {data.confusion_factor}." if data.confusion_factor else "over all runs."),
+                    (["rows: truth", "columns: predicted"], []),
+                    [f"confusion-{_slug(str(level))}" for level in data.confusions]))  # fmt: skip
     if data.convergence_effects:
-        out.append((f"Convergence by {data.curve_factor}", "Epochs to reach 90% of the best validation accuracy, paired "
-                    "as above (negative: converges sooner).", effect_rows(data.convergence_effects)))  # fmt: skip
+        out.append((f"Convergence by {data.curve_factor}", "Epochs to reach 90% of the best validation accuracy, tested "
+                    "as above (negative: converges sooner).", effect_rows(data.convergence_effects),
+                    [f"convergence-{_slug(f)}" for f in data.curve_factors]))  # fmt: skip
     if data.costs:
         out.append(("Accuracy against inference latency", "Batch-1 latency per clip; Pareto: no other configuration is "
-                    "both more accurate and faster.", cost_rows(data)))  # fmt: skip
+                    "both more accurate and faster.", cost_rows(data), ["cost"]))  # fmt: skip
     if data.excluded:
         out.append(("Runs left out", "Not in any mean or test: only finished runs count (runs a "
                     "controller stopped trained for fewer epochs by design; pass --include-stopped "
-                    "to count them).", excluded_rows(data)))  # fmt: skip
+                    "to count them).", excluded_rows(data), []))  # fmt: skip
     return out
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text)
 
 
 def render_markdown(data: ReportData, plots: Sequence[Path]) -> str:
@@ -174,18 +222,27 @@ def render_markdown(data: ReportData, plots: Sequence[Path]) -> str:
     parts = [title, f"{len(data.records)} runs, {done} finished; factors: {', '.join(data.factors) or 'none'}; "
              f"metric: {data.metric}."]  # fmt: skip
     parts += ["## What this sweep shows", "\n".join(f"* {line}" for line in findings(data))]
-    for heading, text, (head, rows) in sections(data):
-        parts += [f"## {heading}", text, markdown_table(head, rows)]
-    if plots:
-        parts.append("## Plots")
-        parts += [f"![{p.stem}](plots/{p.name})" for p in plots]
+    by_stem = {p.stem: p for p in plots}
+    for heading, text, (head, rows), stems in sections(data):
+        parts += [f"## {heading}", text]
+        if rows:
+            parts.append(markdown_table(head, rows))
+        parts += [f"![{s}](plots/{by_stem.pop(s).name})" for s in stems if s in by_stem]
+    if by_stem:
+        parts.append("## More plots")
+        parts += [f"![{p.stem}](plots/{p.name})" for p in by_stem.values()]
     return "\n\n".join(parts) + "\n"
 
 
 # --- HTML -----------------------------------------------------------------------------------------
 
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:75rem;color:#222}
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:75rem;padding:0 1rem;color:#222}
+.scroll{overflow-x:auto;max-width:100%}
+.pair{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
+.pair>.scroll{flex:1 1 100%}
+figure{flex:0 1 52rem;margin:0;max-width:100%}
+li{margin:.3rem 0}
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
 th,td{border-bottom:1px solid #ddd;padding:.3rem .6rem;text-align:right}
 th:first-child,td:first-child{text-align:left}
@@ -202,6 +259,12 @@ def html_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _figure(path: Path) -> str:
+    b64 = base64.b64encode(path.read_bytes()).decode()
+    name = html.escape(path.stem)
+    return f"<figure><img alt='{name}' src='data:image/png;base64,{b64}'><figcaption>{name}</figcaption></figure>"
+
+
 def render_html(data: ReportData, plots: Sequence[Path]) -> str:
     """One file, readable offline: plots are embedded as base64 PNG, no scripts, no links out."""
     title = f"Ablation report: sweep {data.sweep_id}" + (
@@ -215,18 +278,15 @@ def render_html(data: ReportData, plots: Sequence[Path]) -> str:
     )
     items = "".join(f"<li>{html.escape(line)}</li>" for line in findings(data))
     parts.append(f"<section id='findings'><h2>What this sweep shows</h2><ul>{items}</ul></section>")
-    for i, (heading, text, (head, rows)) in enumerate(sections(data)):
-        parts.append(
-            f"<section id='s{i}'><h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>{html_table(head, rows)}</section>"
-        )
-    if plots:
-        parts.append("<section id='plots'><h2>Plots</h2>")
-        for p in plots:
-            b64 = base64.b64encode(p.read_bytes()).decode()
-            parts.append(
-                f"<figure><img alt='{html.escape(p.stem)}' src='data:image/png;base64,{b64}'><figcaption>{html.escape(p.stem)}</figcaption></figure>"
-            )
-        parts.append("</section>")
+    by_stem = {p.stem: p for p in plots}
+    for i, (heading, text, (head, rows), stems) in enumerate(sections(data)):
+        table = f"<div class='scroll'>{html_table(head, rows)}</div>" if rows else ""
+        figures = "".join(_figure(by_stem.pop(s)) for s in stems if s in by_stem)
+        parts.append(f"<section id='s{i}'><h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>"
+                     f"<div class='pair'>{table}{figures}</div></section>")  # fmt: skip
+    if by_stem:
+        figures = "".join(_figure(p) for p in by_stem.values())
+        parts.append(f"<section id='plots'><h2>More plots</h2>{figures}</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -250,7 +310,9 @@ def latex_escape(text: str) -> str:
 
 def render_latex(data: ReportData) -> str:
     out = ["% booktabs tables written by asc-sweep report; \\usepackage{booktabs}"]
-    for heading, _, (head, rows) in sections(data):
+    for heading, _, (head, rows), _plots in sections(data):
+        if not rows:
+            continue
         out += [f"% {heading}", "\\begin{table}[t]", "\\centering", f"\\caption{{{latex_escape(heading)}}}",
                 f"\\begin{{tabular}}{{l{'r' * (len(head) - 1)}}}", "\\toprule",
                 " & ".join(latex_escape(h) for h in head) + " \\\\", "\\midrule"]  # fmt: skip

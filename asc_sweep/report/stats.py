@@ -402,6 +402,81 @@ def cost_points(records: Sequence[RunRecord], factors: Sequence[str], metric: st
     return sorted(marked, key=lambda p: p.latency_ms)
 
 
+@dataclass(frozen=True)
+class FoldTable:
+    """The metric of every configuration in every fold (x seed), and their mean."""
+
+    replicates: list[Any]
+    rows: list[tuple[dict[str, Any], list[float]]]  # (configuration, value per replicate)
+
+
+def per_fold(records: Sequence[RunRecord], factors: Sequence[str], metric: str) -> FoldTable:
+    seeds = len({hashable(r.params.get("seed")) for r in records}) > 1
+
+    def rep(r: RunRecord) -> Any:
+        fold = hashable(r.params.get("fold"))
+        return (fold, hashable(r.params.get("seed"))) if seeds else fold
+
+    reps = sorted({rep(r) for r in records},
+                  key=lambda k: [_order(v) for v in (k if isinstance(k, tuple) else (k,))])  # fmt: skip
+    table: dict[tuple[Any, ...], dict[Any, float]] = {}
+    for r in records:
+        value = r.metric(metric)
+        if value is not None:
+            table.setdefault(r.cell(factors), {})[rep(r)] = value
+    rows = [
+        (dict(zip(factors, key, strict=True)), [values.get(k, math.nan) for k in reps])
+        for key, values in sorted(table.items(), key=lambda kv: [_order(v) for v in kv[0]])
+    ]
+    return FoldTable(reps, rows)
+
+
+@dataclass(frozen=True)
+class ClassTable:
+    """Mean per-class test accuracy for each level of a factor (``factor`` None: all runs)."""
+
+    factor: str | None
+    levels: list[Any]
+    classes: list[str]
+    values: list[list[float]]  # [class][level]
+
+
+def per_class(records: Sequence[RunRecord], factor: str | None) -> ClassTable | None:
+    prefix = "test/accuracy/"
+    classes = list(dict.fromkeys(k[len(prefix):] for r in records for k in r.summary
+                                 if k.startswith(prefix)))  # fmt: skip
+    if not classes:
+        return None
+    levels = levels_of(records, factor) if factor else ["all runs"]
+    values = []
+    for c in classes:
+        row = []
+        for level in levels:
+            vals = [v for r in records if (factor is None or hashable(r.params.get(factor)) == level)
+                    and (v := r.metric(prefix + c)) is not None]  # fmt: skip
+            row.append(statistics.fmean(vals) if vals else math.nan)
+        values.append(row)
+    return ClassTable(factor, levels, classes, values)
+
+
+def confusion_by(
+    records: Sequence[RunRecord], factor: str
+) -> dict[Any, tuple[list[str], np.ndarray]]:
+    """Confusion matrices summed over folds (and other knobs) for each level of ``factor``."""
+    out: dict[Any, tuple[list[str], np.ndarray]] = {}
+    for r in records:
+        matrix, classes = r.summary.get("confusion"), r.summary.get("classes")
+        if not (r.done and isinstance(matrix, list) and isinstance(classes, list)):
+            continue
+        level = hashable(r.params.get(factor))
+        m = np.asarray(matrix, dtype=np.int64)
+        if level in out and out[level][1].shape == m.shape:
+            out[level] = (classes, out[level][1] + m)
+        elif level not in out:
+            out[level] = (classes, m)
+    return out
+
+
 @dataclass
 class ReportData:
     """Everything the renderers draw from."""
@@ -423,6 +498,12 @@ class ReportData:
     simple_effects: dict[str, list[Effect]] = field(default_factory=dict)
     rankings: dict[str, Ranking] = field(default_factory=dict)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (run, why)
+    fold_table: FoldTable | None = None
+    class_tables: list[ClassTable] = field(default_factory=list)
+    confusions: dict[Any, tuple[list[str], np.ndarray]] = field(default_factory=dict)
+    confusion_factor: str | None = None
+    curve_factors: list[str] = field(default_factory=list)
+    curve_sets: dict[str, list[Curve]] = field(default_factory=dict)
     rope: float = 0.01
     test_train_ratio: float = 0.0
 
@@ -492,4 +573,11 @@ def analyse(
         )  # fmt: skip
     data.cost_factors = [f for f in ("arch", "sample_rate") if f in factors] or list(factors[:1])
     data.costs = cost_points(usable, data.cost_factors, metric)
+    data.fold_table = per_fold(usable, factors, metric)
+    by: list[str | None] = list(factors) or [None]  # a fold-only sweep: one table of all runs
+    data.class_tables = [t for f in by if (t := per_class(usable, f))]
+    data.confusion_factor = "arch" if "arch" in factors else None
+    data.confusions = confusion_by(usable, data.confusion_factor or "arch")
+    data.curve_factors = [f for f in ("init", "arch") if f in factors] or list(factors[:1])
+    data.curve_sets = {f: convergence_curves(usable, f) for f in data.curve_factors}
     return data
