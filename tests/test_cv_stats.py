@@ -12,7 +12,9 @@ cell and fold) in 54.4%. The assertions keep margins around these figures.
 
 from __future__ import annotations
 
+import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -205,3 +207,49 @@ def test_practically_equal_levels_are_said_to_be_so(tmp_path) -> None:  # type: 
         "init=he_normal and init=default are practically equal on test/accuracy"
         in files.markdown.read_text()
     )
+
+
+def test_the_report_run_on_wandb_holds_every_table_and_plot(
+    tmp_path,
+    cli,
+    store,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """`report --to-wandb` offline: one run of job type `report`, read back from its files."""
+    from asc_sweep.backends import LocalBackend
+    from asc_sweep.report.publish import table_key
+    from asc_sweep.sweep.spec import parse_spec
+
+    from .wandb_log import read_offline_run
+
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "w"))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: offline
+    spec = "method: grid\nparameters:\n  init: {values: [default, he_normal]}\n  fold: {values: [1, 2, 3]}\n"
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(parse_spec(spec))
+        while (claim := backend.claim(sweep.id, "a")).status == "claimed":
+            assert claim.run and claim.token
+            backend.finish(claim.run.id, claim.token, {"test/accuracy": 0.5 + 0.01 * claim.run.number,
+                                                       "test/accuracy/rain": 0.4})  # fmt: skip
+    result = cli("report", sweep.id, "--store", store, "--out", tmp_path / "rep", "--to-wandb")
+    assert result.exit_code == 0, result.output
+    assert "report logged to W&B" in result.stderr and "wandb sync" in result.stderr
+    (run_dir,) = (tmp_path / "w" / "wandb").glob("offline-run-*")
+    deadline = time.time() + 30
+    while True:
+        run = read_offline_run(run_dir)
+        if ("findings" in run.summary and run.history) or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert run.job_type == "report" and run.config["sweep"] == sweep.id
+    logged = {k: v for row in run.history for k, v in row.items()}
+    for key in (table_key("Cross-fold results"), table_key("Main effects"), table_key("Per fold"),
+                table_key("Per class, by init")):  # fmt: skip
+        assert logged[f"{key}/_type"] == "table-file", key
+        table = json.loads((run_dir / "files" / logged[f"{key}/path"]).read_text())
+        assert table["data"] and table["columns"], key
+    assert logged["plots/forest/_type"] == "image-file"
+    assert (run_dir / "files" / logged["plots/forest/path"]).stat().st_size > 1000
+    assert "init=he_normal" in run.summary["findings"]
+    assert (run_dir / "files" / "report.html").exists()

@@ -12,6 +12,7 @@ asc-sweep's own agents claim work from, and the frozen records they return.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -214,6 +215,10 @@ class Controller(ABC):
     def done_message(self, exit_codes: Sequence[int | None]) -> str | None:
         """What to say once every agent has exited, if the sweep is done; else None."""
         return f"sweep {self.ref} is done" if self.is_done() else None
+
+    def wandb_project(self) -> tuple[str | None, str]:
+        """(entity, project) where this sweep's runs and report go on W&B."""
+        return os.environ.get("WANDB_ENTITY"), os.environ.get("WANDB_PROJECT", "asc-sweep")
 
     def start_hint(self) -> str:
         """How to start agents on this sweep, for the user."""

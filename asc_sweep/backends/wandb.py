@@ -259,6 +259,9 @@ class WandbController(Controller):
             f"wandb agent {self.ref})"
         )
 
+    def wandb_project(self) -> tuple[str | None, str]:
+        return self.path.entity, self.path.project
+
     def check_agents(self, tracking: str) -> None:
         if tracking == "off":
             raise AscSweepError(TRACKING_OFF)

@@ -445,6 +445,16 @@ def report(
             help="Count runs a controller stopped early (hyperband) in means and tests",
         ),
     ] = False,
+    to_wandb: Annotated[
+        bool | None,
+        typer.Option(
+            "--to-wandb/--no-to-wandb",
+            help="Also log the report to W&B as a run of job type `report` (tables, plots, "
+            "the HTML) [default: on for W&B sweeps, off for local ones]",
+            show_default=False,
+        ),
+    ] = None,
+    tracking: TrackingOption = "auto",
 ) -> None:
     """Cross-fold tables, paired main effects, interactions, convergence and cost of a sweep:
     report.md, report.html, runs.csv, summary.csv, tables.tex and plots/."""
@@ -467,12 +477,29 @@ def report(
             rope=rope,
             include_stopped=include_stopped,
         )
+        if to_wandb if to_wandb is not None else controller.label == "W&B sweep":
+            _publish(controller, data, files, _tracking(tracking))
     out.print(console_table(data))
     err.print(
         f"report written to {files.markdown.parent}: report.md, report.html, runs.csv, summary.csv, tables.tex, "
         f"{len(files.plots)} plots",
         highlight=False,
     )
+
+
+def _publish(controller: Any, data: Any, files: Any, tracking: str) -> None:
+    """Log the report to W&B: the W&B sweep's own project, else $WANDB_PROJECT or asc-sweep."""
+    from asc_sweep.report.publish import publish
+    from asc_sweep.run.tracking import resolve_mode
+
+    mode = resolve_mode(tracking)
+    if mode == "off":
+        raise AscSweepError("--to-wandb with --tracking off: use online, offline or auto")
+    entity, project = controller.wandb_project()
+    where = publish(data, files.html, files.plots, mode=mode, project=project, entity=entity)
+    err.print(f"report logged to W&B: {where}", highlight=False)
+    if mode == "offline":
+        err.print(f"upload it with: wandb sync {where}", highlight=False)
 
 
 @app.command(name="list")
