@@ -253,3 +253,17 @@ def test_the_report_run_on_wandb_holds_every_table_and_plot(
     assert (run_dir / "files" / logged["plots/forest/path"]).stat().st_size > 1000
     assert "init=he_normal" in run.summary["findings"]
     assert (run_dir / "files" / "report.html").exists()
+
+
+def test_a_fold_only_sweep_still_gets_per_fold_and_per_class_tables(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    records = [
+        RunRecord(f"r{f}", {"fold": f}, "finished",
+                  {"test/accuracy": 0.6 + 0.01 * f, "test/accuracy/rain": 0.5, "test/accuracy/wind": 0.7})
+        for f in FOLDS
+    ]  # fmt: skip
+    data, files = write_report(records, tmp_path, sweep_id="abc123")
+    text = files.markdown.read_text()
+    assert "## Per fold" in text and "## Per class, over all runs" in text
+    assert "Only the fold (or seed) varies" in text
+    assert data.fold_table is not None and data.fold_table.replicates == FOLDS
+    assert any(p.stem == "classes-all" for p in files.plots)
