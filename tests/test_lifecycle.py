@@ -66,7 +66,8 @@ def test_a_resumed_runs_stored_history_is_whole_and_agrees_with_its_summary(
 ) -> None:
     """SIGTERM after epoch 3, a new agent resumes: the store holds epochs 1..6, as an
     uninterrupted run does, so hyperband and the report see the run's real curve."""
-    sweep_id = make_sweep(store, synth_root)
+    # 20 epochs of the DCASE 2018 CNN: long enough that the signal lands mid-run.
+    sweep_id = make_sweep(store, synth_root, arch="dcase2018_cnn", epochs=20)
     first = subprocess.Popen(agent_cmd(store, sweep_id), env=agent_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     wait_for(lambda: history_len(store, sweep_id) >= 3, 120, "three stored epochs")
@@ -77,12 +78,16 @@ def test_a_resumed_runs_stored_history_is_whole_and_agrees_with_its_summary(
     second = subprocess.run(agent_cmd(store, sweep_id), env=agent_env(), capture_output=True,
                             text=True, timeout=300)  # fmt: skip
     assert second.returncode == 0, second.stderr
+    resumed_at = int(second.stderr.split(f"{sweep_id}-0001 resumed after epoch ")[1].split()[0])
+    printed = [int(ln.split(" epoch ")[1].split(":")[0]) for ln in second.stderr.splitlines()
+               if f"{sweep_id}-0001 epoch " in ln]  # fmt: skip
+    assert printed == list(range(resumed_at + 1, 21))  # restored epochs are not printed again
     with LocalBackend(store) as backend:
         (run,) = backend.runs(sweep_id)
         history = backend.history(run.id)
     assert run.state == "finished" and run.summary is not None
     assert run.summary["resumed_from_epoch"] >= 3
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert [h["epoch"] for h in history] == list(range(1, 21))
     assert run.summary["epochs_to_90"] == epochs_to_fraction([h["val/accuracy"] for h in history])
     # Training time and throughput count both attempts, not the last one alone.
     assert run.summary["time/train_seconds"] == pytest.approx(
@@ -126,7 +131,7 @@ def test_an_agent_that_lost_its_lease_writes_nothing_more(
     taken: dict[str, Any] = {}
 
     def log_after_takeover(
-        self: AgentRunContext, metrics: Mapping[str, Any], step: Any = None
+        self: AgentRunContext, metrics: Mapping[str, Any], step: Any = None, **kw: Any
     ) -> None:
         if step == 1 and not taken:
             checkpoint = self.run_dir / "checkpoint.pt" if self.run_dir else None
@@ -134,7 +139,7 @@ def test_an_agent_that_lost_its_lease_writes_nothing_more(
             with LocalBackend(store) as other:  # the lease runs out; agent B claims the run
                 other._conn.execute("UPDATE runs SET lease_expires = 0")
                 taken["claim"] = other.claim(sweep_id, "agent-b")
-        original_log(self, metrics, step)
+        original_log(self, metrics, step, **kw)
 
     monkeypatch.setattr(AgentRunContext, "log", log_after_takeover)
     evaluated: list[int] = []
@@ -303,7 +308,7 @@ def test_an_abort_raises_from_the_trainer_at_a_batch_boundary(
     flag = SignalAfterBatches(after=2)
 
     class Context(StandaloneContext):
-        def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        def log(self, metrics: Mapping[str, Any], step: int | None = None, **kw: Any) -> None:
             if step == 1:  # epoch 2 is stored; the signal comes during epoch 3
                 flag.countdown = flag.after + 1  # the loop's own check, then two batches
 

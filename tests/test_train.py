@@ -67,7 +67,7 @@ def test_a_requeued_run_resumes_and_ends_as_an_uninterrupted_one(
         pass
 
     class DiesAtEpoch2(StandaloneContext):
-        def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        def log(self, metrics: Mapping[str, Any], step: int | None = None, **kw: Any) -> None:
             if step == 1:  # the process dies while epoch 2 is being reported
                 raise Killed
 

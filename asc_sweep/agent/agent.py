@@ -60,10 +60,14 @@ class AgentRunContext(StopAware):
     _console: Console | None = field(default=None, repr=False)
     stop: StopFlag = field(default_factory=StopFlag)
     _next_step: int = field(default=0, repr=False)
+    _replayed: int = field(default=0, repr=False)
 
-    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+    def log(
+        self, metrics: Mapping[str, Any], step: int | None = None, *, replay: bool = False
+    ) -> None:
         """Store one history step (an epoch; without ``step``, the one after the last). Sets
-        the stop flag on early termination or when the run is no longer this agent's."""
+        the stop flag on early termination or when the run is no longer this agent's. Replayed
+        epochs (restored from a checkpoint) are stored again but not printed again."""
         step = self._next_step if step is None else step
         self._next_step = step + 1
         try:
@@ -71,8 +75,16 @@ class AgentRunContext(StopAware):
                 self.stop.request("early_termination", "early termination (hyperband)")
         except LeaseLost as exc:
             self.stop.request("lease_lost", f"lease lost: {exc}")
-        if self._console is not None and "epoch" in metrics:
-            self._console.print(f"{self.run_name} {epoch_line(metrics)}", highlight=False)
+        if self._console is None or "epoch" not in metrics:
+            return
+        if replay:
+            self._replayed = step + 1
+            return
+        if self._replayed:
+            self._console.print(f"{self.run_name} resumed after epoch {self._replayed}",
+                                highlight=False)  # fmt: skip
+            self._replayed = 0
+        self._console.print(f"{self.run_name} {epoch_line(metrics)}", highlight=False)
 
 
 def epoch_line(metrics: Mapping[str, Any]) -> str:

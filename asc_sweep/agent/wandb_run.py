@@ -42,7 +42,9 @@ class WandbRunContext(StopAware):
     attempt: int = 1
     stop: StopFlag = field(default_factory=StopFlag)
 
-    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+    def log(
+        self, metrics: Mapping[str, Any], step: int | None = None, *, replay: bool = False
+    ) -> None:
         pass
 
 

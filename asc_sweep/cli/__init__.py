@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,6 +15,9 @@ from asc_sweep import __version__
 from asc_sweep.cli.console import err, out, user_errors
 from asc_sweep.cli.data import data_app
 from asc_sweep.errors import AscSweepError, RunFailed
+
+if TYPE_CHECKING:
+    from asc_sweep.backends.base import Controller
 
 app = typer.Typer(
     name="asc-sweep",
@@ -59,7 +62,7 @@ FunctionOption = Annotated[
 ]
 
 
-def _open(sweep: str | None, store: Path | None) -> Any:
+def _open(sweep: str | None, store: Path | None) -> Controller:
     """The controller of the sweep the user named (any backend)."""
     from asc_sweep.backends.registry import open_sweep
 
@@ -487,7 +490,7 @@ def report(
     )
 
 
-def _publish(controller: Any, data: Any, files: Any, tracking: str) -> None:
+def _publish(controller: Controller, data: Any, files: Any, tracking: str) -> None:
     """Log the report to W&B: the W&B sweep's own project, else $WANDB_PROJECT or asc-sweep."""
     from asc_sweep.report.publish import publish
     from asc_sweep.run.tracking import resolve_mode

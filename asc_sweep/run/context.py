@@ -91,7 +91,12 @@ class RunContext(Protocol):
     @property
     def run_dir(self) -> Path | None: ...
 
-    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None: ...
+    def log(
+        self, metrics: Mapping[str, Any], step: int | None = None, *, replay: bool = False
+    ) -> None:
+        """Store one epoch. ``replay``: an epoch restored from a checkpoint, stored again so
+        the history stays whole, not news to announce."""
+        ...
 
 
 class StopAware:
@@ -120,5 +125,7 @@ class StandaloneContext(StopAware):
     def run_dir(self) -> Path | None:
         return self._run_dir
 
-    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+    def log(
+        self, metrics: Mapping[str, Any], step: int | None = None, *, replay: bool = False
+    ) -> None:
         pass

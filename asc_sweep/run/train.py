@@ -103,7 +103,7 @@ def train_and_evaluate(
         tags=tags or [],
     ):
         for step, row in enumerate(state.history):  # a resumed run's history stays whole
-            context.log(row, step=step)
+            context.log(row, step=step, replay=True)
             tracker.log(row, step=step)
         end_reason = None
         while state.epoch < config.epochs and not stop.is_set:
