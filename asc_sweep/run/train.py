@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asc_sweep.data.cache import cache_root
 from asc_sweep.data.features import LogMel, fit_normalization
 from asc_sweep.data.prepare import FoldData, make_loader, prepare_fold
 from asc_sweep.models import AscModel, ModelSpec, build_model, count_parameters
 from asc_sweep.models.init import apply_init
+from asc_sweep.models.pretrained import fetch, load_panns, set_features_frozen
 from asc_sweep.run.augment import SpecAugment, mixup
 from asc_sweep.run.context import RunContext, RunInterrupted, StandaloneContext, StopFlag
 from asc_sweep.run.cost import count_macs, median_latency_ms
@@ -107,6 +109,8 @@ def train_and_evaluate(
             tracker.log(row, step=step)
         end_reason = None
         while state.epoch < config.epochs and not stop.is_set:
+            if config.pretrained is not None:
+                set_features_frozen(setup.model, state.epoch < config.freeze_epochs)
             t0 = time.perf_counter()
             done = train_epoch(setup, state, config.mixup, stop)
             if done is None:
@@ -141,6 +145,9 @@ def set_up(config: RunConfig) -> Setup:
         n_classes=len(data.classes), n_mels=config.n_mels, sample_rate=config.sample_rate
     )
     model = apply_init(build_model(config.arch, spec), config.init)
+    if config.pretrained is not None:
+        path = fetch(config.pretrained, cache_root() / "weights", config.pretrained_sha256)
+        load_panns(model, path, layers=2 if config.arch == "cnn10" else 1)
     front = LogMel.from_config(config) if model.input_kind == "logmel" else None
     net = Pipeline(front, model, config.specaugment).to(device)
     crop = None if config.crop_seconds is None else round(config.crop_seconds * config.sample_rate)

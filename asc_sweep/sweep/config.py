@@ -137,6 +137,13 @@ class RunConfig:
     # model
     arch: str = knob("dcase2018_cnn", "architecture", choices=ARCH_NAMES)
     init: str = knob("default", "weight initialisation", choices=INIT_NAMES)
+    pretrained: str | None = knob(
+        None, "PANNs AudioSet checkpoint for cnn6/cnn10: a file or a URL (downloaded once)"
+    )
+    pretrained_sha256: str | None = knob(None, "expected SHA-256 of the pretrained checkpoint")
+    freeze_epochs: int = knob(
+        0, "epochs to train only the output layer of a pretrained model", minimum=0
+    )
     # training
     optimizer: str = knob("adamw", "optimiser", choices=("adamw", "sgd"))
     lr: float = knob(1e-3, "peak learning rate", minimum=0, exclusive_minimum=True)
@@ -178,7 +185,7 @@ class RunConfig:
 
     def cross_field_problems(self) -> list[tuple[str, str]]:
         """Settings that are fine alone but impossible together, as (key, message) pairs."""
-        return audio_problems(
+        problems = audio_problems(
             sample_rate=self.sample_rate,
             win_ms=self.win_ms,
             n_mels=self.n_mels,
@@ -186,6 +193,17 @@ class RunConfig:
             f_max=self.f_max,
             mel_scale=self.mel_scale,
         )
+        if self.pretrained is not None and self.arch not in ("cnn6", "cnn10"):
+            problems.append(
+                ("pretrained", f"PANNs weights fit cnn6 and cnn10, not arch {self.arch}")
+            )
+        if self.freeze_epochs and self.pretrained is None:
+            problems.append(("freeze_epochs", "needs pretrained weights to keep"))
+        if self.pretrained is not None and self.n_mels != 64:
+            problems.append(
+                ("n_mels", f"{self.n_mels}: PANNs weights were trained on 64 mel bands")
+            )
+        return problems
 
     @property
     def group(self) -> str:
