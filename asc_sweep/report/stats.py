@@ -491,7 +491,6 @@ class ReportData:
     effects: dict[str, list[Effect]] = field(default_factory=dict)
     convergence_effects: list[Effect] = field(default_factory=list)
     pivots: list[Pivot] = field(default_factory=list)
-    curves: list[Curve] = field(default_factory=list)
     curve_factor: str | None = None
     costs: list[CostPoint] = field(default_factory=list)
     cost_factors: list[str] = field(default_factory=list)
@@ -504,6 +503,12 @@ class ReportData:
     confusion_factor: str | None = None
     curve_factors: list[str] = field(default_factory=list)
     curve_sets: dict[str, list[Curve]] = field(default_factory=dict)
+
+    @property
+    def curves(self) -> list[Curve]:
+        """The validation curves of the convergence factor (init when swept)."""
+        return self.curve_sets.get(self.curve_factor or "", [])
+
     rope: float = 0.01
     test_train_ratio: float = 0.0
 
@@ -566,7 +571,6 @@ def analyse(
             data.pivots.append(pivot(usable, a, b, metric, higher))
     data.curve_factor = "init" if "init" in factors else (factors[0] if factors else None)
     if data.curve_factor:
-        data.curves = convergence_curves(usable, data.curve_factor)
         data.convergence_effects = main_effects(
             usable, data.curve_factor, "epochs_to_90", references.get(data.curve_factor),
             ratio=data.test_train_ratio, rope=0.5, higher_is_better=False,
@@ -578,6 +582,8 @@ def analyse(
     data.class_tables = [t for f in by if (t := per_class(usable, f))]
     data.confusion_factor = "arch" if "arch" in factors else None
     data.confusions = confusion_by(usable, data.confusion_factor or "arch")
-    data.curve_factors = [f for f in ("init", "arch") if f in factors] or list(factors[:1])
+    # Curves for the convergence factor, and per architecture too when it is swept.
+    first = [data.curve_factor] if data.curve_factor else []
+    data.curve_factors = list(dict.fromkeys(first + [f for f in ("init", "arch") if f in factors]))
     data.curve_sets = {f: convergence_curves(usable, f) for f in data.curve_factors}
     return data
