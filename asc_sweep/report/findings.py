@@ -11,18 +11,21 @@ ALPHA = 0.05
 PRACTICALLY_EQUAL = 0.5  # posterior mass within the ROPE above which we say "practically equal"
 
 
-def replicates(n: int, seeds: bool) -> str:
-    return f"{n} fold x seed replicates" if seeds else f"{n} fold{'s' if n != 1 else ''}"
+def replicates(e: Effect) -> str:
+    """ "4 folds", or "8 fold x seed replicates" when seeds are swept (replicates are pairs)."""
+    if e.replicates and isinstance(e.replicates[0], tuple):
+        return f"{e.n} fold x seed replicates"
+    return f"{e.n} fold{'s' if e.n != 1 else ''}"
 
 
-def effect_sentence(e: Effect, data: ReportData, seeds: bool = False) -> str:
+def effect_sentence(e: Effect, data: ReportData) -> str:
     """One effect in words, e.g. ``sample_rate=16000 beats sample_rate=8000 on test/accuracy by
     0.182 (95% CI 0.155 to 0.209; corrected t over 4 folds, p = 0.003)``."""
     level, ref = f"{e.factor}={e.level}", f"{e.factor}={e.reference}"
     if e.n == 0:
         return f"{level} and {ref} have no runs alike in every other knob yet."
     p = e.p_holm if not math.isnan(e.p_holm) else e.p
-    test = f"corrected t over {replicates(e.n, seeds)}, {describe_p(p)}"
+    test = f"corrected t over {replicates(e)}, {describe_p(p)}"
     ci = (
         f"95% CI {e.ci_low:+.3f} to {e.ci_high:+.3f}"
         if not math.isnan(e.ci_low)
@@ -51,12 +54,11 @@ def ranking_sentence(factor: str, r: Ranking, metric: str) -> str:
 def findings(data: ReportData) -> list[str]:
     """One sentence per effect of every swept factor (a ranking first for 3+ levels), then
     what was left out."""
-    seeds = len({repr(r.params.get("seed")) for r in data.records}) > 1
     out = []
     for factor, effects in data.effects.items():
         if factor in data.rankings:
             out.append(ranking_sentence(factor, data.rankings[factor], data.metric))
-        out += [effect_sentence(e, data, seeds) for e in effects]
+        out += [effect_sentence(e, data) for e in effects]
     if not data.factors:
         out.append("Only the fold (or seed) varies: there is no factor to compare; the tables "
                    "show the spread over folds.")  # fmt: skip

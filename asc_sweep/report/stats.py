@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -117,7 +117,20 @@ class Effect:
         return len(self.diffs)
 
 
-REPLICATE_KNOBS = ("fold", "seed")
+def replicate_key(records: Sequence[RunRecord]) -> Callable[[RunRecord], Any]:
+    """The unit of replication of a run: its fold, or ``(fold, seed)`` when seeds are swept
+    (repeated cross-validation)."""
+    seeds = len({hashable(r.params.get("seed")) for r in records}) > 1
+
+    def key(r: RunRecord) -> Any:
+        fold = hashable(r.params.get("fold"))
+        return (fold, hashable(r.params.get("seed"))) if seeds else fold
+
+    return key
+
+
+def replicate_order(rep: Any) -> list[tuple[int, float, str]]:
+    return [_order(v) for v in (rep if isinstance(rep, tuple) else (rep,))]
 
 
 def fold_differences(
@@ -135,7 +148,9 @@ def fold_differences(
     """
     others = sorted({k for r in records for k in r.params if k != factor})
     within = within or {}
+    rep_of = replicate_key(records)
     by_key: dict[tuple[Any, ...], dict[str, float]] = {}
+    reps: dict[tuple[Any, ...], Any] = {}  # cell -> its replicate (the cell holds fold and seed)
     for r in records:
         value = r.metric(metric)
         if value is None or any(hashable(r.params.get(k)) != v for k, v in within.items()):
@@ -143,17 +158,14 @@ def fold_differences(
         here = hashable(r.params.get(factor))
         side = "level" if here == level else "reference" if here == reference else None
         if side is not None:
-            by_key.setdefault(r.cell(others), {})[side] = value
-    seeds = len({hashable(r.params.get("seed")) for r in records}) > 1
-    positions = [others.index(k) for k in (REPLICATE_KNOBS if seeds else ("fold",)) if k in others]
+            cell = r.cell(others)
+            by_key.setdefault(cell, {})[side] = value
+            reps[cell] = rep_of(r)
     groups: dict[Any, list[float]] = {}
-    for key, pair in by_key.items():
+    for cell, pair in by_key.items():
         if len(pair) == 2:
-            rep = tuple(key[i] for i in positions)
-            groups.setdefault(rep[0] if len(rep) == 1 else rep, []).append(
-                pair["level"] - pair["reference"]
-            )
-    order = sorted(groups, key=lambda k: [_order(v) for v in (k if isinstance(k, tuple) else (k,))])
+            groups.setdefault(reps[cell], []).append(pair["level"] - pair["reference"])
+    order = sorted(groups, key=replicate_order)
     pairs = sum(len(v) for v in groups.values())
     return order, [statistics.fmean(groups[k]) for k in order], pairs
 
@@ -276,14 +288,14 @@ def ranking(
     levels = levels_of(records, factor)
     if len(levels) < 3:
         return None
-    seeds = len({hashable(r.params.get("seed")) for r in records}) > 1
-    keys = REPLICATE_KNOBS if seeds else ("fold",)
-    by_rep: dict[tuple[Any, ...], dict[Any, list[float]]] = {}
+    rep_of = replicate_key(records)
+    by_rep: dict[Any, dict[Any, list[float]]] = {}
     for r in records:
         value = r.metric(metric)
         if value is not None:
-            rep = tuple(hashable(r.params.get(k)) for k in keys)
-            by_rep.setdefault(rep, {}).setdefault(hashable(r.params.get(factor)), []).append(value)
+            by_rep.setdefault(rep_of(r), {}).setdefault(hashable(r.params.get(factor)), []).append(
+                value
+            )
     table = [
         [statistics.fmean(row[level]) for level in levels]
         for row in by_rep.values()
@@ -411,14 +423,8 @@ class FoldTable:
 
 
 def per_fold(records: Sequence[RunRecord], factors: Sequence[str], metric: str) -> FoldTable:
-    seeds = len({hashable(r.params.get("seed")) for r in records}) > 1
-
-    def rep(r: RunRecord) -> Any:
-        fold = hashable(r.params.get("fold"))
-        return (fold, hashable(r.params.get("seed"))) if seeds else fold
-
-    reps = sorted({rep(r) for r in records},
-                  key=lambda k: [_order(v) for v in (k if isinstance(k, tuple) else (k,))])  # fmt: skip
+    rep = replicate_key(records)
+    reps = sorted({rep(r) for r in records}, key=replicate_order)
     table: dict[tuple[Any, ...], dict[Any, float]] = {}
     for r in records:
         value = r.metric(metric)
