@@ -70,11 +70,7 @@ class AgentRunContext(StopAware):
         epochs (restored from a checkpoint) are stored again but not printed again."""
         step = self._next_step if step is None else step
         self._next_step = step + 1
-        try:
-            if self._store.log(self.run_id, self._token, step, metrics):
-                self.stop.request("early_termination", "early termination (hyperband)")
-        except LeaseLost as exc:
-            self.stop.request("lease_lost", f"lease lost: {exc}")
+        self.heed(lambda: self._store.log(self.run_id, self._token, step, metrics))
         if self._console is None or "epoch" not in metrics:
             return
         if replay:
@@ -85,6 +81,17 @@ class AgentRunContext(StopAware):
                                 highlight=False)  # fmt: skip
             self._replayed = 0
         self._console.print(f"{self.run_name} {epoch_line(metrics)}", highlight=False)
+
+    def heed(self, store_call: Callable[[], bool]) -> bool:
+        """Make a store call that says whether the run should stop (a log, a heartbeat) and set
+        the stop flag by its answer. Returns False once the lease is found lost."""
+        try:
+            if store_call():
+                self.stop.request("early_termination", "early termination (hyperband)")
+        except LeaseLost as exc:
+            self.stop.request("lease_lost", f"lease lost: {exc}")
+            return False
+        return True
 
 
 def epoch_line(metrics: Mapping[str, Any]) -> str:
@@ -130,17 +137,12 @@ class Heartbeat:
         self.thread.join()
 
     def _beat(self) -> None:
-        store = self.store.reopen()
+        store, ctx = self.store.reopen(), self.context
         try:
             while not self.done.wait(self.interval):
                 try:
-                    if store.heartbeat(self.context.run_id, self.context._token):
-                        self.context.stop.request(
-                            "early_termination", "early termination (hyperband)"
-                        )
-                except LeaseLost as exc:
-                    self.context.stop.request("lease_lost", f"lease lost: {exc}")
-                    return
+                    if not ctx.heed(lambda: store.heartbeat(ctx.run_id, ctx._token)):
+                        return
                 except STORE_ERRORS as exc:
                     self.errors += 1
                     if self.errors == 1:
