@@ -559,7 +559,7 @@ class LocalController(Controller):
         self.ref = self.key = sweep.id
         self.name, self.method = sweep.name, sweep.method
         self.work_dir = store.path.resolve().parent
-        self.location = str(store.path)
+        self.location = store.location
 
     @property
     def total(self) -> int | None:
