@@ -23,7 +23,9 @@ def test_registry_matches_the_spec_contract() -> None:
 
 def _batch(arch: str, sr: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     """Three clips of different lengths (1 s, 0.6 s, 0.3 s), padded, through the run's front end."""
-    config = RunConfig.from_dict({"sample_rate": sr, "n_mels": 40, "arch": arch})
+    config = RunConfig.from_dict(
+        {"sample_rate": sr, "n_mels": 40, "arch": arch, "win_ms": 25.0, "hop_ms": 10.0}
+    )
     model = build_model(arch, ModelSpec(n_classes=5, n_mels=40, sample_rate=sr))
     lengths = torch.tensor([sr, int(0.6 * sr), int(0.3 * sr)])
     waves = torch.zeros(3, sr)

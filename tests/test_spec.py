@@ -67,7 +67,7 @@ BAD_SPECS: list[tuple[str, str, str]] = [
     ),
     (
         "too-many-mels",
-        GRID_HEAD + "  sample_rate: {value: 8000}\n  n_mels: {value: 256}\n",
+        GRID_HEAD + "  sample_rate: {value: 8000}\n  n_mels: {value: 256}\n  win_ms: {value: 25}\n",
         "parameters.n_mels: 256 mel bands is too many for n_fft = 256",
     ),
     ("no-parameters", "method: grid\n", "'parameters' is required"),

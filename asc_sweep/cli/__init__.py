@@ -267,7 +267,8 @@ def train(
         except RuntimeError as exc:
             raise RunFailed(f"training failed: {exc}") from None
     table = Table(
-        title=f"{config.arch}, {config.init} init, {config.sample_rate} Hz, fold {config.fold}"
+        title=f"{config.arch}, {config.init} init, {result.config['sample_rate']} Hz, "
+        f"fold {config.fold}, recipe {config.recipe}"
     )
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -530,6 +531,43 @@ def list_sweeps(store: StoreOption = None) -> None:
                 str(counts["finished"] + counts["stopped"]),
                 "-" if s.total is None else str(s.total),
             )
+    out.print(table)
+
+
+@app.command()
+def recipes(
+    name: Annotated[
+        str | None, typer.Argument(help="A recipe to show in full (knobs, source, notes)")
+    ] = None,
+) -> None:
+    """The training recipes: `recipe: NAME` in a spec sets the defaults of every other knob."""
+    from asc_sweep.sweep.recipes import LEGACY, MODERN, recipe_for
+
+    if name is None:
+        table = Table()
+        for col in ("recipe", "arch", "source", "published"):
+            table.add_column(col, overflow="fold")
+        for r in (MODERN, *LEGACY):
+            table.add_row(r.name, str(r.knobs["arch"]), r.source, r.published or "-")
+        out.print(table)
+        out.print("recipe: paper picks the recipe of the run's arch; knobs set in a spec win")
+        return
+    with user_errors():
+        try:
+            recipe = recipe_for(name, None)
+        except KeyError as exc:
+            raise AscSweepError(f"recipes: {exc.args[0]}") from None
+    out.print(f"[bold]{recipe.name}[/]: {recipe.source}", highlight=False)
+    if recipe.published:
+        out.print(f"published: {recipe.published}", highlight=False)
+    for note in recipe.notes:
+        out.print(f"- {note}", highlight=False)
+    table = Table("knob", "value")
+    for key, value in recipe.knobs.items():
+        table.add_row(
+            key,
+            "null" if value is None else f"{value:g}" if isinstance(value, float) else str(value),
+        )
     out.print(table)
 
 

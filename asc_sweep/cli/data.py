@@ -105,19 +105,28 @@ def synth(
     seconds: Annotated[float, typer.Option(min=0.5, max=60, help="Clip length")] = 2.0,
     sample_rate: Annotated[int, typer.Option(min=8000, max=96000, help="Hz")] = 32000,
     seed: Annotated[int, typer.Option(help="Everything follows from the seed")] = 0,
+    realism: Annotated[
+        str,
+        typer.Option(
+            help="easy: clean, balanced scenes (the demo's); field: location microphones, rooms "
+            "and backgrounds, SNR spread and class imbalance, so that models overfit their "
+            "training locations as on real recordings"
+        ),
+    ] = "easy",
     workers: WorkersOption = None,
 ) -> None:
     """Generate synthetic acoustic scenes with location-disjoint folds (the `synth` dataset)."""
-    from asc_sweep.data.synth import SynthSpec, generate
+    from asc_sweep.data.synth import SynthSpec, clip_count, generate
 
     with user_errors():
         try:
-            spec = SynthSpec(classes, clips_per_class, seconds, sample_rate, seed)
+            spec = SynthSpec(classes, clips_per_class, seconds, sample_rate, seed, realism)
         except ValueError as exc:
-            raise AscSweepError(str(exc)) from None
-        with progress_bar(f"synthesising {classes * clips_per_class} clips") as update:
+            raise AscSweepError(f"--realism/--classes: {exc}") from None
+        total = clip_count(spec)
+        with progress_bar(f"synthesising {total} clips ({realism})") as update:
             meta = generate(out_dir, spec, workers=workers, progress=update)
-    out.print(f"wrote {classes * clips_per_class} clips and {meta}", highlight=False)
+    out.print(f"wrote {total} clips and {meta}", highlight=False)
 
 
 @data_app.command("cache")

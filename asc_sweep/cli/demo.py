@@ -44,6 +44,14 @@ DEMO_SPEC: dict[str, Any] = {
         "specaugment": {"value": False},
         "mixup": {"value": 0.0},
         "patience": {"value": 0},
+        # The rest of the set-up, pinned: the demo isolates sample rate and init.
+        "win_ms": {"value": 25.0},
+        "weight_decay": {"value": 0.01},
+        "warmup_epochs": {"value": 1},
+        "selection": {"value": "best_accuracy"},
+        "label_smoothing": {"value": 0.0},
+        "gain_db": {"value": 0.0},
+        "freq_shift": {"value": 0},
     },
 }
 DEMO_SYNTH = SynthSpec(classes=8, clips_per_class=40, seconds=2.0, sample_rate=16000)

@@ -124,7 +124,7 @@ class LogMel(nn.Module):
     @classmethod
     def from_config(cls, config: RunConfig) -> LogMel:
         """The front end a run's config describes (window and hop given in ms)."""
-        sr = config.sample_rate
+        sr = config.rate
         win = max(1, round(sr * config.win_ms / 1000))
         return cls(
             sample_rate=sr,

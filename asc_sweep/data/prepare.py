@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
 from torch.utils.data import DataLoader
 
 from asc_sweep.data import load_dataset
@@ -25,27 +28,52 @@ class FoldData:
     val: list[int]
     test: list[int]
     skipped: list[str]
+    upsampled: int = 0  # clips whose native rate is below the run's
 
     @property
     def classes(self) -> list[str]:
         return list(self.index.classes)
 
 
-def prepare_fold(config: RunConfig) -> FoldData:
-    """Read the dataset, leave out the skip list, split the fold, open (or build) the cache."""
+def native_rates(index: DatasetIndex) -> Counter[int]:
+    """How many clips the dataset holds at each sample rate (read from the file headers)."""
+    rates: Counter[int] = Counter()
+    for clip in index.clips:
+        try:
+            rates[int(sf.info(str(index.root / clip.path)).samplerate)] += 1
+        except (sf.LibsndfileError, RuntimeError, OSError):
+            continue  # reported, with its name, when the cache decodes it
+    return rates
+
+
+def native_rate(rates: Counter[int]) -> int:
+    """The dataset's rate: the median over its clips (most datasets have one)."""
+    if not rates:
+        return 32000
+    values = np.repeat(list(rates), list(rates.values()))
+    return int(np.sort(values)[len(values) // 2])
+
+
+def prepare_fold(config: RunConfig) -> tuple[RunConfig, FoldData]:
+    """Read the dataset, leave out the skip list, resolve ``sample_rate: null`` to the data's
+    native rate, split the fold, open (or build) the cache."""
     skipped: set[str] = set()
     if config.skip_list:
         skipped = read_skip_list(Path(config.skip_list))
     index = load_dataset(config.dataset, config.data_root, strict=not config.skip_list)
     if skipped:
         index = index.without(skipped)
+    rates = native_rates(index)
+    config = config.with_native_rate(native_rate(rates))
+    upsampled = sum(n for rate, n in rates.items() if rate < config.rate)
     split = index.split(config.fold)
     labels = [index.label_index(c.label) for c in index.clips]
     groups = [c.group for c in index.clips]
     names = [c.label for c in index.clips]
     train, val = carve_validation(split.train, names, groups, config.val_fraction, seed=config.seed)
-    cache = open_cache(index, config.sample_rate)
-    return FoldData(index, cache, labels, train, val, list(split.test), sorted(skipped))
+    cache = open_cache(index, config.rate)
+    data = FoldData(index, cache, labels, train, val, list(split.test), sorted(skipped), upsampled)
+    return config, data
 
 
 def make_loader(

@@ -10,7 +10,15 @@ another class at a random SNR, over a noise floor, so that no model is trivially
 
 Each class is recorded at several "locations": a location fixes the generator's parameters
 (rain intensity, hum frequency, voice pitch, spectral colouring) and all its clips go to one
-fold, so folds are location-disjoint as in DCASE. The output is the ``csv`` layout:
+fold, so folds are location-disjoint as in DCASE.
+
+``realism="field"`` makes the scenes behave like field recordings, where a model that fits
+its training locations does not carry over to new ones: each location has its own
+microphone (band limits and a resonance), room (reverberation of 0.1 to 1.2 s RT60) and
+background (a noise bed with its own spectrum and a hum), all shared by every clip recorded
+there, so that they are cues a network can memorise within a fold and that do not hold in
+the next; per-clip SNR spreads from -3 to 20 dB; classes are imbalanced (the rarest has 40 %
+of the clips of the most frequent). The output is the ``csv`` layout:
 ``OUT/audio/<label>/<location>_<n>.wav`` and ``OUT/meta.csv`` (filename,label,fold,group).
 Everything is deterministic given the seed.
 """
@@ -27,11 +35,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import butter, lfilter, sosfilt
+from scipy.signal import butter, fftconvolve, lfilter, sosfilt
 
 CLASSES = ("rain", "water", "wind", "insects", "birdsong", "traffic", "babble", "machinery")
 FOLDS = 4
 LOCATIONS_PER_CLASS = 8  # two per fold
+REALISM = ("easy", "field")
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,11 @@ class SynthSpec:
     seconds: float = 2.0
     sample_rate: int = 32000
     seed: int = 0
+    realism: str = "easy"
 
     def __post_init__(self) -> None:
+        if self.realism not in REALISM:
+            raise ValueError(f"realism {self.realism!r} is not one of {', '.join(REALISM)}")
         if not 2 <= self.classes <= len(CLASSES):
             raise ValueError(f"classes must be 2..{len(CLASSES)}")
         if self.clips_per_class < LOCATIONS_PER_CLASS:
@@ -233,6 +245,40 @@ def _colour(x: np.ndarray, coefficient: float) -> np.ndarray:
     return lfilter([1.0, -coefficient], [1.0], x)
 
 
+def _microphone(x: np.ndarray, sr: int, loc: np.random.Generator) -> np.ndarray:
+    """A location's microphone: its own band limits and a resonance of +/- 10 dB."""
+    low, high = loc.uniform(60, 400), min(loc.uniform(3500, 12000), 0.45 * sr)
+    x = sosfilt(_bandpass(low, high, sr), x)
+    centre = loc.uniform(400, min(5000.0, 0.4 * sr))
+    bump = sosfilt(_bandpass(centre / 1.3, centre * 1.3, sr), x)
+    return x + (10 ** (loc.uniform(-10, 10) / 20) - 1) * bump
+
+
+def _room(x: np.ndarray, sr: int, loc: np.random.Generator) -> np.ndarray:
+    """A location's room: exponentially decaying noise as the impulse response (RT60 0.1 to
+    1.2 s), a direct path of its own level."""
+    rt60 = loc.uniform(0.1, 1.2)
+    n = int(rt60 * sr)
+    t = np.arange(n) / sr
+    tail = loc.standard_normal(n) * np.exp(-6.9 * t / rt60)
+    tail *= 10 ** (-loc.uniform(0, 12) / 20) / (np.sqrt(np.sum(tail**2)) + 1e-12)
+    tail[0] += 1.0
+    return fftconvolve(x, tail)[: len(x)]
+
+
+def _location_bed(
+    n: int, sr: int, rng: np.random.Generator, loc: np.random.Generator
+) -> np.ndarray:
+    """A location's background: three noise bands of its own and a hum, unit level."""
+    bed = np.zeros(n)
+    for _ in range(3):
+        centre = loc.uniform(100, min(6000.0, 0.4 * sr))
+        bed += loc.uniform(0.2, 1.0) * _noise(n, sr, rng, centre / 1.5, centre * 1.5)
+    hum = loc.uniform(40, 400)
+    bed += loc.uniform(0.0, 0.8) * np.sin(2 * np.pi * hum * np.arange(n) / sr + rng.uniform(0, 6.3))
+    return bed / (np.std(bed) + 1e-12)
+
+
 def render_clip(spec: SynthSpec, label: str, location: int, take: int) -> np.ndarray:
     """One clip of ``label`` recorded at ``location``: scene + background + noise floor."""
     n, sr = int(spec.seconds * spec.sample_rate), spec.sample_rate
@@ -259,6 +305,12 @@ def render_clip(spec: SynthSpec, label: str, location: int, take: int) -> np.nda
     # unit-level low band, and only their high bands differ. Normalising by the total level,
     # or by the peak, would leak the high band into the low band's loudness.
     mix = scene + background / (np.std(background) + 1e-12) * 10 ** (-snr_db / 20)
+    if spec.realism == "field":
+        acoustics = np.random.default_rng([spec.seed, class_id, location, 7])
+        bed = _location_bed(n, sr, rng, acoustics)
+        mix = _room(mix, sr, acoustics) + bed * np.std(mix) * 10 ** (-rng.uniform(-3, 20) / 20)
+        mix = _microphone(mix, sr, acoustics)
+        mix = mix / (np.std(mix) + 1e-12)
     mix = mix + _white(n, rng) * 10 ** (-35 / 20)
     mix = _colour(mix, tilt) * 0.05 * 10 ** (rng.uniform(-6, 3) / 20)
     peak = np.max(np.abs(mix))
@@ -270,11 +322,21 @@ def render_clip(spec: SynthSpec, label: str, location: int, take: int) -> np.nda
 def _clip_jobs(spec: SynthSpec) -> list[tuple[str, int, int, int]]:
     """(label, location, take, fold) for every clip, locations spread over the folds."""
     jobs = []
-    for label in CLASSES[: spec.classes]:
-        for k in range(spec.clips_per_class):
+    labels = CLASSES[: spec.classes]
+    for c, label in enumerate(labels):
+        count = spec.clips_per_class
+        if spec.realism == "field":  # imbalance: from 100 % down to 40 % of clips_per_class
+            share = 1.0 - 0.6 * c / max(1, len(labels) - 1)
+            count = max(LOCATIONS_PER_CLASS, round(spec.clips_per_class * share))
+        for k in range(count):
             location = k % LOCATIONS_PER_CLASS
             jobs.append((label, location, k // LOCATIONS_PER_CLASS, location % FOLDS + 1))
     return jobs
+
+
+def clip_count(spec: SynthSpec) -> int:
+    """How many clips ``generate`` writes for ``spec``."""
+    return len(_clip_jobs(spec))
 
 
 def _write(args: tuple[SynthSpec, Path, str, int, int, int]) -> tuple[str, str, int, str]:

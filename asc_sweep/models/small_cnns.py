@@ -82,8 +82,8 @@ class SBCNN(AscModel):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = x.unsqueeze(1)
         x = F.pad(
-            x, (0, max(0, 30 - x.shape[-1]), 0, self.freq_pad)
-        )  # the smallest input the convs accept
+            x, (0, max(0, 32 - x.shape[-1]), 0, self.freq_pad)
+        )  # the shortest input the three convs and two time poolings accept
         x = F.relu(F.max_pool2d(self.conv1(x), (4, 2)))
         x = F.relu(F.max_pool2d(self.conv2(x), (4, 2)))
         x = F.relu(self.conv3(x))  # (B, 48, F', ~T/4)

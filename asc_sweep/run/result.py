@@ -31,6 +31,7 @@ class RunResult:
     clips: dict[str, int] = field(
         default_factory=dict
     )  # train, val, test: the report's n_test/n_train
+    config: dict[str, Any] = field(default_factory=dict)  # resolved: recipe and native rate
 
     def summary(self) -> dict[str, Any]:
         """Flat metrics for the store, the W&B summary and the report."""

@@ -1,9 +1,9 @@
 """Everything a run must carry across a restart, as one object that saves and restores itself.
 
 A requeued run resumes from its last complete epoch: model, optimiser, schedule, gradient
-scaler, early-stopping state, the per-epoch history, the time and clips trained so far (so
-throughput counts every attempt), and every random stream (torch, CUDA, numpy, Python, the
-crop sampler, mixup). Restoring them all is what makes a resumed run equal, to the bit on a
+scaler, model-selection state (best or averaged weights), the per-epoch history, the time and
+clips trained so far (so throughput counts every attempt), and every random stream (torch,
+CUDA, numpy, Python, the crop sampler, mixup). Restoring them all is what makes a resumed run equal, to the bit on a
 deterministic CPU, to one that was never interrupted.
 """
 
@@ -22,23 +22,76 @@ from torch import nn
 from asc_sweep.run.checkpoint import load_checkpoint, save_checkpoint
 
 
-class EarlyStopping:
-    """Keeps the best epoch's weights by a score (higher is better); patience 0 never stops."""
+class ModelSelection:
+    """Which weights a run is tested with, and when it may stop early.
 
-    def __init__(self, patience: int) -> None:
-        self.patience = patience
+    Rules (the ``selection`` knob):
+    - ``best_accuracy``: the epoch of best validation accuracy (training accuracy without a
+      validation part); ``patience`` epochs without a new best end the run.
+    - ``best_loss``: the epoch of lowest validation loss averaged over it and the two before
+      (one epoch's figure on a small validation part is mostly noise); patience as above.
+    - ``average``: the mean of the weights (and batch-norm statistics) at the end of each of
+      the last ``average_epochs`` epochs (the last weights when patience ends the run before
+      that window).
+    - ``last``: the last epoch's weights.
+
+    Patience counts epochs without a new best validation accuracy (smoothed validation loss
+    under ``best_loss``), from epoch ``min_epochs`` on; 0 never stops.
+    """
+
+    SMOOTH = 3
+
+    def __init__(
+        self,
+        rule: str = "best_accuracy",
+        patience: int = 0,
+        *,
+        min_epochs: int = 0,
+        average_epochs: int = 1,
+        total_epochs: int = 1,
+    ) -> None:
+        self.rule, self.patience, self.min_epochs = rule, patience, min_epochs
+        self.average_from = max(1, total_epochs - average_epochs + 1)
         self.best_score = -float("inf")
         self.best_epoch: int | None = None
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.since_best = 0
+        self.averaged = 0
+        self.losses: list[float] = []
 
-    def update(self, score: float, epoch: int, net: nn.Module) -> None:
-        """Record epoch ``epoch`` (1-based) with ``score``; keep the weights if it is the best."""
-        if score > self.best_score:
-            self.best_score, self.best_epoch, self.since_best = score, epoch, 0
-            self.best_weights = copy.deepcopy(net.state_dict())
+    def update(self, row: dict[str, float], epoch: int, net: nn.Module) -> None:
+        """Record epoch ``epoch`` (1-based, its history ``row``); keep the weights it selects."""
+        if self.rule == "best_loss":
+            self.losses.append(row.get("val/loss", row["train/loss"]))
+            score = -float(np.mean(self.losses[-self.SMOOTH :]))
         else:
+            score = row.get("val/accuracy", row["train/accuracy"])
+        improved = score > self.best_score
+        if improved:
+            self.best_score, self.since_best = score, 0
+        elif epoch > self.min_epochs:
             self.since_best += 1
+        if self.rule in ("average", "last"):
+            self.best_epoch = epoch
+            if self.rule == "average" and epoch >= self.average_from:
+                self._accumulate(net)
+        elif improved:
+            self.best_epoch = epoch
+            self.best_weights = copy.deepcopy(net.state_dict())
+
+    def _accumulate(self, net: nn.Module) -> None:
+        """Running mean of the weights; integer buffers (batch counts) keep the last value."""
+        state = net.state_dict()
+        self.averaged += 1
+        if self.best_weights is None:
+            self.best_weights = {k: v.detach().clone() for k, v in state.items()}
+            return
+        for key, value in state.items():
+            kept = self.best_weights[key]
+            if kept.is_floating_point():
+                kept.add_(value.detach() - kept, alpha=1.0 / self.averaged)
+            else:
+                kept.copy_(value)
 
     @property
     def exhausted(self) -> bool:
@@ -48,17 +101,25 @@ class EarlyStopping:
     def reason(self) -> str:
         return f"patience: no validation improvement for {self.patience} epochs"
 
+    @property
+    def scored(self) -> bool:
+        """Whether ``best_score`` is a validation figure of the selected weights."""
+        return self.rule == "best_accuracy"
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "score": self.best_score,
             "epoch": self.best_epoch,
             "weights": self.best_weights,
             "since": self.since_best,
+            "averaged": self.averaged,
+            "losses": self.losses,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_score, self.best_epoch = float(state["score"]), state["epoch"]
         self.best_weights, self.since_best = state["weights"], int(state["since"])
+        self.averaged, self.losses = int(state["averaged"]), list(state["losses"])
 
 
 @dataclass
@@ -70,7 +131,7 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: torch.amp.GradScaler
-    early: EarlyStopping
+    selection: ModelSelection
     crop_rng: np.random.Generator
     mix_rng: np.random.Generator
     epoch: int = 0
@@ -80,13 +141,13 @@ class TrainState:
     resumed_from: int | None = None
 
     def end_epoch(self, row: dict[str, float], clips: int) -> None:
-        """Account for one complete epoch: its history row, time and clips, and early stopping
-        on validation accuracy (training accuracy where there is no validation part)."""
+        """Account for one complete epoch: its history row, time and clips, and the model
+        selection rule (which also decides on early stopping)."""
         self.epoch += 1
         self.history.append(row)
         self.train_seconds += row["time/epoch_seconds"]
         self.train_clips += clips
-        self.early.update(row.get("val/accuracy", row["train/accuracy"]), self.epoch, self.net)
+        self.selection.update(row, self.epoch, self.net)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -96,7 +157,7 @@ class TrainState:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "early": self.early.state_dict(),
+            "selection": self.selection.state_dict(),
             "history": self.history,
             "train_seconds": self.train_seconds,
             "train_clips": self.train_clips,
@@ -115,7 +176,7 @@ class TrainState:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        self.early.load_state_dict(state["early"])
+        self.selection.load_state_dict(state["selection"])
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
         self.train_seconds, self.train_clips = state["train_seconds"], state["train_clips"]
         rng = state["rng"]

@@ -9,6 +9,7 @@ one object (``run.state.TrainState``); who may stop the run, and how, is ``run.c
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,32 +25,54 @@ from asc_sweep.data.prepare import FoldData, make_loader, prepare_fold
 from asc_sweep.models import AscModel, ModelSpec, build_model, count_parameters
 from asc_sweep.models.init import apply_init
 from asc_sweep.models.pretrained import fetch, load_panns, set_features_frozen
-from asc_sweep.run.augment import SpecAugment, mixup
+from asc_sweep.run.augment import SpecAugment, freq_mixstyle, mixup, random_gain, shift_bands
 from asc_sweep.run.context import RunContext, RunInterrupted, StandaloneContext, StopFlag
 from asc_sweep.run.cost import count_macs, median_latency_ms
 from asc_sweep.run.metrics import classification_metrics, curve_area, epochs_to_fraction
 from asc_sweep.run.result import RunResult
 from asc_sweep.run.runtime import environment, pick_device, seed_everything
 from asc_sweep.run.schedule import lr_factor
-from asc_sweep.run.state import EarlyStopping, TrainState
+from asc_sweep.run.state import ModelSelection, TrainState
 from asc_sweep.run.tracking import NullTracker, Tracker, make_tracker
 from asc_sweep.sweep.config import RunConfig, config_hash
 
 
 class Pipeline(nn.Module):
-    """Front end, augmentation and model: waveforms and lengths in, logits out."""
+    """Front end, augmentation and model: waveforms and lengths in, logits out.
 
-    def __init__(self, front: LogMel | None, model: AscModel, specaugment: bool) -> None:
+    Augmentation happens only in training mode, on the run's device, drawing from torch's
+    random stream (which a checkpoint restores): random gain of each clip, then on log-mel
+    Freq-MixStyle, a random shift by up to ``freq_shift`` bands and SpecAugment's masks.
+    """
+
+    def __init__(
+        self,
+        front: LogMel | None,
+        model: AscModel,
+        specaugment: bool,
+        *,
+        gain_db: float = 0.0,
+        freq_shift: int = 0,
+        mixstyle: float = 0.0,
+    ) -> None:
         super().__init__()
         self.front, self.model = front, model
         self.augment = SpecAugment() if specaugment and front is not None else None
+        self.gain_db, self.freq_shift = gain_db, freq_shift if front is not None else 0
+        self.mixstyle = mixstyle if front is not None else 0.0
 
     def features(
         self, waves: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.training and self.gain_db:
+            waves = random_gain(waves, self.gain_db)
         if self.front is None:  # a waveform model
             return waves, lengths
         x = self.front(waves)
+        if self.training and self.mixstyle:
+            x = freq_mixstyle(x, self.mixstyle)
+        if self.training and self.freq_shift:
+            x = shift_bands(x, self.freq_shift)
         if self.augment is not None:
             x = self.augment(x)
         return x, self.front.frames(lengths)
@@ -60,8 +83,10 @@ class Pipeline(nn.Module):
 
 @dataclass
 class Setup:
-    """What a run trains with: the fold's data and loaders, the network, the device and AMP."""
+    """What a run trains with: its config with the sample rate resolved, the fold's data and
+    loaders, the network, the device and AMP."""
 
+    config: RunConfig
     data: FoldData
     net: Pipeline
     model: AscModel
@@ -93,6 +118,13 @@ def train_and_evaluate(
     tracker = tracker or NullTracker()
     seed_everything(config.seed)
     setup = set_up(config)
+    config = setup.config  # sample_rate resolved
+    if setup.data.upsampled:
+        print(
+            f"note: {setup.data.upsampled} clips are resampled up to {config.rate} Hz (above "
+            "their native rate): this adds no information; set sample_rate to stop it",
+            file=sys.stderr,
+        )
     state = initial_state(config, setup)
     if not state.restore(context.run_dir) and setup.net.front is not None:
         fit_normalization(setup.net.front, ((w, n) for w, n, _ in setup.loaders["train"]))
@@ -112,7 +144,7 @@ def train_and_evaluate(
             if config.pretrained is not None:
                 set_features_frozen(setup.model, state.epoch < config.freeze_epochs)
             t0 = time.perf_counter()
-            done = train_epoch(setup, state, config.mixup, stop)
+            done = train_epoch(setup, state, stop)
             if done is None:
                 break  # stopped mid-epoch: the partial epoch is dropped
             row = epoch_row(setup, state, *done, seconds=time.perf_counter() - t0)
@@ -123,8 +155,8 @@ def train_and_evaluate(
                 break
             if context.run_dir is not None:
                 state.save(context.run_dir)
-            if state.early.exhausted:
-                end_reason = state.early.reason
+            if state.selection.exhausted:
+                end_reason = state.selection.reason
                 break
         if stop.aborts:
             raise RunInterrupted(stop.kind or "signal", stop.reason or "stopped")
@@ -139,18 +171,23 @@ def set_up(config: RunConfig) -> Setup:
     """Load the fold, build the network on the run's device and the three loaders."""
     device = pick_device(config.device)
     t0 = time.perf_counter()
-    data = prepare_fold(config)
+    config, data = prepare_fold(config)
     data_seconds = time.perf_counter() - t0
-    spec = ModelSpec(
-        n_classes=len(data.classes), n_mels=config.n_mels, sample_rate=config.sample_rate
-    )
+    spec = ModelSpec(n_classes=len(data.classes), n_mels=config.n_mels, sample_rate=config.rate)
     model = apply_init(build_model(config.arch, spec), config.init)
     if config.pretrained is not None:
         path = fetch(config.pretrained, cache_root() / "weights", config.pretrained_sha256)
         load_panns(model, path, layers=2 if config.arch == "cnn10" else 1)
     front = LogMel.from_config(config) if model.input_kind == "logmel" else None
-    net = Pipeline(front, model, config.specaugment).to(device)
-    crop = None if config.crop_seconds is None else round(config.crop_seconds * config.sample_rate)
+    net = Pipeline(
+        front,
+        model,
+        config.specaugment,
+        gain_db=config.gain_db,
+        freq_shift=config.freq_shift,
+        mixstyle=config.mixstyle,
+    ).to(device)
+    crop = None if config.crop_seconds is None else round(config.crop_seconds * config.rate)
     loaders = {
         "train": make_loader(
             data,
@@ -174,7 +211,7 @@ def set_up(config: RunConfig) -> Setup:
     }
     amp = config.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
-    return Setup(data, net, model, loaders, device, amp, amp_dtype, data_seconds)
+    return Setup(config, data, net, model, loaders, device, amp, amp_dtype, data_seconds)
 
 
 def initial_state(config: RunConfig, setup: Setup) -> TrainState:
@@ -192,7 +229,13 @@ def initial_state(config: RunConfig, setup: Setup) -> TrainState:
         optimizer=opt,
         scheduler=sched,
         scaler=scaler,
-        early=EarlyStopping(config.patience),
+        selection=ModelSelection(
+            config.selection,
+            config.patience,
+            min_epochs=config.min_epochs,
+            average_epochs=config.average_epochs,
+            total_epochs=config.epochs,
+        ),
         crop_rng=setup.loaders["train"].dataset.rng,
         mix_rng=np.random.default_rng([config.seed, 1]),
     )
@@ -210,7 +253,7 @@ def epoch_row(
         "time/epoch_seconds": seconds,
     }
     if setup.data.val:
-        val = evaluate(setup.net, setup.loaders["val"], setup.device, setup.n_classes)
+        val = evaluate(setup, "val")
         row.update(
             {
                 "val/loss": val["log_loss"],
@@ -225,11 +268,14 @@ def conclude(
     config: RunConfig, setup: Setup, state: TrainState, end_reason: str | None, *, stopped: bool
 ) -> RunResult:
     """The best epoch on the test split, convergence figures, cost, timings, environment."""
-    net = setup.net
-    if state.early.best_weights is not None:
-        net.load_state_dict(state.early.best_weights)
+    net, selection = setup.net, state.selection
+    if selection.best_weights is not None:
+        net.load_state_dict(selection.best_weights)
+    best_val = selection.best_score if selection.scored else None
+    if setup.data.val and state.history and not selection.scored:
+        best_val = evaluate(setup, "val")["accuracy"]  # of the weights tested
     t0 = time.perf_counter()
-    test = evaluate(net, setup.loaders["test"], setup.device, setup.n_classes)
+    test = evaluate(setup, "test")
     eval_seconds = time.perf_counter() - t0
     val_curve = [h["val/accuracy"] for h in state.history if "val/accuracy" in h]
     macs, latency = _cost(net, config, setup.device)
@@ -238,8 +284,8 @@ def conclude(
         config_hash=state.config_hash,
         classes=setup.data.classes,
         test=test,
-        best_val_accuracy=state.early.best_score if setup.data.val and state.history else None,
-        best_epoch=state.early.best_epoch,
+        best_val_accuracy=best_val if setup.data.val and state.history else None,
+        best_epoch=selection.best_epoch,
         epochs_run=len(state.history),
         end_reason=end_reason,
         stopped=stopped,
@@ -261,7 +307,11 @@ def conclude(
         environment=environment(setup.device),
         skipped_clips=setup.data.skipped,
         resumed_from_epoch=state.resumed_from or None,
-        clips={part: len(getattr(setup.data, part)) for part in ("train", "val", "test")},
+        clips={
+            **{part: len(getattr(setup.data, part)) for part in ("train", "val", "test")},
+            "upsampled": setup.data.upsampled,
+        },
+        config=config.to_dict(),
     )
 
 
@@ -269,17 +319,20 @@ def make_optimizer(config: RunConfig, net: nn.Module) -> torch.optim.Optimizer:
     params = [p for p in net.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.momentum > 0,
+            weight_decay=config.weight_decay,
         )
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def train_epoch(
-    setup: Setup, state: TrainState, mixup_alpha: float, stop: StopFlag
-) -> tuple[float, float, int] | None:
+def train_epoch(setup: Setup, state: TrainState, stop: StopFlag) -> tuple[float, float, int] | None:
     """One pass over the training batches: (mean loss, accuracy, clips seen), or None when
     the stop flag was set at a batch boundary (the partial epoch is then dropped)."""
     net, device, n_classes = setup.net, setup.device, setup.n_classes
+    smoothing, mixup_alpha = setup.config.label_smoothing, setup.config.mixup
     loader, opt = setup.loaders["train"], state.optimizer
     loader.batch_sampler.set_epoch(state.epoch)
     net.train()
@@ -290,7 +343,7 @@ def train_epoch(
         waves, lengths, labels = waves.to(device), lengths.to(device), labels.to(device)
         with torch.autocast(device.type, dtype=setup.amp_dtype, enabled=setup.amp):
             x, steps = net.features(waves, lengths)
-            targets = F.one_hot(labels, n_classes).float()
+            targets = F.one_hot(labels, n_classes).float() * (1 - smoothing) + smoothing / n_classes
             if mixup_alpha > 0:
                 x, targets = mixup(x, targets, mixup_alpha, state.mix_rng)
             logits = net.model(x, steps)
@@ -307,25 +360,60 @@ def train_epoch(
 
 
 @torch.no_grad()
-def evaluate(net: Pipeline, loader: Any, device: torch.device, n_classes: int) -> dict[str, Any]:
-    """Whole clips, masked pooling; accuracy, macro-F1, log-loss, per class, confusion."""
+def evaluate(setup: Setup, part: str) -> dict[str, Any]:
+    """Accuracy, macro-F1, log-loss, per class and confusion on ``part`` (val or test):
+    whole clips with masked pooling, or segments voted into clips (``eval_segment_seconds``)."""
+    net, device, config = setup.net, setup.device, setup.config
     net.eval()
+    segment = config.eval_segment_seconds
     probs, labels = [], []
-    for waves, lengths, y in loader:
-        logits = net(waves.to(device), lengths.to(device))
-        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+    for waves, lengths, y in setup.loaders[part]:
+        waves, lengths = waves.to(device), lengths.to(device)
+        if segment is None:
+            logits = net(waves, lengths)
+            probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        else:
+            size, hop = round(segment * config.rate), round(config.eval_hop_seconds * config.rate)
+            probs.append(segment_vote(net, waves, lengths, size, hop, config.voting))
         labels.append(y.numpy())
     if not probs:
         return classification_metrics(
-            np.zeros((0, n_classes)), np.zeros(0, dtype=np.int64), n_classes
+            np.zeros((0, setup.n_classes)), np.zeros(0, dtype=np.int64), setup.n_classes
         )
-    return classification_metrics(np.concatenate(probs), np.concatenate(labels), n_classes)
+    return classification_metrics(np.concatenate(probs), np.concatenate(labels), setup.n_classes)
+
+
+def segment_vote(
+    net: nn.Module, waves: torch.Tensor, lengths: torch.Tensor, size: int, hop: int, voting: str
+) -> np.ndarray:
+    """Each clip cut into segments of ``size`` samples every ``hop`` (a clip shorter than one
+    segment is one segment), classified, and voted into clip probabilities: the mean of the
+    segments' probabilities, or the share of segments that chose each class."""
+    out = []
+    for wave, length in zip(waves, lengths.tolist(), strict=True):
+        starts = range(0, max(1, length - size + 1), hop) if length > size else [0]
+        pieces = torch.stack([wave[s : s + size] for s in starts]) if length > size else None
+        if pieces is None:
+            pieces = wave[None, :length]
+        seg_len = torch.full((len(pieces),), pieces.shape[1], device=wave.device)
+        seg_probs = torch.cat(
+            [
+                torch.softmax(net(chunk, seg_len[: len(chunk)]).float(), dim=1)
+                for chunk in pieces.split(256)
+            ]
+        )
+        if voting == "majority":
+            votes = F.one_hot(seg_probs.argmax(1), seg_probs.shape[1]).float()
+            out.append(votes.mean(0))
+        else:
+            out.append(seg_probs.mean(0))
+    return torch.stack(out).cpu().numpy()
 
 
 def _cost(net: Pipeline, config: RunConfig, device: torch.device) -> tuple[int, float]:
     """MACs and batch-1 latency for one clip of the crop length (4 s for whole-clip training)."""
     net.eval()
-    samples = round((config.crop_seconds or 4.0) * config.sample_rate)
+    samples = round((config.crop_seconds or 4.0) * config.rate)
     wave = torch.zeros(1, samples, device=device).normal_(0, 0.1)
     length = torch.tensor([samples], device=device)
     macs = count_macs(net, lambda: net(wave, length))
@@ -348,6 +436,7 @@ def run_for_agent(params: dict[str, Any], context: RunContext) -> dict[str, Any]
             "confusion": result.test["confusion"],
             "skipped_clips": len(result.skipped_clips),
             "resumed_from_epoch": result.resumed_from_epoch,
+            "config": result.config,
             "environment": result.environment,
         }
     )

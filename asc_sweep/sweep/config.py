@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asc_sweep.errors import Problem, SpecError
+from asc_sweep.sweep.recipes import NATIVE_RATE_CAP, RECIPE_NAMES, recipe_for, resolve
+
+SELECTION_NAMES: tuple[str, ...] = ("best_accuracy", "best_loss", "average", "last")
 
 # Registry names. The dataset, architecture and init registries are checked against these
 # names by their own tests, so a spec that validates here names something that exists.
@@ -125,15 +128,27 @@ class RunConfig:
         None, "file of clips to leave out (written by `data check --skip-bad`)"
     )
     # front end
-    sample_rate: int = knob(32000, "Hz the audio is resampled to", minimum=1000, maximum=192000)
+    sample_rate: int | None = knob(
+        None,
+        "Hz the audio is resampled to (null: the dataset's native rate, capped at 32 kHz)",
+        minimum=1000,
+        maximum=192000,
+    )
     n_mels: int = knob(64, "mel bands", minimum=1, maximum=512)
-    win_ms: float = knob(25.0, "analysis window in ms", minimum=0, exclusive_minimum=True)
-    hop_ms: float = knob(10.0, "hop in ms", minimum=0, exclusive_minimum=True)
+    win_ms: float = knob(40.0, "analysis window in ms", minimum=0, exclusive_minimum=True)
+    hop_ms: float = knob(20.0, "hop in ms", minimum=0, exclusive_minimum=True)
     f_min: float = knob(0.0, "lowest mel frequency in Hz", minimum=0)
     f_max: float | None = knob(
         None, "highest mel frequency in Hz (null: sample_rate / 2)", minimum=0
     )
     mel_scale: str = knob("slaney", "mel scale", choices=("slaney", "htk"))
+    # recipe
+    recipe: str = knob(
+        "modern",
+        "training recipe: sets the defaults of every other knob (knobs set here still win); "
+        "'paper' is the recipe of the architecture's own paper",
+        choices=RECIPE_NAMES,
+    )
     # model
     arch: str = knob("dcase2018_cnn", "architecture", choices=ARCH_NAMES)
     init: str = knob("default", "weight initialisation", choices=INIT_NAMES)
@@ -147,17 +162,53 @@ class RunConfig:
     # training
     optimizer: str = knob("adamw", "optimiser", choices=("adamw", "sgd"))
     lr: float = knob(1e-3, "peak learning rate", minimum=0, exclusive_minimum=True)
-    weight_decay: float = knob(1e-2, "weight decay", minimum=0)
+    weight_decay: float = knob(0.05, "weight decay", minimum=0)
+    momentum: float = knob(0.9, "SGD momentum (Nesterov)", minimum=0, maximum=0.999)
     schedule: str = knob("cosine", "learning-rate schedule", choices=("cosine", "step", "constant"))
-    warmup_epochs: int = knob(1, "linear warm-up epochs", minimum=0)
+    warmup_epochs: int = knob(2, "linear warm-up epochs", minimum=0)
     batch_size: int = knob(32, "clips per batch", minimum=1)
-    epochs: int = knob(30, "maximum epochs", minimum=1)
-    patience: int = knob(10, "early-stopping patience in epochs (0: off)", minimum=0)
-    crop_seconds: float | None = knob(
-        4.0, "training crop length in s (null: whole clips)", minimum=0, exclusive_minimum=True
+    epochs: int = knob(40, "maximum epochs", minimum=1)
+    patience: int = knob(0, "early-stopping patience in epochs (0: off)", minimum=0)
+    min_epochs: int = knob(0, "epochs before early stopping may end a run", minimum=0)
+    selection: str = knob(
+        "average",
+        "which weights are tested: the epoch of best validation accuracy, of best validation "
+        "loss (mean of 3 epochs), or the average of the last average_epochs epochs' weights",
+        choices=SELECTION_NAMES,
     )
-    specaugment: bool = knob(False, "SpecAugment time and frequency masking")
+    average_epochs: int = knob(
+        8, "epochs whose weights selection 'average' averages (the last ones)", minimum=1
+    )
+    crop_seconds: float | None = knob(
+        2.0, "training crop length in s (null: whole clips)", minimum=0, exclusive_minimum=True
+    )
+    specaugment: bool = knob(True, "SpecAugment time and frequency masking")
     mixup: float = knob(0.0, "mixup alpha (0: off)", minimum=0)
+    mixstyle: float = knob(
+        0.0,
+        "Freq-MixStyle: probability that a batch mixes its clips' per-band statistics",
+        minimum=0,
+        maximum=1,
+    )
+    label_smoothing: float = knob(0.1, "label smoothing of the targets", minimum=0, maximum=0.5)
+    gain_db: float = knob(6.0, "random gain of each training clip, +/- dB", minimum=0, maximum=40)
+    freq_shift: int = knob(
+        2, "random shift of each training clip's log-mel by up to +/- this many bands", minimum=0
+    )
+    eval_segment_seconds: float | None = knob(
+        None,
+        "evaluate on segments of this length and vote (null: whole clips)",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    eval_hop_seconds: float = knob(
+        0.5, "hop between evaluation segments in s", minimum=0, exclusive_minimum=True
+    )
+    voting: str = knob(
+        "mean",
+        "how segment predictions make a clip's: mean probability or majority vote",
+        choices=("mean", "majority"),
+    )
     # execution
     device: str = knob(
         "auto", "where to train (auto: GPU when present)", choices=("auto", "cpu", "cuda")
@@ -172,6 +223,11 @@ class RunConfig:
             for name, value in values.items()
             for msg in knob_problems(name, value)
         ]
+        if not problems:
+            try:
+                values = resolve(values)
+            except KeyError as exc:
+                problems.append(Problem("recipe", str(exc.args[0])))
         if problems:
             raise SpecError(problems, source="config")
         config = cls(**dict(values))
@@ -185,13 +241,17 @@ class RunConfig:
 
     def cross_field_problems(self) -> list[tuple[str, str]]:
         """Settings that are fine alone but impossible together, as (key, message) pairs."""
-        problems = audio_problems(
-            sample_rate=self.sample_rate,
-            win_ms=self.win_ms,
-            n_mels=self.n_mels,
-            f_min=self.f_min,
-            f_max=self.f_max,
-            mel_scale=self.mel_scale,
+        problems = (
+            []
+            if self.sample_rate is None  # the dataset's rate: checked once it is known
+            else audio_problems(
+                sample_rate=self.sample_rate,
+                win_ms=self.win_ms,
+                n_mels=self.n_mels,
+                f_min=self.f_min,
+                f_max=self.f_max,
+                mel_scale=self.mel_scale,
+            )
         )
         if self.pretrained is not None and self.arch not in ("cnn6", "cnn10"):
             problems.append(
@@ -204,6 +264,31 @@ class RunConfig:
                 ("n_mels", f"{self.n_mels}: PANNs weights were trained on 64 mel bands")
             )
         return problems
+
+    @property
+    def rate(self) -> int:
+        """The sample rate in Hz, once resolved (``with_native_rate``)."""
+        if self.sample_rate is None:
+            raise ValueError("sample_rate is not resolved yet: call with_native_rate first")
+        return self.sample_rate
+
+    def with_native_rate(self, native: int) -> RunConfig:
+        """``sample_rate: null`` resolved to ``native``, capped at 32 kHz; checked again."""
+        if self.sample_rate is not None:
+            return self
+        resolved = dataclasses.replace(self, sample_rate=min(native, NATIVE_RATE_CAP))
+        cross = resolved.cross_field_problems()
+        if cross:
+            raise SpecError(
+                [Problem(path, f"{msg} (the dataset's native rate)") for path, msg in cross],
+                source="config",
+            )
+        return resolved
+
+    @property
+    def paper_recipe(self) -> str:
+        """The recipe this run's defaults came from (``paper`` resolved by arch)."""
+        return recipe_for(self.recipe, self.arch).name
 
     @property
     def group(self) -> str:

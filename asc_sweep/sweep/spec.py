@@ -31,6 +31,7 @@ from asc_sweep.sweep.config import (
     unknown_knob_message,
 )
 from asc_sweep.sweep.engine import sweeps_schema
+from asc_sweep.sweep.recipes import RECIPE_NAMES, resolve
 
 MAX_GRID = 100_000
 TOP_LEVEL_KEYS = (
@@ -395,21 +396,47 @@ def _candidates(name: str, param: dict[str, Any] | None) -> list[Any] | None:
     return None  # an unbounded distribution: no corner to test
 
 
+def _recipe_defaults(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The defaults of every recipe the spec may run (``paper``: of each swept arch)."""
+    recipes = _candidates("recipe", params.get("recipe")) or list(RECIPE_NAMES)
+    archs = _candidates("arch", params.get("arch")) or [None]
+    out = []
+    for name in recipes:
+        for arch in archs if name == "paper" else [None]:
+            try:
+                recipe = resolve({"recipe": name, **({"arch": arch} if arch else {})})
+                out.append({**DEFAULTS, **recipe})
+            except KeyError:
+                continue  # reported by the knob check
+    return out
+
+
 def _combination_problems(params: dict[str, Any]) -> list[Problem]:
-    candidates = {k: _candidates(k, params.get(k)) for k in AUDIO_KNOBS}
+    found: dict[str, Problem] = {}
+    for defaults in _recipe_defaults(params):
+        _audio_combinations(params, defaults, found)
+    return list(found.values())
+
+
+def _audio_combinations(
+    params: dict[str, Any], defaults: dict[str, Any], found: dict[str, Problem]
+) -> None:
+    candidates = {
+        k: _candidates(k, params[k]) if k in params else [defaults[k]] for k in AUDIO_KNOBS
+    }
     if any(v is None for v in candidates.values()):
-        return []
+        return
     names = list(candidates)
     combos = itertools.product(*(candidates[k] or [] for k in names))
-    found: dict[str, Problem] = {}
     for combo in itertools.islice(combos, MAX_AUDIO_COMBINATIONS):
         settings = dict(zip(names, combo, strict=True))
+        if settings["sample_rate"] is None:
+            continue  # the dataset's native rate: checked when the run knows it
         for key, msg in audio_problems(**settings):
             if key not in found:
                 swept = ", ".join(f"{k}={settings[k]}" for k in names if k in params and k != key)
                 context = f" (with {swept})" if swept else ""
                 found[key] = Problem(f"parameters.{key}" if key in params else key, msg + context)
-    return list(found.values())
 
 
 def _fold_problems(params: dict[str, Any]) -> list[Problem]:

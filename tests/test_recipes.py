@@ -1,0 +1,256 @@
+"""Recipes, model selection, segment voting, the native sample rate, and field-like scenes."""
+
+from __future__ import annotations
+
+import copy
+import csv
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torch import nn
+
+from asc_sweep.data.synth import SynthSpec, clip_count, generate, render_clip
+from asc_sweep.errors import SpecError
+from asc_sweep.run.augment import random_gain, shift_bands
+from asc_sweep.run.context import StandaloneContext
+from asc_sweep.run.state import ModelSelection
+from asc_sweep.run.train import run_for_agent, segment_vote, train_and_evaluate
+from asc_sweep.sweep.config import ARCH_NAMES, KNOBS, RunConfig, knob_problems
+from asc_sweep.sweep.recipes import MODERN, PAPER_RECIPES, RECIPES
+from asc_sweep.sweep.spec import parse_spec
+
+TINY = {"dataset": "synth", "n_mels": 40, "epochs": 2, "batch_size": 8, "device": "cpu",
+        "val_fraction": 0.25}  # fmt: skip
+
+
+# --- recipes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_every_recipe_is_made_of_allowed_knob_values(name: str) -> None:
+    recipe = RECIPES[name]
+    for key, value in recipe.knobs.items():
+        assert key in KNOBS, key
+        assert knob_problems(key, value) == [], (name, key, value)
+    config = RunConfig.from_dict({"recipe": name, "sample_rate": 16000, "n_mels": 40})
+    assert config.recipe == name and config.arch == recipe.knobs["arch"]
+    assert name == "modern" or (recipe.published and recipe.source and recipe.notes)
+
+
+def test_modern_is_the_default_and_the_field_defaults() -> None:
+    assert RunConfig() == RunConfig.from_dict({}) == RunConfig.from_dict({"recipe": "modern"})
+    for key, value in MODERN.knobs.items():
+        assert getattr(RunConfig(), key) == value, key
+
+
+def test_knobs_set_in_the_spec_win_over_the_recipe() -> None:
+    config = RunConfig.from_dict({"recipe": "dcase2018", "lr": 0.1, "arch": "sb_cnn"})
+    assert (config.lr, config.arch) == (0.1, "sb_cnn")
+    assert (config.n_mels, config.batch_size, config.sample_rate) == (40, 16, 48000)
+
+
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+def test_paper_picks_the_recipe_of_the_architecture(arch: str) -> None:
+    if arch not in PAPER_RECIPES:
+        with pytest.raises(SpecError, match="recipe 'paper' needs an arch with a paper recipe"):
+            RunConfig.from_dict({"recipe": "paper", "arch": arch})
+        return
+    config = RunConfig.from_dict({"recipe": "paper", "arch": arch})
+    recipe = RECIPES[PAPER_RECIPES[arch]]
+    assert config.recipe == "paper" and config.paper_recipe == recipe.name
+    assert config.arch == arch and config.lr == recipe.knobs["lr"]
+
+
+def test_a_spec_checks_each_recipe_it_may_run() -> None:
+    ok = parse_spec(
+        "method: grid\nparameters:\n  recipe: {values: [paper, modern]}\n"
+        "  arch: {values: [dcase2017_mlp, dcase2018_cnn, piczak_cnn, sb_cnn]}\n"
+    )
+    assert ok.grid_size() == 8
+    # dcase2018 runs at 48 kHz: f_max 30 kHz is above its Nyquist frequency.
+    with pytest.raises(SpecError, match=r"f_max.*above sample_rate / 2 = 24000"):
+        parse_spec(
+            "method: grid\nparameters:\n  recipe: {value: dcase2018}\n  f_max: {value: 30000}\n"
+        )
+    with pytest.raises(SpecError, match="recipe"):
+        parse_spec("method: grid\nparameters:\n  recipe: {value: fancy}\n")
+
+
+# --- native sample rate ----------------------------------------------------------------------
+
+
+def test_the_native_rate_is_used_and_upsampling_is_said_once(
+    synth_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    native = train_and_evaluate(RunConfig.from_dict({**TINY, "data_root": str(synth_root)}))
+    assert native.config["sample_rate"] == 16000 and native.clips["upsampled"] == 0
+    assert "resampled up" not in capsys.readouterr().err
+    up = train_and_evaluate(
+        RunConfig.from_dict({**TINY, "data_root": str(synth_root), "sample_rate": 22050})
+    )
+    assert up.config["sample_rate"] == 22050 and up.clips["upsampled"] == 32
+    err = capsys.readouterr().err
+    assert err.count("32 clips are resampled up to 22050 Hz") == 1
+
+
+def test_the_stored_config_holds_the_resolved_values(
+    synth_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASC_SWEEP_TRACKING", "off")
+    params = {**TINY, "data_root": str(synth_root), "recipe": "paper", "arch": "dcase2017_mlp",
+              "epochs": 1, "sample_rate": None}  # fmt: skip
+    summary = run_for_agent(params, StandaloneContext())
+    config = summary["config"]
+    assert config["sample_rate"] == 16000  # null: the dataset's rate
+    assert (config["recipe"], config["min_epochs"], config["win_ms"]) == ("paper", 100, 40.0)
+    assert config["batch_size"] == 8  # set by the spec: wins over the recipe
+
+
+def test_a_paper_recipe_with_segment_voting_trains_end_to_end(synth_root: Path) -> None:
+    knobs = {**TINY, "data_root": str(synth_root), "recipe": "piczak2015",
+             "sample_rate": 16000, "epochs": 1, "batch_size": 16}  # fmt: skip
+    result = train_and_evaluate(RunConfig.from_dict(knobs))
+    assert result.config["eval_segment_seconds"] == pytest.approx(0.952, abs=1e-3)
+    assert sum(map(sum, result.test["confusion"])) == 8 and result.best_epoch == 1
+
+
+# --- model selection -------------------------------------------------------------------------
+
+
+def _net(value: float) -> nn.Module:
+    net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(value)
+        net[1].running_mean.fill_(value)  # type: ignore[index]
+    return net
+
+
+def test_average_keeps_the_mean_of_the_last_epochs_weights() -> None:
+    selection = ModelSelection("average", average_epochs=3, total_epochs=5)
+    for epoch, value in enumerate([10.0, 20.0, 1.0, 2.0, 6.0], start=1):
+        selection.update({"train/loss": 1.0, "train/accuracy": 0.5}, epoch, _net(value))
+    weights = selection.best_weights
+    assert weights is not None and selection.best_epoch == 5 and not selection.scored
+    assert torch.allclose(weights["0.weight"], torch.full((2, 2), 3.0))
+    assert torch.allclose(weights["1.running_mean"], torch.full((2,), 3.0))
+    assert int(weights["1.num_batches_tracked"]) == 0 and not selection.exhausted
+
+
+def test_best_loss_is_smoothed_and_patience_counts_after_min_epochs() -> None:
+    selection = ModelSelection("best_loss", patience=2, min_epochs=4)
+    # One lucky epoch (0.2) between bad ones does not win against a steadily good stretch.
+    losses = [1.0, 0.2, 1.0, 0.5, 0.5, 0.5, 0.9, 0.9, 0.9]
+    for epoch, loss in enumerate(losses, start=1):
+        row = {"val/loss": loss, "train/loss": 0.0, "train/accuracy": 1.0, "val/accuracy": 0.5}
+        selection.update(row, epoch, _net(float(epoch)))
+        if selection.exhausted:
+            break
+    assert selection.best_epoch == 6  # mean of epochs 4-6 is 0.5, the lowest
+    assert epoch == 8 and selection.exhausted
+
+
+def test_best_accuracy_patience_waits_for_min_epochs() -> None:
+    selection = ModelSelection("best_accuracy", patience=1, min_epochs=3)
+    for epoch in range(1, 4):
+        selection.update({"val/accuracy": 0.9 if epoch == 1 else 0.1, "train/loss": 0.0,
+                          "train/accuracy": 1.0}, epoch, _net(1.0))  # fmt: skip
+        assert not selection.exhausted
+    selection.update({"val/accuracy": 0.1, "train/loss": 0.0, "train/accuracy": 1.0}, 4, _net(1.0))
+    assert selection.exhausted and selection.best_epoch == 1 and selection.scored
+
+
+def test_selection_state_round_trips() -> None:
+    a = ModelSelection("average", average_epochs=2, total_epochs=3)
+    for epoch in (1, 2):
+        a.update({"train/loss": 1.0, "train/accuracy": 0.5}, epoch, _net(float(epoch)))
+    b = ModelSelection("average", average_epochs=2, total_epochs=3)
+    b.load_state_dict(copy.deepcopy(a.state_dict()))  # as through a checkpoint file
+    for s in (a, b):
+        s.update({"train/loss": 1.0, "train/accuracy": 0.5}, 3, _net(5.0))
+    assert a.best_weights is not None and b.best_weights is not None
+    assert torch.equal(a.best_weights["0.weight"], b.best_weights["0.weight"])
+    assert torch.allclose(a.best_weights["0.weight"], torch.full((2, 2), 3.5))
+
+
+# --- segment voting and augmentation ---------------------------------------------------------
+
+
+class _SignNet(nn.Module):
+    """Class 0 when a segment's mean is positive, class 1 otherwise (confident logits)."""
+
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        sign = (waves.mean(1) > 0).float()
+        return torch.stack([sign * 4 - 2, 2 - sign * 4], dim=1)
+
+
+def test_segment_vote_cuts_clips_and_combines_segments() -> None:
+    # Clip 0: 3 positive segments then 1 negative (hop = size = 4); clip 1: shorter than a
+    # segment, negative, padded.
+    waves = torch.tensor([[1.0] * 12 + [-1.0] * 4, [-1.0] * 3 + [0.0] * 13])
+    lengths = torch.tensor([16, 3])
+    mean = segment_vote(_SignNet(), waves, lengths, size=4, hop=4, voting="mean")
+    majority = segment_vote(_SignNet(), waves, lengths, size=4, hop=4, voting="majority")
+    assert majority[0] == pytest.approx([0.75, 0.25]) and majority[1] == pytest.approx([0, 1])
+    p = torch.softmax(torch.tensor([2.0, -2.0]), 0).numpy()
+    assert mean[0] == pytest.approx(0.75 * p + 0.25 * p[::-1], abs=1e-6)
+    # Overlapping segments: 16 samples, size 8, hop 4 -> 3 segments.
+    three = segment_vote(_SignNet(), waves[:1], lengths[:1], size=8, hop=4, voting="majority")
+    assert three[0] == pytest.approx([2 / 3, 1 / 3])
+
+
+def test_band_shift_moves_content_and_fills_zeros() -> None:
+    torch.manual_seed(0)
+    x = torch.arange(6.0)[None, :, None].repeat(64, 1, 3)  # band b holds the value b
+    shifted = shift_bands(x, 2)
+    for row in shifted[:, :, 0]:
+        nonzero = row[row != 0]
+        offsets = {
+            int(i - v) for i, v in zip(torch.nonzero(row != 0).flatten(), nonzero, strict=True)
+        }
+        assert len(offsets) == 1 and abs(offsets.pop()) <= 2  # one shift per clip
+    assert not torch.equal(shifted, x)
+    gains = random_gain(torch.ones(500, 4), 6.0)[:, 0]
+    db = 20 * torch.log10(gains)
+    assert db.min() >= -6.0 and db.max() <= 6.0 and db.std() > 2.0
+
+
+# --- field-like synthetic scenes -------------------------------------------------------------
+
+
+def test_field_scenes_are_imbalanced_location_disjoint_and_deterministic(tmp_path: Path) -> None:
+    spec = SynthSpec(classes=4, clips_per_class=16, seconds=1.0, sample_rate=16000,
+                     realism="field")  # fmt: skip
+    generate(tmp_path, spec, workers=1)
+    with (tmp_path / "meta.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    counts = Counter(r["label"] for r in rows)
+    assert len(rows) == clip_count(spec) and counts["rain"] == 16 and counts["insects"] < 16
+    folds_of_group: dict[str, set[str]] = {}
+    for r in rows:
+        folds_of_group.setdefault(r["group"], set()).add(r["fold"])
+    assert all(len(f) == 1 for f in folds_of_group.values())
+    wave, sr = sf.read(tmp_path / rows[0]["filename"])
+    assert sr == 16000 and np.isfinite(wave).all() and np.abs(wave).max() < 1
+    again = render_clip(spec, "rain", 0, 0)
+    assert np.array_equal(again, render_clip(spec, "rain", 0, 0))
+    easy = render_clip(SynthSpec(classes=4, clips_per_class=16, seconds=1.0, sample_rate=16000),
+                       "rain", 0, 0)  # fmt: skip
+    assert not np.allclose(again, easy)
+    with pytest.raises(ValueError, match="realism"):
+        SynthSpec(realism="studio")
+
+
+def test_data_synth_takes_realism(tmp_path: Path, cli: Any) -> None:
+    result: Any = cli("data", "synth", str(tmp_path / "f"), "--realism", "field",
+                      "--classes", "3", "--clips-per-class", "8", "--seconds", "0.5",
+                      "--sample-rate", "8000", "--workers", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "(field)" in result.output or "wrote" in result.output
+    bad: Any = cli("data", "synth", str(tmp_path / "g"), "--realism", "studio")
+    assert bad.exit_code == 2 and "realism" in bad.output
