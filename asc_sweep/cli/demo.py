@@ -46,6 +46,7 @@ DEMO_SPEC: dict[str, Any] = {
         "patience": {"value": 0},
         # The rest of the set-up, pinned: the demo isolates sample rate and init.
         "win_ms": {"value": 25.0},
+        "hop_ms": {"value": 10.0},
         "weight_decay": {"value": 0.01},
         "warmup_epochs": {"value": 1},
         "selection": {"value": "best_accuracy"},

@@ -17,6 +17,7 @@ from asc_sweep.data.cache import WaveformCache, open_cache
 from asc_sweep.data.check import read_skip_list
 from asc_sweep.data.splits import carve_validation
 from asc_sweep.sweep.config import RunConfig
+from asc_sweep.sweep.recipes import NATIVE_RATE_CAP
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def native_rates(index: DatasetIndex) -> Counter[int]:
 def native_rate(rates: Counter[int]) -> int:
     """The dataset's rate: the median over its clips (most datasets have one)."""
     if not rates:
-        return 32000
+        return NATIVE_RATE_CAP
     values = np.repeat(list(rates), list(rates.values()))
     return int(np.sort(values)[len(values) // 2])
 

@@ -3,8 +3,8 @@
 A requeued run resumes from its last complete epoch: model, optimiser, schedule, gradient
 scaler, model-selection state (best or averaged weights), the per-epoch history, the time and
 clips trained so far (so throughput counts every attempt), and every random stream (torch,
-CUDA, numpy, Python, the crop sampler, mixup). Restoring them all is what makes a resumed run equal, to the bit on a
-deterministic CPU, to one that was never interrupted.
+CUDA, numpy, Python, the crop sampler, mixup). Restoring them all is what makes a resumed run
+equal, to the bit on a deterministic CPU, to one that was never interrupted.
 """
 
 from __future__ import annotations

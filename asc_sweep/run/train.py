@@ -58,7 +58,9 @@ class Pipeline(nn.Module):
         super().__init__()
         self.front, self.model = front, model
         self.augment = SpecAugment() if specaugment and front is not None else None
-        self.gain_db, self.freq_shift = gain_db, freq_shift if front is not None else 0
+        self.gain_db = gain_db
+        # Band shifts and Freq-MixStyle act on log-mel: a waveform model has none.
+        self.freq_shift = freq_shift if front is not None else 0
         self.mixstyle = mixstyle if front is not None else 0.0
 
     def features(
@@ -391,10 +393,7 @@ def segment_vote(
     segments' probabilities, or the share of segments that chose each class."""
     out = []
     for wave, length in zip(waves, lengths.tolist(), strict=True):
-        starts = range(0, max(1, length - size + 1), hop) if length > size else [0]
-        pieces = torch.stack([wave[s : s + size] for s in starts]) if length > size else None
-        if pieces is None:
-            pieces = wave[None, :length]
+        pieces = wave[:length].unfold(0, size, hop) if length > size else wave[None, :length]
         seg_len = torch.full((len(pieces),), pieces.shape[1], device=wave.device)
         seg_probs = torch.cat(
             [
