@@ -16,7 +16,7 @@ from torch import nn
 
 from asc_sweep.data.synth import SynthSpec, clip_count, generate, render_clip
 from asc_sweep.errors import SpecError
-from asc_sweep.run.augment import random_gain, shift_bands
+from asc_sweep.run.augment import random_filter, random_gain, shift_bands
 from asc_sweep.run.context import StandaloneContext
 from asc_sweep.run.state import ModelSelection
 from asc_sweep.run.train import run_for_agent, segment_vote, train_and_evaluate
@@ -218,6 +218,22 @@ def test_band_shift_moves_content_and_fills_zeros() -> None:
     gains = random_gain(torch.ones(500, 4), 6.0)[:, 0]
     db = 20 * torch.log10(gains)
     assert db.min() >= -6.0 and db.max() <= 6.0 and db.std() > 2.0
+
+
+def test_random_filter_is_a_smooth_bounded_gain_per_clip() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(32, 40, 5)
+    std = torch.full((40, 1), 2.0)  # 2 dB per normalised unit
+    out = random_filter(x, 6.0, std)
+    curve_db = (out - x) * std[None]  # (B, M, T)
+    # One gain per clip and band, the same in every frame, within +/- 6 dB.
+    assert torch.allclose(curve_db, curve_db[:, :, :1].expand_as(curve_db), atol=1e-5)
+    curve = curve_db[:, :, 0]
+    assert curve.abs().max() <= 6.0 + 1e-5 and curve.std() > 1.0
+    # Piecewise linear through at most 6 points: at most 4 kinks (second differences) a clip.
+    kinks = (curve.diff(dim=1).diff(dim=1).abs() > 1e-4).sum(dim=1)
+    assert int(kinks.max()) <= 2 * 4  # a kink between bands shows in two second differences
+    assert len({tuple(row.round(decimals=3).tolist()) for row in curve}) == 32  # per clip
 
 
 # --- field-like synthetic scenes -------------------------------------------------------------

@@ -53,6 +53,7 @@ DEMO_SPEC: dict[str, Any] = {
         "label_smoothing": {"value": 0.0},
         "gain_db": {"value": 0.0},
         "freq_shift": {"value": 0},
+        "filter_db": {"value": 0.0},
     },
 }
 DEMO_SYNTH = SynthSpec(classes=8, clips_per_class=40, seconds=2.0, sample_rate=16000)

@@ -1,4 +1,5 @@
-"""Training-time augmentation: SpecAugment masking on log-mel, and mixup of batches."""
+"""Training-time augmentation: on waveforms (random gain), on log-mel (SpecAugment's masks,
+band shifts, random filters, Freq-MixStyle) and on batches (mixup)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,21 @@ from torch import nn
 
 class SpecAugment(nn.Module):
     """Two frequency masks (up to ``freq`` bands) and two time masks (up to ``time`` frames),
-    only while training (Park et al., Interspeech 2019)."""
+    only while training (Park et al., Interspeech 2019).
+
+    :meth:`scaled` sizes the masks as PANNs do (Kong et al. 2020: 8 of 64 bands, 64 of 1,001
+    frames): an eighth of the bands and a sixteenth of the training example's frames each, so a
+    2 s crop is not masked three times harder than a 10 s clip.
+    """
 
     def __init__(self, freq: int = 8, time: int = 20) -> None:
         super().__init__()
         self.freq = torchaudio.transforms.FrequencyMasking(freq, iid_masks=True)
         self.time = torchaudio.transforms.TimeMasking(time, iid_masks=True)
+
+    @classmethod
+    def scaled(cls, bands: int, frames: int) -> SpecAugment:
+        return cls(freq=max(1, round(bands / 8)), time=max(1, round(frames / 16)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, M, T)
         if not self.training:
@@ -69,3 +79,31 @@ def freq_mixstyle(x: torch.Tensor, probability: float, alpha: float = 0.3) -> to
     mixed_mean = lam * mean + (1 - lam) * mean[perm]
     mixed_std = lam * std + (1 - lam) * std[perm]
     return normed * mixed_std + mixed_mean
+
+
+def random_filter(x: torch.Tensor, max_db: float, band_std: torch.Tensor) -> torch.Tensor:
+    """FilterAugment (Nam, Kim & Park, ICASSP 2022), its piecewise-linear form: each clip's
+    log-mel ``(B, M, T)`` gets a smooth random gain over the mel axis, drawn through 3 to 6
+    control points at random bands with gains uniform in +/- ``max_db`` dB, linearly
+    interpolated between them. It simulates what a recording location's microphone and room do
+    to the spectrum (a fixed coloration), so the network learns to ignore it.
+
+    ``x`` is normalised per band: ``band_std`` ``(M, 1)`` (the front end's fitted dB
+    standard deviations) turns the gain in dB into normalised units.
+    """
+    batch, bands = x.shape[0], x.shape[1]
+    points = int(torch.randint(3, 7, ()))
+    # Control points: both ends of the mel axis and points - 2 random bands between them.
+    inner = torch.rand(batch, points - 2) * (bands - 1)
+    ends = torch.tensor([0.0, bands - 1.0]).expand(batch, 2)
+    where, _ = torch.sort(torch.cat([ends, inner], dim=1), dim=1)  # (B, P)
+    gain = (torch.rand(batch, points) * 2 - 1) * max_db  # (B, P)
+    band = torch.arange(bands, dtype=torch.float32)
+    # For every band, the segment [where[k], where[k+1]] holding it, and the position within.
+    k = torch.searchsorted(where.contiguous(), band.expand(batch, bands).contiguous()) - 1
+    k = k.clamp(0, points - 2)
+    left, right = where.gather(1, k), where.gather(1, k + 1)
+    t = ((band - left) / (right - left).clamp_min(1e-6)).clamp(0, 1)
+    curve = gain.gather(1, k) * (1 - t) + gain.gather(1, k + 1) * t  # (B, M), dB
+    curve = curve.to(x.device, x.dtype)[:, :, None] / band_std.to(x.dtype)[None]
+    return x + curve

@@ -25,7 +25,14 @@ from asc_sweep.data.prepare import FoldData, make_loader, prepare_fold
 from asc_sweep.models import AscModel, ModelSpec, build_model, count_parameters
 from asc_sweep.models.init import apply_init
 from asc_sweep.models.pretrained import fetch, load_panns, set_features_frozen
-from asc_sweep.run.augment import SpecAugment, freq_mixstyle, mixup, random_gain, shift_bands
+from asc_sweep.run.augment import (
+    SpecAugment,
+    freq_mixstyle,
+    mixup,
+    random_filter,
+    random_gain,
+    shift_bands,
+)
 from asc_sweep.run.context import RunContext, RunInterrupted, StandaloneContext, StopFlag
 from asc_sweep.run.cost import count_macs, median_latency_ms
 from asc_sweep.run.metrics import classification_metrics, curve_area, epochs_to_fraction
@@ -42,7 +49,8 @@ class Pipeline(nn.Module):
 
     Augmentation happens only in training mode, on the run's device, drawing from torch's
     random stream (which a checkpoint restores): random gain of each clip, then on log-mel
-    Freq-MixStyle, a random shift by up to ``freq_shift`` bands and SpecAugment's masks.
+    Freq-MixStyle, a random filter of up to +/- ``filter_db`` dB, a random shift by up to
+    ``freq_shift`` bands and SpecAugment's masks.
     """
 
     def __init__(
@@ -51,17 +59,24 @@ class Pipeline(nn.Module):
         model: AscModel,
         specaugment: bool,
         *,
+        example_frames: int = 320,
         gain_db: float = 0.0,
         freq_shift: int = 0,
         mixstyle: float = 0.0,
+        filter_db: float = 0.0,
     ) -> None:
         super().__init__()
         self.front, self.model = front, model
-        self.augment = SpecAugment() if specaugment and front is not None else None
+        self.augment = (
+            SpecAugment.scaled(front.mean.shape[0], example_frames)
+            if specaugment and front is not None
+            else None
+        )
         self.gain_db = gain_db
         # Band shifts and Freq-MixStyle act on log-mel: a waveform model has none.
         self.freq_shift = freq_shift if front is not None else 0
         self.mixstyle = mixstyle if front is not None else 0.0
+        self.filter_db = filter_db if front is not None else 0.0
 
     def features(
         self, waves: torch.Tensor, lengths: torch.Tensor
@@ -73,6 +88,8 @@ class Pipeline(nn.Module):
         x = self.front(waves)
         if self.training and self.mixstyle:
             x = freq_mixstyle(x, self.mixstyle)
+        if self.training and self.filter_db and self.front is not None:
+            x = random_filter(x, self.filter_db, self.front.std)
         if self.training and self.freq_shift:
             x = shift_bands(x, self.freq_shift)
         if self.augment is not None:
@@ -169,6 +186,16 @@ def train_and_evaluate(
     return result
 
 
+def example_frames(config: RunConfig, data: FoldData) -> int:
+    """Frames of one training example: a crop, or the longest training clip."""
+    if config.crop_seconds is not None:
+        seconds = config.crop_seconds
+    else:
+        longest = max((int(data.cache.lengths[i]) for i in data.train), default=config.rate)
+        seconds = longest / config.rate
+    return max(1, round(seconds * 1000 / config.hop_ms))
+
+
 def set_up(config: RunConfig) -> Setup:
     """Load the fold, build the network on the run's device and the three loaders."""
     device = pick_device(config.device)
@@ -185,9 +212,11 @@ def set_up(config: RunConfig) -> Setup:
         front,
         model,
         config.specaugment,
+        example_frames=example_frames(config, data),
         gain_db=config.gain_db,
         freq_shift=config.freq_shift,
         mixstyle=config.mixstyle,
+        filter_db=config.filter_db,
     ).to(device)
     crop = None if config.crop_seconds is None else round(config.crop_seconds * config.rate)
     loaders = {

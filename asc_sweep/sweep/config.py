@@ -192,6 +192,12 @@ class RunConfig:
     )
     label_smoothing: float = knob(0.1, "label smoothing of the targets", minimum=0, maximum=0.5)
     gain_db: float = knob(6.0, "random gain of each training clip, +/- dB", minimum=0, maximum=40)
+    filter_db: float = knob(
+        6.0,
+        "FilterAugment: random smooth gain over the mel bands of each training clip, +/- dB",
+        minimum=0,
+        maximum=40,
+    )
     freq_shift: int = knob(
         2, "random shift of each training clip's log-mel by up to +/- this many bands", minimum=0
     )
