@@ -162,8 +162,14 @@ class Heartbeat:
             store.close()
 
 
+def host_name() -> str:
+    """This host's name in agent names: ``$ASC_SWEEP_HOST`` (say, a cluster node's name for an
+    agent in a container, whose own host name is a random id), else the host name."""
+    return os.environ.get("ASC_SWEEP_HOST") or socket.gethostname()
+
+
 def agent_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{host_name()}:{os.getpid()}"
 
 
 def set_threads(threads: int | None) -> None:

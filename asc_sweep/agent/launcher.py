@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from asc_sweep.agent.agent import host_name
 from asc_sweep.backends.base import Controller
 
 USAGE_ERROR = 2
@@ -51,7 +51,7 @@ class AgentSlot:
 
     @property
     def agent_name(self) -> str | None:
-        return f"{socket.gethostname()}:{self.proc.pid}" if self.proc else None
+        return f"{host_name()}:{self.proc.pid}" if self.proc else None
 
 
 def threads_per_agent(agents: int, cpus: int | None = None) -> int:
@@ -110,7 +110,7 @@ class Launcher:
         return cmd
 
     def _env(self, slot: AgentSlot) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {**os.environ, **self.progress.agent_env()}
         if slot.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = slot.gpu
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):

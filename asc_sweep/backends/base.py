@@ -212,6 +212,11 @@ class Controller(ABC):
         """The arguments of ``asc-sweep agent`` that join this sweep from this host."""
         return [self.ref]
 
+    def agent_env(self) -> dict[str, str]:
+        """Environment the launcher adds for its agents (secrets go here, never in
+        :meth:`agent_args`: a command line is visible to every user of the host)."""
+        return {}
+
     def done_message(self, exit_codes: Sequence[int | None]) -> str | None:
         """What to say once every agent has exited, if the sweep is done; else None."""
         return f"sweep {self.ref} is done" if self.is_done() else None

@@ -582,6 +582,32 @@ class SqlStore(ABC):
         return self.get_sweep(sweep.id)
 
 
+def copy_sweeps(
+    source: SqlStore, target: SqlStore, sweep_ids: Sequence[str] | None = None
+) -> list[Sweep]:
+    """Copy sweeps (all, or those named) with their runs, summaries and histories from one
+    store into another, keeping their ids: a sweep started on a laptop moves to a cluster.
+
+    Raises:
+        SweepNotFound: a named sweep is not in ``source``.
+        StoreError: ``target`` already holds a sweep with one of the ids; nothing is copied.
+    """
+    sweeps = (
+        source.list_sweeps()
+        if not sweep_ids
+        else [source.get_sweep(sweep_id) for sweep_id in sweep_ids]
+    )
+    clashes = [s.id for s in sweeps if target.find_sweep(s.id) is not None]
+    if clashes:
+        raise StoreError(
+            f"{target.location}: already holds sweep {', '.join(clashes)}; nothing was copied"
+        )
+    return [
+        target.import_sweep(sweep, source.runs(sweep.id), source.histories(sweep.id))
+        for sweep in sweeps
+    ]
+
+
 def _to_sweep(row: Row) -> Sweep:
     fields = dict(zip(row.keys(), row, strict=True))  # the columns are named after Sweep's fields
     fields["spec"] = json.loads(fields["spec"])

@@ -14,6 +14,7 @@ from rich.table import Table
 from asc_sweep import __version__
 from asc_sweep.cli.console import err, out, user_errors
 from asc_sweep.cli.data import data_app
+from asc_sweep.cli.store import store_app
 from asc_sweep.errors import AscSweepError, RunFailed
 
 if TYPE_CHECKING:
@@ -29,11 +30,12 @@ app = typer.Typer(
 )
 
 StoreOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--store",
         envvar="ASC_SWEEP_STORE",
-        help="SQLite store file [default: $ASC_SWEEP_STORE, else ./asc-sweep.db]",
+        help="Sweep store: an SQLite file, or postgresql://USER@HOST:PORT/DB shared by many "
+        "hosts [default: $ASC_SWEEP_STORE, else ./asc-sweep.db]",
         show_default=False,
     ),
 ]
@@ -62,11 +64,11 @@ FunctionOption = Annotated[
 ]
 
 
-def _open(sweep: str | None, store: Path | None) -> Controller:
+def _open(sweep: str | None, store: str | None) -> Controller:
     """The controller of the sweep the user named (any backend)."""
     from asc_sweep.backends.registry import open_sweep
 
-    return open_sweep(sweep, None if store is None else str(store))
+    return open_sweep(sweep, store)
 
 
 def _version(value: bool) -> None:
@@ -85,6 +87,7 @@ def _main(
 
 
 app.add_typer(data_app, name="data")
+app.add_typer(store_app, name="store")
 
 
 @app.command()
@@ -114,7 +117,8 @@ def create(
         typer.Option(
             "--backend",
             envvar="ASC_SWEEP_BACKEND",
-            help="local (SQLite store, no account) or wandb (W&B cloud or W&B Server is the "
+            help="local (a store of asc-sweep's own: an SQLite file, or PostgreSQL when --store "
+            "is a postgresql:// URL), postgres, or wandb (W&B cloud or W&B Server is the "
             "controller)",
         ),
     ] = "local",
@@ -139,7 +143,7 @@ def create(
         if backend_name not in BACKENDS:  # before reading the spec
             raise AscSweepError(f"--backend {backend_name!r}: allowed: {', '.join(BACKENDS)}")
         options = CreateOptions(
-            store=None if store is None else str(store),
+            store=store,
             lease_seconds=lease_seconds,
             max_attempts=max_attempts,
             seed=seed,
@@ -300,7 +304,7 @@ def demo(
 
     with user_errors():
         code = run_demo(
-            store or default_store_path(),
+            Path(store) if store else default_store_path(),
             data,
             agents=agents,
             quick=quick,
@@ -509,13 +513,16 @@ def _publish(controller: Controller, data: Any, files: Any, tracking: str) -> No
 @app.command(name="list")
 def list_sweeps(store: StoreOption = None) -> None:
     """Every sweep in the store, oldest first."""
-    from asc_sweep.backends import LocalBackend
+    from asc_sweep.backends.registry import open_store
 
     with user_errors():
-        backend = LocalBackend(store)
+        backend = open_store(store)
         sweeps = backend.list_sweeps()
         if not sweeps:
-            err.print(f"no sweeps in {backend.path}; register one with `asc-sweep create SPEC`")
+            err.print(
+                f"no sweeps in {backend.location}; register one with `asc-sweep create SPEC`",
+                highlight=False,
+            )
             return
         table = Table()
         for col in ("id", "name", "method", "state", "created", "finished", "total"):
