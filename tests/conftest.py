@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -30,6 +33,59 @@ def backend(store: Path) -> Iterator[LocalBackend]:
     b = LocalBackend(store)
     yield b
     b.close()
+
+
+@pytest.fixture
+def new_sqlite_store(tmp_path: Path) -> Callable[[], LocalBackend]:
+    """Opens a new SQLite store file in the test's folder each call."""
+    names = itertools.count()
+    return lambda: LocalBackend(tmp_path / f"store-{next(names)}.db")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A real PostgreSQL server for the session (skipped, with the reason, where none runs)."""
+    from tests.pgserver import PostgresServer, skip_reason
+
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def new_pg_database(pg_server: Any) -> Callable[[], str]:
+    """Creates a new, empty database on the test server each call; returns its URL."""
+    return lambda: pg_server.create_database(f"t{os.getpid()}_{next(_databases)}")
+
+
+@pytest.fixture
+def new_postgres_store(new_pg_database: Callable[[], str]) -> Callable[[], Any]:
+    """Opens a store in a new database on the test PostgreSQL server each call."""
+    from asc_sweep.backends.postgres import PostgresStore
+
+    return lambda: PostgresStore(new_pg_database(), retry_seconds=30)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_sql_store(request: pytest.FixtureRequest) -> Iterator[Callable[[], Any]]:
+    """The store contract's matrix: opens a new, empty store of the kind under test (an SQLite
+    file, a database on the test PostgreSQL server) each call."""
+    opened: list[Any] = []
+    new = request.getfixturevalue(f"new_{request.param}_store")
+
+    def make() -> Any:
+        opened.append(new())
+        return opened[-1]
+
+    yield make
+    for store in opened:
+        store.close()
 
 
 @pytest.fixture
@@ -121,3 +177,29 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root, SynthSpec(classes=4, clips_per_class=8, seconds=1.0, sample_rate=16000), workers=1
     )
     return root
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many tests ran (and passed) against each sweep store."""
+    ran: Counter[str] = Counter()
+    passed: Counter[str] = Counter()
+    for outcome in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") != "call" and outcome != "error":
+                continue
+            for kind in ("sqlite", "postgres"):
+                if f"[{kind}" in report.nodeid:
+                    ran[kind] += 1
+                    passed[kind] += outcome == "passed"
+    skipped = Counter(
+        kind
+        for report in terminalreporter.stats.get("skipped", [])
+        for kind in ("sqlite", "postgres")
+        if f"[{kind}" in report.nodeid
+    )
+    if ran or skipped:
+        line = "; ".join(
+            f"{kind}: {passed[kind]} of {ran[kind]} passed, {skipped[kind]} skipped"
+            for kind in ("sqlite", "postgres")
+        )
+        terminalreporter.write_line(f"store contract suite: {line}")

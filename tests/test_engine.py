@@ -1,13 +1,14 @@
-"""Observed metrics and history reach W&B's sweep engine, whatever pydantic is installed."""
+"""Observed metrics and history reach W&B's sweep engine, whatever pydantic is installed, from
+every SQL store."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from collections.abc import Callable
 
 import pydantic
 
-from asc_sweep.backends import LocalBackend
+from asc_sweep.backends.sql import SqlStore
 from asc_sweep.sweep import engine
 from asc_sweep.sweep.spec import parse_spec
 
@@ -32,27 +33,28 @@ def test_history_and_summary_reach_the_engine_run() -> None:
     assert pydantic.VERSION  # the check above holds under the pydantic that is installed
 
 
-def _bayes_suggestions(path: Path, objective: str) -> list[tuple[float, float]]:
+def _bayes_suggestions(backend: SqlStore, objective: str) -> list[tuple[float, float]]:
     """Drive a bayes sweep: 8 runs, each scored by ``objective`` (same seed every time)."""
-    with LocalBackend(path) as backend:
-        sweep = backend.create_sweep(parse_spec(BAYES), seed=7)
-        out = []
-        for _ in range(8):
-            claim = backend.claim(sweep.id, "a")
-            assert claim.run and claim.token
-            lr, mixup = claim.run.params["lr"], claim.run.params["mixup"]
-            out.append((lr, mixup))
-            # objective A prefers small mixup, objective B large mixup
-            value = 1 - mixup if objective == "A" else mixup
-            backend.log(claim.run.id, claim.token, 0, {"val/accuracy": value / 2})
-            backend.finish(claim.run.id, claim.token, {"val/accuracy": value + 0 * lr})
-        return out
+    sweep = backend.create_sweep(parse_spec(BAYES), seed=7)
+    out = []
+    for _ in range(8):
+        claim = backend.claim(sweep.id, "a")
+        assert claim.run and claim.token
+        lr, mixup = claim.run.params["lr"], claim.run.params["mixup"]
+        out.append((lr, mixup))
+        # objective A prefers small mixup, objective B large mixup
+        value = 1 - mixup if objective == "A" else mixup
+        backend.log(claim.run.id, claim.token, 0, {"val/accuracy": value / 2})
+        backend.finish(claim.run.id, claim.token, {"val/accuracy": value + 0 * lr})
+    return out
 
 
-def test_bayes_suggestions_change_with_observed_metrics(tmp_path: Path) -> None:
-    a1 = _bayes_suggestions(tmp_path / "a1.db", "A")
-    a2 = _bayes_suggestions(tmp_path / "a2.db", "A")
-    b = _bayes_suggestions(tmp_path / "b.db", "B")
+def test_bayes_suggestions_change_with_observed_metrics(
+    make_sql_store: Callable[[], SqlStore],
+) -> None:
+    a1 = _bayes_suggestions(make_sql_store(), "A")
+    a2 = _bayes_suggestions(make_sql_store(), "A")
+    b = _bayes_suggestions(make_sql_store(), "B")
     assert a1 == a2  # same spec, seed and results: same suggestions
     assert a1[0] == b[0]  # before any result the two sweeps agree
     assert a1[1:] != b[1:]  # after results come in they diverge
@@ -62,14 +64,14 @@ def test_bayes_suggestions_change_with_observed_metrics(tmp_path: Path) -> None:
     assert late_a < late_b
 
 
-def test_engine_sees_finished_and_running_runs(tmp_path: Path) -> None:
+def test_engine_sees_finished_and_running_runs(make_sql_store: Callable[[], SqlStore]) -> None:
     """Runs in flight are passed to the engine too (bayes avoids suggesting them again)."""
-    with LocalBackend(tmp_path / "s.db") as backend:
-        sweep = backend.create_sweep(parse_spec(BAYES), seed=3)
-        claims = [backend.claim(sweep.id, f"a{i}") for i in range(3)]
-        params = [c.run.params for c in claims if c.run]
-        assert len({(p["lr"], p["mixup"]) for p in params}) == 3
-        assert all(math.isfinite(p["lr"]) for p in params)
+    backend = make_sql_store()
+    sweep = backend.create_sweep(parse_spec(BAYES), seed=3)
+    claims = [backend.claim(sweep.id, f"a{i}") for i in range(3)]
+    params = [c.run.params for c in claims if c.run]
+    assert len({(p["lr"], p["mixup"]) for p in params}) == 3
+    assert all(math.isfinite(p["lr"]) for p in params)
 
 
 HYPERBAND = """
@@ -81,7 +83,10 @@ parameters:
 """
 
 
-def test_hyperband_stops_a_run_whose_stored_history_is_poor(backend: LocalBackend) -> None:
+def test_hyperband_stops_a_run_whose_stored_history_is_poor(
+    make_sql_store: Callable[[], SqlStore],
+) -> None:
+    backend = make_sql_store()
     sweep = backend.create_sweep(parse_spec(HYPERBAND))
     # Two good runs finish first: their histories set the band thresholds.
     for loss in (0.2, 0.5):

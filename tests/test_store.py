@@ -1,14 +1,21 @@
-"""The local store's contract: claims, leases, compare-and-set, immutability, schema."""
+"""The store contract: claims, leases, compare-and-set, immutability, schema.
+
+Every test taking ``backend`` runs against each SQL store: an SQLite file and a database on a
+real PostgreSQL server (started by the tests; skipped, with the reason, where none exists).
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from asc_sweep.backends import LocalBackend
+from asc_sweep.backends.sql import SqlStore
 from asc_sweep.errors import LeaseLost, StoreError, SweepNotFound
 from asc_sweep.sweep import engine
 from asc_sweep.sweep.spec import parse_spec
@@ -28,7 +35,30 @@ parameters:
 """
 
 
-def test_grid_is_expanded_at_create_in_engine_order(backend: LocalBackend) -> None:
+@pytest.fixture
+def backend(make_sql_store: Callable[[], SqlStore]) -> SqlStore:
+    return make_sql_store()
+
+
+def raw_sql(backend: SqlStore) -> Callable[[str, tuple[Any, ...]], None]:
+    """Run SQL on the store's database behind the store's back (its own connection)."""
+    if isinstance(backend, LocalBackend):
+
+        def run_sqlite(sql: str, args: tuple[Any, ...]) -> None:
+            with sqlite3.connect(backend.path) as conn:
+                conn.execute(sql, args)
+
+        return run_sqlite
+    import psycopg
+
+    def run_pg(sql: str, args: tuple[Any, ...]) -> None:
+        with psycopg.connect(backend.url, autocommit=True) as conn:
+            conn.execute(sql.replace("?", "%s"), args)
+
+    return run_pg
+
+
+def test_grid_is_expanded_at_create_in_engine_order(backend: SqlStore) -> None:
     sweep = backend.create_sweep(parse_spec(GRID))
     runs = backend.runs(sweep.id)
     assert sweep.total == 6 and len(runs) == 6
@@ -40,7 +70,7 @@ def test_grid_is_expanded_at_create_in_engine_order(backend: LocalBackend) -> No
     assert len({r.config_hash for r in runs}) == 6
 
 
-def test_claims_hand_out_each_run_once_then_done(backend: LocalBackend) -> None:
+def test_claims_hand_out_each_run_once_then_done(backend: SqlStore) -> None:
     sweep = backend.create_sweep(parse_spec(GRID))
     seen = []
     while (claim := backend.claim(sweep.id, "a")).status == "claimed":
@@ -52,7 +82,7 @@ def test_claims_hand_out_each_run_once_then_done(backend: LocalBackend) -> None:
     assert backend.get_sweep(sweep.id).state == "finished"
 
 
-def test_wait_while_runs_are_in_flight(backend: LocalBackend) -> None:
+def test_wait_while_runs_are_in_flight(backend: SqlStore) -> None:
     sweep = backend.create_sweep(parse_spec("method: grid\nparameters:\n  fold: {value: 1}\n"))
     first = backend.claim(sweep.id, "a")
     assert first.status == "claimed"
@@ -62,7 +92,7 @@ def test_wait_while_runs_are_in_flight(backend: LocalBackend) -> None:
     assert backend.claim(sweep.id, "b").status == "done"
 
 
-def test_only_the_token_holder_can_update_a_run(backend: LocalBackend) -> None:
+def test_only_the_token_holder_can_update_a_run(backend: SqlStore) -> None:
     sweep = backend.create_sweep(parse_spec(GRID))
     claim = backend.claim(sweep.id, "a")
     assert claim.run and claim.token
@@ -75,20 +105,19 @@ def test_only_the_token_holder_can_update_a_run(backend: LocalBackend) -> None:
         backend.fail(claim.run.id, claim.token, "late")
 
 
-def test_terminal_runs_are_immutable_even_to_raw_sql(backend: LocalBackend, store: Path) -> None:
+def test_terminal_runs_are_immutable_even_to_raw_sql(backend: SqlStore) -> None:
     sweep = backend.create_sweep(parse_spec(GRID))
     claim = backend.claim(sweep.id, "a")
     assert claim.run and claim.token
     backend.finish(claim.run.id, claim.token, {"val/accuracy": 1.0})
-    conn = sqlite3.connect(store)
-    with pytest.raises(sqlite3.IntegrityError, match="terminal state"):
-        conn.execute("UPDATE runs SET state = 'pending' WHERE id = ?", (claim.run.id,))
-    with pytest.raises(sqlite3.IntegrityError, match="terminal state"):
-        conn.execute("INSERT INTO history VALUES (?, 99, '{}')", (claim.run.id,))
-    conn.close()
+    execute = raw_sql(backend)
+    with pytest.raises(Exception, match="terminal state"):
+        execute("UPDATE runs SET state = 'pending' WHERE id = ?", (claim.run.id,))
+    with pytest.raises(Exception, match="terminal state"):
+        execute("INSERT INTO history VALUES (?, 99, '{}')", (claim.run.id,))
 
 
-def test_expired_lease_requeues_the_same_configuration(backend: LocalBackend) -> None:
+def test_expired_lease_requeues_the_same_configuration(backend: SqlStore) -> None:
     sweep = backend.create_sweep(parse_spec(GRID), lease_seconds=0.2, max_attempts=3)
     lost = backend.claim(sweep.id, "dead-agent")
     assert lost.run and lost.token
@@ -102,7 +131,7 @@ def test_expired_lease_requeues_the_same_configuration(backend: LocalBackend) ->
         backend.finish(lost.run.id, lost.token, {})
 
 
-def test_a_run_lost_max_attempts_times_fails_with_its_reason(backend: LocalBackend) -> None:
+def test_a_run_lost_max_attempts_times_fails_with_its_reason(backend: SqlStore) -> None:
     sweep = backend.create_sweep(
         parse_spec("method: grid\nparameters:\n  fold: {value: 1}\n"),
         lease_seconds=0.1,
@@ -117,7 +146,7 @@ def test_a_run_lost_max_attempts_times_fails_with_its_reason(backend: LocalBacke
     assert "gave up after 2 attempts" in (run.error or "")
 
 
-def test_requeue_spends_no_attempt_and_clears_history(backend: LocalBackend) -> None:
+def test_requeue_spends_no_attempt_and_clears_history(backend: SqlStore) -> None:
     sweep = backend.create_sweep(parse_spec(GRID))
     claim = backend.claim(sweep.id, "a")
     assert claim.run and claim.token
@@ -130,7 +159,7 @@ def test_requeue_spends_no_attempt_and_clears_history(backend: LocalBackend) -> 
     assert backend.history(run.id) == []  # a new attempt starts a new history
 
 
-def test_history_is_stored_in_order(backend: LocalBackend) -> None:
+def test_history_is_stored_in_order(backend: SqlStore) -> None:
     sweep = backend.create_sweep(parse_spec(GRID))
     claim = backend.claim(sweep.id, "a")
     assert claim.run and claim.token
@@ -139,7 +168,7 @@ def test_history_is_stored_in_order(backend: LocalBackend) -> None:
     assert backend.history(claim.run.id) == [{"val/accuracy": s / 10} for s in range(3)]
 
 
-def test_random_search_honours_run_cap(backend: LocalBackend) -> None:
+def test_random_search_honours_run_cap(backend: SqlStore) -> None:
     sweep = backend.create_sweep(parse_spec(RANDOM), seed=1)
     assert sweep.total == 4
     lrs = []
@@ -151,21 +180,20 @@ def test_random_search_honours_run_cap(backend: LocalBackend) -> None:
     assert all(0.0001 <= lr <= 0.1 for lr in lrs)
 
 
-def test_same_seed_same_suggestions(tmp_path: Path) -> None:
-    def lrs(path: Path) -> list[float]:
-        with LocalBackend(path) as b:
-            sweep = b.create_sweep(parse_spec(RANDOM), seed=42)
-            out = []
-            while (c := b.claim(sweep.id, "a")).status == "claimed":
-                assert c.run and c.token
-                out.append(c.run.params["lr"])
-                b.finish(c.run.id, c.token, {})
-            return out
+def test_same_seed_same_suggestions(make_sql_store: Callable[[], SqlStore]) -> None:
+    def lrs(b: SqlStore) -> list[float]:
+        sweep = b.create_sweep(parse_spec(RANDOM), seed=42)
+        out = []
+        while (c := b.claim(sweep.id, "a")).status == "claimed":
+            assert c.run and c.token
+            out.append(c.run.params["lr"])
+            b.finish(c.run.id, c.token, {})
+        return out
 
-    assert lrs(tmp_path / "a.db") == lrs(tmp_path / "b.db")
+    assert lrs(make_sql_store()) == lrs(make_sql_store())
 
 
-def test_latest_sweep_is_the_default(backend: LocalBackend) -> None:
+def test_latest_sweep_is_the_default(backend: SqlStore) -> None:
     with pytest.raises(SweepNotFound, match="no sweeps yet"):
         backend.get_sweep()
     backend.create_sweep(parse_spec(GRID))
@@ -173,6 +201,9 @@ def test_latest_sweep_is_the_default(backend: LocalBackend) -> None:
     assert backend.get_sweep().id == second.id
     with pytest.raises(SweepNotFound, match=f"no sweep 'zzzzzz'; sweeps here: .*{second.id}"):
         backend.get_sweep("zzzzzz")
+
+
+# --- SQLite only --------------------------------------------------------------------------
 
 
 def test_a_file_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
