@@ -99,3 +99,18 @@ def test_parameter_counts_match_the_papers(arch: str) -> None:
     spec, published, tolerance = PUBLISHED[arch]
     n = count_parameters(build_model(arch, spec))
     assert abs(n - published) <= tolerance * published, (arch, n, published)
+
+
+def test_masked_mean_in_bf16_is_the_rounded_float32_mean() -> None:
+    """Under bf16 (autocast on a GPU) the frames of a 4 s crop (~400) cannot be counted, nor
+    summed, in bf16: the mean must be accumulated in float32 and rounded once."""
+    from asc_sweep.models.common import masked_mean, time_mask
+
+    torch.manual_seed(0)
+    x = (torch.randn(64, 8, 1000) + 3).bfloat16()
+    mask = time_mask(torch.full((64,), 777), 1, 1000)
+    exact = x[..., :777].double().mean(-1)
+    out = masked_mean(x, mask)
+    assert out.dtype == torch.bfloat16
+    ulp = 2.0 ** torch.floor(torch.log2(exact.abs())) * 2**-7  # bf16's spacing at each value
+    assert float(((out.double() - exact).abs() / ulp).max()) <= 0.5 + 1e-6  # one rounding

@@ -41,9 +41,14 @@ def time_mask(lengths: torch.Tensor, factor: int, steps: int) -> torch.Tensor:
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the last axis of ``x`` (..., T) where ``mask`` (batch, T) is true."""
-    m = mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[1]).to(x.dtype)
-    return (x * m).sum(-1) / m.sum(-1).clamp(min=1)
+    """Mean over the last axis of ``x`` (..., T) where ``mask`` (batch, T) is true.
+
+    Sums and counts in float32 whatever ``x``'s dtype (under bf16 autocast, a frame count above
+    256 is not representable in bf16, nor is a sum over hundreds of frames), then returns
+    ``x``'s dtype.
+    """
+    m = mask.view(mask.shape[0], *([1] * (x.dim() - 2)), mask.shape[1]).float()
+    return ((x.float() * m).sum(-1) / m.sum(-1).clamp(min=1)).to(x.dtype)
 
 
 def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
