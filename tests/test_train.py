@@ -209,3 +209,15 @@ def test_every_architecture_trains_through_the_real_loop(arch: str, synth_root: 
     result = train_and_evaluate(tiny(synth_root, arch=arch, epochs=1, specaugment=True, mixup=0.2))
     assert result.epochs_run == 1 and 0 <= result.test["accuracy"] <= 1
     assert result.macs_per_clip > 0 and result.timings["inference_ms_per_clip"] > 0
+
+
+def test_deterministic_knob_pins_cudnn_and_is_the_default() -> None:
+    import torch
+
+    from asc_sweep.run.runtime import seed_everything
+
+    assert RunConfig().deterministic is True
+    seed_everything(3, deterministic=False)
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    seed_everything(3)
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark

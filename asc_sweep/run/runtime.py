@@ -28,10 +28,16 @@ def pick_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch (every device). ``deterministic`` also pins cuDNN to
+    deterministic kernels and turns off its autotuner, whose choice of kernel varies from run
+    to run; without it, GPU results of a resumed run differ from an uninterrupted one in the
+    last bits (and grow apart over epochs)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
 
 
 def device_name(device: torch.device) -> str:

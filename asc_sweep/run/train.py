@@ -135,7 +135,7 @@ def train_and_evaluate(
     """
     context = context or StandaloneContext()
     tracker = tracker or NullTracker()
-    seed_everything(config.seed)
+    seed_everything(config.seed, config.deterministic)
     setup = set_up(config)
     config = setup.config  # sample_rate resolved
     if setup.data.upsampled:

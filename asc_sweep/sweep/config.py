@@ -220,6 +220,11 @@ class RunConfig:
         "auto", "where to train (auto: GPU when present)", choices=("auto", "cpu", "cuda")
     )
     amp: bool = knob(True, "mixed precision on CUDA")
+    deterministic: bool = knob(
+        True,
+        "deterministic cuDNN kernels on CUDA (a resumed run ends bit for bit as an "
+        "uninterrupted one); false lets cuDNN pick the fastest, non-deterministic kernels",
+    )
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
