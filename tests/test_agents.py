@@ -186,6 +186,43 @@ def test_launch_pins_agents_to_gpus_round_robin_and_caps_threads(store: Path) ->
         assert s["omp_num_threads"] == "2"
 
 
+def test_launch_uses_every_visible_gpu_with_agents_per_gpu(store: Path) -> None:
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(
+            parse_spec("method: grid\nparameters:\n  seed: {min: 1, max: 8}\n")
+        )
+    # The host shows GPUs 2 and 5 (as a scheduler would set it); two agents share each.
+    result = launch(
+        store, "--agents-per-gpu", "2", "--function", "runfns:environment",
+        CUDA_VISIBLE_DEVICES="2,5",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with LocalBackend(store) as backend:
+        summaries = [r.summary or {} for r in backend.runs(sweep.id)]
+    by_agent = {s["agent_index"]: s["cuda_visible_devices"] for s in summaries}
+    assert set(by_agent) <= {"0", "1", "2", "3"} and len(summaries) == 8
+    assert all(gpu == ["2", "5"][int(i) % 2] for i, gpu in by_agent.items())
+
+
+def test_agent_plan_defaults_to_one_agent_per_visible_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asc_sweep.agent.launcher import plan_agents, visible_gpus
+    from asc_sweep.errors import AscSweepError
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
+    assert visible_gpus() == ["0", "1", "2"]
+    assert plan_agents(None, None, None) == (3, ["0", "1", "2"])
+    assert plan_agents(None, None, 2) == (6, ["0", "1", "2"])
+    assert plan_agents(4, ["1"], None) == (4, ["1"])
+    with pytest.raises(AscSweepError, match="disagree"):
+        plan_agents(4, None, 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,-1,2")  # CUDA stops at an invalid entry
+    assert visible_gpus() == ["1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert plan_agents(None, None, None) == (1, None)
+    with pytest.raises(AscSweepError, match="no GPU is visible"):
+        plan_agents(None, None, 2)
+
+
 def test_launch_restarts_an_agent_that_dies(store: Path, tmp_path: Path) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()

@@ -59,6 +59,55 @@ def threads_per_agent(agents: int, cpus: int | None = None) -> int:
     return max(1, (cpus or os.cpu_count() or 1) // agents)
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this host lets us use, as ``CUDA_VISIBLE_DEVICES`` names them (its entries
+    when it is set, else ``0..n-1``); empty on a host without CUDA."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        names = [g.strip() for g in listed.split(",") if g.strip()]
+        # CUDA stops at the first invalid entry ("-1" is the usual way to hide every GPU).
+        valid = []
+        for name in names:
+            if name.startswith("-"):
+                break
+            valid.append(name)
+        return valid
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def plan_agents(
+    agents: int | None, gpus: list[str] | None, agents_per_gpu: int | None
+) -> tuple[int, list[str] | None]:
+    """How many agents to start and the GPUs to pin them to, round robin.
+
+    GPUs default to every visible one; agents default to ``agents_per_gpu`` (else 1) per GPU,
+    or 1 on a host without GPUs. ``agents_per_gpu`` with an explicit ``agents`` that differs
+    from it is refused.
+
+    Raises:
+        AscSweepError: ``agents_per_gpu`` on a host without GPUs, or a contradiction.
+    """
+    from asc_sweep.errors import AscSweepError
+
+    chosen = gpus if gpus is not None else visible_gpus()
+    if not chosen:
+        if agents_per_gpu is not None:
+            raise AscSweepError(
+                "--agents-per-gpu: no GPU is visible on this host (CUDA_VISIBLE_DEVICES, or no "
+                "CUDA); use --agents N"
+            )
+        return agents or 1, None
+    per_gpu = agents_per_gpu or 1
+    if agents is not None and agents_per_gpu is not None and agents != per_gpu * len(chosen):
+        raise AscSweepError(
+            f"--agents {agents} and --agents-per-gpu {agents_per_gpu} disagree on "
+            f"{len(chosen)} GPU(s) ({','.join(chosen)}); give one of them"
+        )
+    return agents or per_gpu * len(chosen), chosen
+
+
 def gpu_for(index: int, gpus: list[str] | None) -> str | None:
     """Round robin: agent ``index`` gets ``gpus[index % len(gpus)]``."""
     return gpus[index % len(gpus)] if gpus else None

@@ -291,7 +291,16 @@ def demo(
     data: Annotated[
         Path, typer.Option(help="Where the synthetic scenes are (written if missing)")
     ] = Path("asc-sweep-data/synth"),
-    agents: Annotated[int, typer.Option("--agents", "-n", min=1, help="Agent processes")] = 2,
+    agents: Annotated[
+        int | None,
+        typer.Option(
+            "--agents",
+            "-n",
+            min=1,
+            help="Agent processes [default: 2, or one per visible GPU where there are more]",
+            show_default=False,
+        ),
+    ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="The reduced demo: 2 folds, 3 epochs, smaller data")
     ] = False,
@@ -328,12 +337,29 @@ def launch(
     sweep_id: SweepArg = None,
     store: StoreOption = None,
     agents: Annotated[
-        int, typer.Option("--agents", "-n", min=1, help="Agent processes to run on this host")
-    ] = 1,
+        int | None,
+        typer.Option(
+            "--agents",
+            "-n",
+            min=1,
+            help="Agent processes to run on this host [default: one per GPU, or 1 without GPUs]",
+            show_default=False,
+        ),
+    ] = None,
     gpus: Annotated[
         str | None,
         typer.Option(
-            help="GPU indices, e.g. 0,1: agents are pinned round robin (several per GPU allowed)",
+            help="GPU indices, e.g. 0,1: agents are pinned round robin (several per GPU allowed) "
+            "[default: every visible GPU]",
+            show_default=False,
+        ),
+    ] = None,
+    agents_per_gpu: Annotated[
+        int | None,
+        typer.Option(
+            "--agents-per-gpu",
+            min=1,
+            help="Agents sharing each GPU (small models leave room for several)",
             show_default=False,
         ),
     ] = None,
@@ -348,16 +374,16 @@ def launch(
     tracking: TrackingOption = "auto",
 ) -> None:
     """Start N agents on this host, restart those that die, show progress; exit when the sweep is done."""
-    from asc_sweep.agent.launcher import Launcher
+    from asc_sweep.agent.launcher import Launcher, plan_agents
 
     with user_errors():
         mode = _tracking(tracking)
-        gpu_ids = _parse_gpus(gpus)
+        count, gpu_ids = plan_agents(agents, _parse_gpus(gpus), agents_per_gpu)
         controller = _open(sweep_id, store)
         controller.check_agents(mode)
         launcher = Launcher(
             controller,
-            agents=agents,
+            agents=count,
             gpus=gpu_ids,
             function=function,
             threads=threads,

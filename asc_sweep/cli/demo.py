@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from asc_sweep.agent.launcher import Launcher
+from asc_sweep.agent.launcher import Launcher, visible_gpus
 from asc_sweep.backends.base import CreateOptions
 from asc_sweep.backends.registry import create_sweep
 from asc_sweep.data.synth import SynthSpec, generate
@@ -69,9 +69,12 @@ def quick_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_demo(
-    store: Path, data: Path, *, agents: int, quick: bool, tracking: str, console: Console
+    store: Path, data: Path, *, agents: int | None, quick: bool, tracking: str, console: Console
 ) -> int:
-    """Synthesise the data if needed, register and run the sweep, print the summary."""
+    """Synthesise the data if needed, register and run the sweep, print the summary.
+
+    Agents are pinned round robin to every visible GPU; without ``agents``, 2, or one per GPU
+    where there are more."""
     synth = (
         SynthSpec(classes=8, clips_per_class=16, seconds=1.0, sample_rate=16000)
         if quick
@@ -84,8 +87,13 @@ def run_demo(
     spec["parameters"]["data_root"] = {"value": str(data)}
     assert not validate_config(spec), "the demo spec must validate"
     sweep = create_sweep(SweepSpec(spec, source="demo"), "local", CreateOptions(store=str(store)))
-    console.print(f"sweep {sweep.ref}: {sweep.total} runs with {agents} agents ({sweep.location})")
-    code = Launcher(sweep, agents=agents, console=console, tracking=tracking).run()
+    gpus = visible_gpus() or None
+    agents = agents or max(2, len(gpus or ()))
+    on = f" on GPUs {','.join(gpus)}" if gpus else ""
+    console.print(
+        f"sweep {sweep.ref}: {sweep.total} runs with {agents} agents{on} ({sweep.location})"
+    )
+    code = Launcher(sweep, agents=agents, gpus=gpus, console=console, tracking=tracking).run()
     report, files = write_report(
         sweep.records(), Path("reports") / sweep.ref, sweep_id=sweep.ref, sweep_name=sweep.name
     )
