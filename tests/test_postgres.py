@@ -26,14 +26,7 @@ from asc_sweep.errors import StoreError
 from asc_sweep.sweep.spec import parse_spec
 from tests.conftest import ROOT, TESTS
 from tests.pgserver import PASSWORD
-
-GRID = """
-method: grid
-metric: {name: val/accuracy, goal: maximize}
-parameters:
-  init: {values: [default, he_normal]}
-  fold: {values: [1, 2, 3]}
-"""
+from tests.test_store import GRID
 
 
 def psql(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:

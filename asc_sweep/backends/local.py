@@ -16,12 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from asc_sweep.backends.base import CreateOptions
+from asc_sweep.backends.base import Sweep
 from asc_sweep.backends.sql import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
     SCHEMA_VERSION,
     Conn,
+    SqlBackendEntry,
     SqlStore,
     StoreController,
 )
@@ -209,29 +210,21 @@ class LocalBackend(SqlStore):
 class LocalController(StoreController):
     """A sweep in a local SQLite store; agent logs and checkpoints go beside the store file."""
 
-    def __init__(self, store: LocalBackend, sweep: Any) -> None:
+    def __init__(self, store: LocalBackend, sweep: Sweep) -> None:
         super().__init__(store, sweep, store.path.resolve().parent, str(store.path.resolve()))
 
 
-class LocalBackendEntry:
+class LocalBackendEntry(SqlBackendEntry):
     """``--backend local``: sweeps in one SQLite file (``--store``, default ``./asc-sweep.db``)."""
 
     name = "local"
 
-    def create(self, spec: Any, options: CreateOptions) -> LocalController:
-        store = LocalBackend(options.store)
-        sweep = store.create_sweep(
-            spec,
-            lease_seconds=options.lease_seconds,
-            max_attempts=options.max_attempts,
-            seed=options.seed,
-        )
+    def open_store(self, store: str | None) -> LocalBackend:
+        return LocalBackend(store)
+
+    def controller(self, store: LocalBackend, sweep: Sweep) -> LocalController:
         return LocalController(store, sweep)
 
     def claims(self, ref: str | None, store: str | None) -> bool:
         # Sweep ids have no "/"; a store given as a URL belongs to a server backend.
         return (ref is None or "/" not in ref) and (store is None or "://" not in store)
-
-    def open(self, ref: str | None, store: str | None) -> LocalController:
-        backend = LocalBackend(store)
-        return LocalController(backend, backend.get_sweep(ref))

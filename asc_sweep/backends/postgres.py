@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from asc_sweep.backends.base import CreateOptions, Sweep
-from asc_sweep.backends.sql import SCHEMA_VERSION, Conn, SqlStore, StoreController
+from asc_sweep.backends.base import Sweep
+from asc_sweep.backends.sql import SCHEMA_VERSION, Conn, SqlBackendEntry, SqlStore, StoreController
 from asc_sweep.errors import StoreError
 
 T = TypeVar("T")
@@ -357,29 +357,21 @@ class PostgresController(StoreController):
         return {} if self._password is None else {"PGPASSWORD": self._password}
 
 
-class PostgresBackendEntry:
+class PostgresBackendEntry(SqlBackendEntry):
     """``--store postgresql://...``: sweeps in a PostgreSQL database shared by many hosts."""
 
     name = "postgres"
 
-    def create(self, spec: Any, options: CreateOptions) -> PostgresController:
-        if not is_postgres_url(options.store):
+    def open_store(self, store: str | None) -> PostgresStore:
+        if store is None or not is_postgres_url(store):
             raise StoreError(
-                "--backend postgres needs --store postgresql://USER@HOST:PORT/DB "
-                "(or $ASC_SWEEP_STORE)"
+                f"--store {store or '(none)'}: the postgres backend needs "
+                "postgresql://USER@HOST:PORT/DB (or $ASC_SWEEP_STORE)"
             )
-        store = PostgresStore(str(options.store))
-        sweep = store.create_sweep(
-            spec,
-            lease_seconds=options.lease_seconds,
-            max_attempts=options.max_attempts,
-            seed=options.seed,
-        )
+        return PostgresStore(store)
+
+    def controller(self, store: PostgresStore, sweep: Sweep) -> PostgresController:
         return PostgresController(store, sweep)
 
     def claims(self, ref: str | None, store: str | None) -> bool:
         return (ref is None or "/" not in ref) and is_postgres_url(store)
-
-    def open(self, ref: str | None, store: str | None) -> PostgresController:
-        backend = PostgresStore(str(store))
-        return PostgresController(backend, backend.get_sweep(ref))

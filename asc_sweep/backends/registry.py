@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from asc_sweep.backends.base import Backend, Controller, CreateOptions
-from asc_sweep.backends.local import LocalBackend, LocalBackendEntry
-from asc_sweep.backends.postgres import PostgresBackendEntry, PostgresStore, is_postgres_url
+from asc_sweep.backends.local import LocalBackendEntry
+from asc_sweep.backends.postgres import PostgresBackendEntry, is_postgres_url
 from asc_sweep.backends.sql import SqlStore
 from asc_sweep.backends.wandb import WandbBackendEntry
 from asc_sweep.errors import AscSweepError
@@ -35,9 +35,8 @@ def create_sweep(spec: Any, backend: str, options: CreateOptions) -> Controller:
 def open_store(store: str | None) -> SqlStore:
     """The SQL store ``store`` names: a ``postgresql://`` URL, else an SQLite file
     (``$ASC_SWEEP_STORE``, else ``./asc-sweep.db``, when None)."""
-    if store is not None and is_postgres_url(store):
-        return PostgresStore(store)
-    return LocalBackend(store)
+    entry = PostgresBackendEntry() if is_postgres_url(store) else LocalBackendEntry()
+    return entry.open_store(store)
 
 
 def open_sweep(ref: str | None, store: str | None = None) -> Controller:

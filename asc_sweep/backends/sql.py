@@ -27,7 +27,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from asc_sweep.backends.base import Claim, Controller, Failure, Run, Sweep, SweepCounts
+from asc_sweep.backends.base import (
+    Claim,
+    Controller,
+    CreateOptions,
+    Failure,
+    Run,
+    Sweep,
+    SweepCounts,
+)
 from asc_sweep.errors import LeaseLost, RunNotFound, StoreError, SweepNotFound
 from asc_sweep.report.records import RunRecord
 from asc_sweep.sweep import engine
@@ -683,3 +691,30 @@ class StoreController(Controller):
 
     def close(self) -> None:
         self.backend.close()
+
+
+class SqlBackendEntry(ABC):
+    """A registry entry (``backends.registry``) for an SQL store: how to open the store a
+    ``--store`` names, and the controller of one of its sweeps."""
+
+    name: str
+
+    @abstractmethod
+    def open_store(self, store: str | None) -> SqlStore: ...
+
+    @abstractmethod
+    def controller(self, store: Any, sweep: Sweep) -> StoreController: ...
+
+    def create(self, spec: Any, options: CreateOptions) -> StoreController:
+        store = self.open_store(options.store)
+        sweep = store.create_sweep(
+            spec,
+            lease_seconds=options.lease_seconds,
+            max_attempts=options.max_attempts,
+            seed=options.seed,
+        )
+        return self.controller(store, sweep)
+
+    def open(self, ref: str | None, store: str | None) -> StoreController:
+        backend = self.open_store(store)
+        return self.controller(backend, backend.get_sweep(ref))
