@@ -85,12 +85,21 @@ def make_loader(
     crop_samples: int | None,
     shuffle: bool,
     seed: int,
+    pin_memory: bool = False,
 ) -> DataLoader[tuple[object, ...]]:
-    """Batches of ``indices``: length-bucketed, padded with lengths; crops when training."""
+    """Batches of ``indices``: length-bucketed, padded with lengths; crops when training.
+    ``pin_memory`` (for a CUDA run) builds batches in page-locked memory, so that copying
+    them to the GPU is asynchronous (``non_blocking``) and overlaps the previous step."""
     dataset = WaveformDataset(
         data.cache, indices, [data.labels[i] for i in indices], crop_samples, seed
     )
     sampler = LengthBucketSampler(
         [dataset.length(i) for i in range(len(dataset))], batch_size, shuffle=shuffle, seed=seed
     )
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=pad_batch, num_workers=0)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=pad_batch,
+        num_workers=0,
+        pin_memory=pin_memory,
+    )

@@ -227,6 +227,7 @@ def set_up(config: RunConfig) -> Setup:
             crop_samples=crop,
             shuffle=True,
             seed=config.seed,
+            pin_memory=device.type == "cuda",
         ),
         **{
             part: make_loader(
@@ -236,6 +237,7 @@ def set_up(config: RunConfig) -> Setup:
                 crop_samples=None,
                 shuffle=False,
                 seed=0,
+                pin_memory=device.type == "cuda",
             )
             for part in ("val", "test")
         },
@@ -371,7 +373,7 @@ def train_epoch(setup: Setup, state: TrainState, stop: StopFlag) -> tuple[float,
     for waves, lengths, labels in loader:
         if stop.is_set:
             return None
-        waves, lengths, labels = waves.to(device), lengths.to(device), labels.to(device)
+        waves, lengths, labels = (t.to(device, non_blocking=True) for t in (waves, lengths, labels))
         with torch.autocast(device.type, dtype=setup.amp_dtype, enabled=setup.amp):
             x, steps = net.features(waves, lengths)
             targets = F.one_hot(labels, n_classes).float() * (1 - smoothing) + smoothing / n_classes
@@ -399,7 +401,7 @@ def evaluate(setup: Setup, part: str) -> dict[str, Any]:
     segment = config.eval_segment_seconds
     probs, labels = [], []
     for waves, lengths, y in setup.loaders[part]:
-        waves, lengths = waves.to(device), lengths.to(device)
+        waves, lengths = waves.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
         if segment is None:
             logits = net(waves, lengths)
             probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
