@@ -80,6 +80,28 @@ def test_a_requeued_run_resumes_and_ends_as_an_uninterrupted_one(
     assert resumed.test == straight.test
 
 
+def test_checkpoints_every_n_epochs_still_resume_bit_for_bit(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    config = tiny(synth_root, checkpoint_every=2)
+    straight = train_and_evaluate(config)
+
+    class Killed(Exception):
+        pass
+
+    class DiesAtEpoch3(StandaloneContext):
+        def log(self, metrics: Mapping[str, Any], step: int | None = None, **kw: Any) -> None:
+            if step == 2:
+                raise Killed
+
+    with pytest.raises(Killed):
+        train_and_evaluate(config, context=DiesAtEpoch3(run_dir=tmp_path / "run"))
+    resumed = train_and_evaluate(config, context=StandaloneContext(run_dir=tmp_path / "run"))
+    assert resumed.resumed_from_epoch == 2  # epoch 1 was not saved, epoch 2 was
+    assert [h["train/loss"] for h in resumed.history] == [h["train/loss"] for h in straight.history]
+    assert resumed.test == straight.test
+
+
 def test_the_wandb_offline_run_holds_config_history_and_summary(
     synth_root: Path, tmp_path: Path
 ) -> None:

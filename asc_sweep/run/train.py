@@ -172,7 +172,7 @@ def train_and_evaluate(
             tracker.log(row, step=state.epoch - 1)
             if stop.aborts:
                 break
-            if context.run_dir is not None:
+            if context.run_dir is not None and state.epoch % config.checkpoint_every == 0:
                 state.save(context.run_dir)
             if state.selection.exhausted:
                 end_reason = state.selection.reason

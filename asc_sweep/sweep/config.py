@@ -220,6 +220,12 @@ class RunConfig:
         "auto", "where to train (auto: GPU when present)", choices=("auto", "cpu", "cuda")
     )
     amp: bool = knob(True, "mixed precision on CUDA")
+    checkpoint_every: int = knob(
+        1,
+        "epochs between checkpoints of a run in a sweep (a requeued run resumes from the last "
+        "one, bit for bit); raise it where epochs take a second or two on a GPU",
+        minimum=1,
+    )
     deterministic: bool = knob(
         True,
         "deterministic cuDNN kernels on CUDA (a resumed run ends bit for bit as an "
