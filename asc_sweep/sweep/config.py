@@ -166,7 +166,7 @@ class RunConfig:
     momentum: float = knob(0.9, "SGD momentum (Nesterov)", minimum=0, maximum=0.999)
     schedule: str = knob("cosine", "learning-rate schedule", choices=("cosine", "step", "constant"))
     warmup_epochs: int = knob(2, "linear warm-up epochs", minimum=0)
-    batch_size: int = knob(32, "clips per batch", minimum=1)
+    batch_size: int = knob(16, "clips per batch", minimum=1)
     epochs: int = knob(40, "maximum epochs", minimum=1)
     patience: int = knob(0, "early-stopping patience in epochs (0: off)", minimum=0)
     min_epochs: int = knob(0, "epochs before early stopping may end a run", minimum=0)

@@ -79,7 +79,7 @@ MODERN = Recipe(
         "momentum": 0.9,
         "schedule": "cosine",
         "warmup_epochs": 2,
-        "batch_size": 32,
+        "batch_size": 16,
         "epochs": 40,
         "patience": 0,
         "min_epochs": 0,
@@ -106,8 +106,16 @@ MODERN = Recipe(
         "at evaluation, pooled with a mask), random gain of +/- 6 dB (recording level is a "
         "location cue, not a class cue), a random shift of the log-mel by up to 2 bands (a "
         "cheap stand-in for pitch shifting, the augmentation Salamon & Bello 2017 found most "
-        "useful on UrbanSound8K), SpecAugment's masks (Park et al. 2019; used by PANNs and "
-        "CP-ResNet), label smoothing 0.1 (Szegedy et al. 2016).",
+        "useful on UrbanSound8K), FilterAugment of +/- 6 dB (Nam et al. 2022: a smooth random "
+        "gain over the mel bands, standing in for an unseen location's microphone and room; "
+        "part of several top DCASE 2022-2023 systems), SpecAugment's masks (Park et al. 2019; "
+        "used by PANNs and CP-ResNet) sized as PANNs size them, an eighth of the bands and a "
+        "sixteenth of the example's frames (fixed 20-frame masks blanked up to 40 % of a 2 s "
+        "crop at a 20 ms hop), label smoothing 0.1 (Szegedy et al. 2016).",
+        "Batch size 16, as the DCASE 2018 baseline and CP-ResNet train: on a few hundred "
+        "clips a batch of 32 leaves 8 optimiser steps an epoch. On the realistic synthetic "
+        "scenes (4 location-disjoint folds, dcase2018_cnn) batch 16 scored 0.742 against "
+        "0.719 for 32 (at least as high on every fold) at the same CPU time.",
         "No mixup by default: with small models (0.1 M parameters) mixup on top of the masks "
         "left the network underfitting on UrbanSound8K (0.597 against 0.640 on fold 1 with "
         "dcase2018_cnn); the `mixup` knob stays for the ablation.",
