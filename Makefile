@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # on CPU-only hosts and on GPU hosts. pyproject.toml keeps open ranges.
 TORCH_PINS ?= torch==2.14.1 torchaudio==2.11.0
 
-.PHONY: venv test test-container lint typecheck demo bench clean
+.PHONY: venv test test-container lint typecheck demo bench bench-gpu clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ bench: venv
 	$(BIN)/python benchmarks/features.py
 	$(BIN)/python benchmarks/synth.py
 	$(BIN)/python benchmarks/soak.py
+	$(BIN)/python benchmarks/models.py --device cpu --repeats 3
+
+# On a GPU host: GPU tests and every GPU figure in one command (see benchmarks/gpu.sh).
+bench-gpu:
+	bash benchmarks/gpu.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

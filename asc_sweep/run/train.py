@@ -243,8 +243,19 @@ def set_up(config: RunConfig) -> Setup:
         },
     }
     amp = config.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
-    return Setup(config, data, net, model, loaders, device, amp, amp_dtype, data_seconds)
+    return Setup(
+        config, data, net, model, loaders, device, amp, autocast_dtype(config, amp), data_seconds
+    )
+
+
+def autocast_dtype(config: RunConfig, amp: bool) -> torch.dtype:
+    """bf16 where the GPU has it (no loss scaling needed), else fp16 (with a GradScaler);
+    ``amp_dtype`` forces one."""
+    if config.amp_dtype == "bfloat16" or (
+        config.amp_dtype == "auto" and amp and torch.cuda.is_bf16_supported()
+    ):
+        return torch.bfloat16
+    return torch.float16
 
 
 def initial_state(config: RunConfig, setup: Setup) -> TrainState:

@@ -220,6 +220,12 @@ class RunConfig:
         "auto", "where to train (auto: GPU when present)", choices=("auto", "cpu", "cuda")
     )
     amp: bool = knob(True, "mixed precision on CUDA")
+    amp_dtype: str = knob(
+        "auto",
+        "mixed-precision type: auto (bfloat16 where the GPU has it, else float16 with loss "
+        "scaling), bfloat16, float16",
+        choices=("auto", "bfloat16", "float16"),
+    )
     checkpoint_every: int = knob(
         1,
         "epochs between checkpoints of a run in a sweep (a requeued run resumes from the last "

@@ -1,0 +1,139 @@
+"""What each architecture costs: parameters, MACs per clip, training clips/s, batch-1 latency
+(median and p95) and batch-64 inference throughput, per sample rate, on one device.
+
+Training is asc-sweep's step: log-mel front end (or the raw waveform) and model on the device,
+AdamW, mixed precision on CUDA (bf16 where the GPU has it), batches of 32 random 2 s crops.
+Inference is whole 4 s clips. Figures are medians of timed repeats after warm-up, synchronised
+on GPUs; inputs are random (cost does not depend on content).
+
+Usage: python benchmarks/models.py [--device cpu|cuda] [--rates 16000 32000] [--arch NAME ...]
+                                   [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from asc_sweep.data.features import LogMel
+from asc_sweep.models import ARCHITECTURES, ModelSpec, build_model, count_parameters
+from asc_sweep.run.cost import count_macs
+
+N_CLASSES, N_MELS = 10, 64
+
+
+class Net(nn.Module):
+    """Front end (for log-mel models) and model, as a run chains them."""
+
+    def __init__(self, arch: str, rate: int) -> None:
+        super().__init__()
+        self.model = build_model(arch, ModelSpec(N_CLASSES, N_MELS, rate))
+        waveform = self.model.input_kind == "waveform"
+        win, hop = round(rate * 0.04), round(rate * 0.02)
+        self.front = None if waveform else LogMel(rate, N_MELS, win, hop)
+        self.hop = 1 if waveform else hop
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        x = waves if self.front is None else self.front(waves)
+        steps = torch.full((waves.shape[0],), x.shape[-1], device=waves.device)
+        return self.model(x, steps)
+
+
+def timed(
+    run: Callable[[], object], device: torch.device, warmup: int, repeats: int
+) -> list[float]:
+    """Seconds of each timed call of ``run``."""
+    out = []
+    for i in range(warmup + repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+def measure(arch: str, rate: int, device: torch.device, repeats: int) -> dict[str, float]:
+    net = Net(arch, rate).to(device)
+    amp = device.type == "cuda"
+    dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
+    crop = torch.randn(32, 2 * rate, device=device)
+    clip1 = torch.randn(1, 4 * rate, device=device)
+    clips64 = torch.randn(64, 4 * rate, device=device)
+    labels = torch.randint(0, N_CLASSES, (32,), device=device)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and dtype == torch.float16)
+
+    def train_step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=amp):
+            loss = nn.functional.cross_entropy(net(crop).float(), labels)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    def infer(x: torch.Tensor) -> Callable[[], object]:
+        def run() -> object:
+            with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=amp):
+                return net(x)
+
+        return run
+
+    net.train()
+    train = timed(train_step, device, warmup=2, repeats=repeats)
+    net.eval()
+    macs = count_macs(net, infer(clip1))
+    latency = sorted(timed(infer(clip1), device, warmup=3, repeats=max(20, 4 * repeats)))
+    batch = timed(infer(clips64), device, warmup=2, repeats=repeats)
+    return {
+        "params": count_parameters(net.model),
+        "macs": macs,
+        "train_clips_s": 32 / statistics.median(train),
+        "latency_ms": statistics.median(latency) * 1000,
+        "p95_ms": latency[int(0.95 * (len(latency) - 1))] * 1000,
+        "infer_clips_s": 64 / statistics.median(batch),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--rates", type=int, nargs="+", default=[16000, 32000])
+    parser.add_argument("--arch", nargs="+", default=list(ARCHITECTURES))
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"{where}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads\n")
+    print(
+        "| arch | rate | params | MMACs/4 s clip | train clips/s (batch 32, 2 s) "
+        "| batch-1 latency median / p95 ms | inference clips/s (batch 64, 4 s) |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for arch in args.arch:
+        for rate in args.rates:
+            try:
+                r = measure(arch, rate, device, args.repeats)
+            except (ValueError, RuntimeError) as exc:  # e.g. a model that needs other settings
+                print(f"| {arch} | {rate} | - | - | - | - | {' '.join(str(exc).split())[:60]} |")
+                continue
+            print(
+                f"| {arch} | {rate} | {r['params']:,.0f} | {r['macs'] / 1e6:,.1f} "
+                f"| {r['train_clips_s']:,.0f} | {r['latency_ms']:.2f} / {r['p95_ms']:.2f} "
+                f"| {r['infer_clips_s']:,.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

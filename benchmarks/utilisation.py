@@ -1,0 +1,136 @@
+"""How busy a sweep keeps one GPU: the same sweep run with 1, 2 and 4 agents per GPU.
+
+Synthetic scenes (8 classes, 4 s clips at 32 kHz) are generated once; each setting registers
+the same grid (``--runs`` runs of ``--arch`` at 32 kHz for ``--epochs`` epochs) in a fresh
+store and runs it with ``asc-sweep launch --agents-per-gpu K --gpus 0``, while the GPU's
+utilisation is sampled every 0.2 s (NVML, else ``nvidia-smi``). Reported: wall time, runs per
+hour and mean utilisation over the sweep's wall time (start-up included, as a user pays it).
+
+Usage: python benchmarks/utilisation.py [--agents-per-gpu 1 2 4] [--arch cnn10] [--runs 8]
+                                        [--epochs 5] [--clips-per-class 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from asc_sweep.backends import LocalBackend
+from asc_sweep.data.synth import SynthSpec, generate
+from asc_sweep.sweep.spec import parse_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Sampler(threading.Thread):
+    """Samples GPU 0's utilisation (percent) every ``interval`` seconds until stopped."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.interval, self._halt = interval, threading.Event()
+        self.samples: list[float] = []
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            self.read = lambda: float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+        except Exception:  # no NVML bindings: ask nvidia-smi
+            self.read = self._smi
+
+    @staticmethod
+    def _smi() -> float:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i",
+             "0"], capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return float(out.stdout.strip().splitlines()[0])
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.samples.append(self.read())
+            self._halt.wait(self.interval)
+
+    def stop(self) -> float:
+        self._halt.set()
+        self.join()
+        return statistics.fmean(self.samples) if self.samples else float("nan")
+
+
+def spec(data: Path, arch: str, runs: int, epochs: int, device: str) -> str:
+    return (
+        "method: grid\nparameters:\n  dataset: {value: synth}\n"
+        f"  data_root: {{value: {data}}}\n  arch: {{value: {arch}}}\n"
+        f"  sample_rate: {{value: 32000}}\n  device: {{value: {device}}}\n"
+        f"  epochs: {{value: {epochs}}}\n  fold: {{values: [1, 2, 3, 4]}}\n"
+        f"  seed: {{values: [{', '.join(str(i) for i in range(1, max(1, runs // 4) + 1))}]}}\n"
+    )
+
+
+def measure(
+    tmp: Path, data: Path, per_gpu: int, arch: str, runs: int, epochs: int, device: str
+) -> dict[str, float]:
+    store = tmp / f"k{per_gpu}.db"
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(parse_spec(spec(data, arch, runs, epochs, device)))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    )
+    cmd = [sys.executable, "-m", "asc_sweep", "launch", sweep.id, "--store", str(store),
+           "--agents-per-gpu", str(per_gpu), "--gpus", "0", "--tracking", "off"]  # fmt: skip
+    sampler = Sampler() if device == "cuda" else None
+    if sampler is not None:
+        sampler.start()
+    t0 = time.time()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp)
+    wall = time.time() - t0
+    busy = sampler.stop() if sampler is not None else float("nan")
+    if proc.returncode != 0:
+        raise SystemExit(f"launch with {per_gpu} agents per GPU failed:\n{proc.stderr[-2000:]}")
+    with LocalBackend(store) as backend:
+        done = backend.counts(sweep.id)["finished"]
+    return {"runs": done, "wall": wall, "runs_per_hour": done / wall * 3600, "busy": busy}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--agents-per-gpu", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--arch", default="cnn10")
+    parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--clips-per-class", type=int, default=60)
+    parser.add_argument("--device", default="cuda", help="cpu: a smoke run of the script alone")
+    args = parser.parse_args()
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA GPU on this host: the utilisation table needs one")
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        data = tmp / "synth"
+        generate(data, SynthSpec(clips_per_class=args.clips_per_class, seconds=4.0))
+        where = torch.cuda.get_device_name(0) if args.device == "cuda" else "CPU"
+        print(f"{where}: {args.arch} at 32 kHz, {args.runs} runs of "
+              f"{args.epochs} epochs on {8 * args.clips_per_class} 4-s clips\n")  # fmt: skip
+        print("| agents per GPU | runs | wall s | runs/hour | mean GPU utilisation % |")
+        print("| ---: | ---: | ---: | ---: | ---: |")
+        for k in args.agents_per_gpu:
+            r = measure(tmp, data, k, args.arch, args.runs, args.epochs, args.device)
+            print(
+                f"| {k} | {r['runs']:.0f} | {r['wall']:.0f} | {r['runs_per_hour']:.0f} "
+                f"| {r['busy']:.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The GPU path, on a CUDA host (skipped, with the reason, everywhere else): every architecture
+trains under bf16 and under fp16 with loss scaling, a run killed on the GPU resumes bit for bit
+with deterministic kernels, masked pooling under autocast matches float32, and two agents share
+one GPU. ``benchmarks/gpu.sh`` runs these first on a GPU host."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from asc_sweep.backends import LocalBackend
+from asc_sweep.models.common import masked_mean, time_mask
+from asc_sweep.run.context import StandaloneContext
+from asc_sweep.run.train import train_and_evaluate
+from asc_sweep.sweep.config import ARCH_NAMES
+from asc_sweep.sweep.spec import parse_spec
+
+from .conftest import ROOT, agent_env
+from .test_train import tiny
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this host"),
+]
+
+
+@pytest.mark.parametrize("amp_dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+def test_every_architecture_trains_on_cuda(arch: str, amp_dtype: str, synth_root: Path) -> None:
+    config = tiny(synth_root, arch=arch, epochs=1, device="cuda", amp_dtype=amp_dtype,
+                  specaugment=True, mixup=0.2)  # fmt: skip
+    result = train_and_evaluate(config)
+    assert result.environment["device_type"] == "cuda"
+    assert math.isfinite(result.history[0]["train/loss"])
+    assert 0 <= result.test["accuracy"] <= 1 and math.isfinite(result.test["log_loss"])
+
+
+def test_a_run_killed_on_cuda_resumes_bit_for_bit(synth_root: Path, tmp_path: Path) -> None:
+    config = tiny(synth_root, device="cuda", deterministic=True, specaugment=True, mixup=0.2)
+    straight = train_and_evaluate(config)
+
+    class Killed(Exception):
+        pass
+
+    class DiesAtEpoch2(StandaloneContext):
+        def log(self, metrics: Mapping[str, Any], step: int | None = None, **kw: Any) -> None:
+            if step == 1:
+                raise Killed
+
+    with pytest.raises(Killed):
+        train_and_evaluate(config, context=DiesAtEpoch2(run_dir=tmp_path / "run"))
+    resumed = train_and_evaluate(config, context=StandaloneContext(run_dir=tmp_path / "run"))
+    assert resumed.resumed_from_epoch == 1
+    assert [h["train/loss"] for h in resumed.history] == [h["train/loss"] for h in straight.history]
+    assert resumed.test == straight.test
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_masked_mean_under_autocast_matches_float32(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(32, 64, 400, device="cuda") + 2
+    lengths = torch.randint(260, 401, (32,), device="cuda")
+    mask = time_mask(lengths, 1, 400)
+    exact = masked_mean(x, mask)
+    with torch.autocast("cuda", dtype=dtype):
+        low = masked_mean(x.to(dtype), mask)
+    assert torch.allclose(low.float(), exact, rtol=2**-7 if dtype == torch.bfloat16 else 2**-10)
+
+
+def test_two_agents_share_one_gpu(synth_root: Path, tmp_path: Path) -> None:
+    store = tmp_path / "s.db"
+    spec = parse_spec(
+        f"method: grid\nparameters:\n  dataset: {{value: synth}}\n"
+        f"  data_root: {{value: {synth_root}}}\n  sample_rate: {{value: 16000}}\n"
+        "  n_mels: {value: 40}\n  epochs: {value: 2}\n  crop_seconds: {value: 0.5}\n"
+        "  device: {value: cuda}\n  fold: {values: [1, 2, 3, 4]}\n  seed: {values: [1, 2]}\n"
+    )
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(spec)
+    cmd = [sys.executable, "-m", "asc_sweep", "launch", sweep.id, "--store", str(store),
+           "--agents-per-gpu", "2", "--gpus", "0", "--tracking", "off"]  # fmt: skip
+    proc = subprocess.run(cmd, env=agent_env(), capture_output=True, text=True, timeout=600,
+                          cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with LocalBackend(store) as backend:
+        runs = backend.runs(sweep.id)
+    assert len(runs) == 8 and {r.state for r in runs} == {"finished"}  # device: cuda held
+    assert len({r.agent for r in runs}) == 2
