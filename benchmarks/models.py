@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -22,7 +21,7 @@ from torch import nn
 
 from asc_sweep.data.features import LogMel
 from asc_sweep.models import ARCHITECTURES, ModelSpec, build_model, count_parameters
-from asc_sweep.run.cost import count_macs
+from asc_sweep.run.cost import count_macs, timed_calls
 
 N_CLASSES, N_MELS = 10, 64
 
@@ -42,23 +41,6 @@ class Net(nn.Module):
         x = waves if self.front is None else self.front(waves)
         steps = torch.full((waves.shape[0],), x.shape[-1], device=waves.device)
         return self.model(x, steps)
-
-
-def timed(
-    run: Callable[[], object], device: torch.device, warmup: int, repeats: int
-) -> list[float]:
-    """Seconds of each timed call of ``run``."""
-    out = []
-    for i in range(warmup + repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            out.append(time.perf_counter() - t0)
-    return out
 
 
 def measure(arch: str, rate: int, device: torch.device, repeats: int) -> dict[str, float]:
@@ -88,11 +70,11 @@ def measure(arch: str, rate: int, device: torch.device, repeats: int) -> dict[st
         return run
 
     net.train()
-    train = timed(train_step, device, warmup=2, repeats=repeats)
+    train = timed_calls(train_step, device, warmup=2, repeats=repeats)
     net.eval()
     macs = count_macs(net, infer(clip1))
-    latency = sorted(timed(infer(clip1), device, warmup=3, repeats=max(20, 4 * repeats)))
-    batch = timed(infer(clips64), device, warmup=2, repeats=repeats)
+    latency = sorted(timed_calls(infer(clip1), device, warmup=3, repeats=max(20, 4 * repeats)))
+    batch = timed_calls(infer(clips64), device, warmup=2, repeats=repeats)
     return {
         "params": count_parameters(net.model),
         "macs": macs,

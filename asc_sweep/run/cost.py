@@ -55,19 +55,27 @@ def count_macs(model: nn.Module, run: Callable[[], object]) -> int:
     return total
 
 
+def timed_calls(
+    run: Callable[[], object], device: torch.device, warmup: int = 3, repeats: int = 15
+) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``run`` after ``warmup`` untimed ones,
+    synchronised on GPUs so that a call's queued kernels count in its time."""
+    times = []
+    for i in range(warmup + repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
 def median_latency_ms(
     run: Callable[[], object], device: torch.device, warmup: int = 3, repeats: int = 15
 ) -> float:
     """Median wall time of ``run`` in ms after ``warmup`` calls (synchronised on GPUs)."""
-    times = []
     with torch.no_grad():
-        for i in range(warmup + repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            run()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if i >= warmup:
-                times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        return statistics.median(timed_calls(run, device, warmup, repeats)) * 1000
