@@ -8,22 +8,19 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 
 from asc_sweep.backends import LocalBackend
 from asc_sweep.models.common import masked_mean, time_mask
-from asc_sweep.run.context import StandaloneContext
 from asc_sweep.run.train import train_and_evaluate
 from asc_sweep.sweep.config import ARCH_NAMES
 from asc_sweep.sweep.spec import parse_spec
 
 from .conftest import ROOT, agent_env
-from .test_train import tiny
+from .test_train import killed_then_resumed, tiny
 
 pytestmark = [
     pytest.mark.gpu,
@@ -45,18 +42,7 @@ def test_every_architecture_trains_on_cuda(arch: str, amp_dtype: str, synth_root
 def test_a_run_killed_on_cuda_resumes_bit_for_bit(synth_root: Path, tmp_path: Path) -> None:
     config = tiny(synth_root, device="cuda", deterministic=True, specaugment=True, mixup=0.2)
     straight = train_and_evaluate(config)
-
-    class Killed(Exception):
-        pass
-
-    class DiesAtEpoch2(StandaloneContext):
-        def log(self, metrics: Mapping[str, Any], step: int | None = None, **kw: Any) -> None:
-            if step == 1:
-                raise Killed
-
-    with pytest.raises(Killed):
-        train_and_evaluate(config, context=DiesAtEpoch2(run_dir=tmp_path / "run"))
-    resumed = train_and_evaluate(config, context=StandaloneContext(run_dir=tmp_path / "run"))
+    resumed = killed_then_resumed(config, tmp_path / "run", killed_at_step=1)
     assert resumed.resumed_from_epoch == 1
     assert [h["train/loss"] for h in resumed.history] == [h["train/loss"] for h in straight.history]
     assert resumed.test == straight.test

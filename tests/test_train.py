@@ -18,6 +18,7 @@ import yaml
 from asc_sweep.backends import LocalBackend
 from asc_sweep.cli.demo import DEMO_SPEC
 from asc_sweep.run.context import StandaloneContext
+from asc_sweep.run.result import RunResult
 from asc_sweep.run.tracking import WandbTracker
 from asc_sweep.run.train import train_and_evaluate
 from asc_sweep.sweep.config import ARCH_NAMES, RunConfig
@@ -57,24 +58,29 @@ def test_a_run_produces_every_figure(synth_root: Path) -> None:
     assert summary["test/accuracy"] == test["accuracy"] and "test/accuracy/rain" in summary
 
 
+def killed_then_resumed(config: RunConfig, run_dir: Path, killed_at_step: int) -> RunResult:
+    """Train ``config`` until its process dies while reporting epoch ``killed_at_step + 1``,
+    then run it again from ``run_dir``, as a requeued run does."""
+
+    class Killed(Exception):
+        pass
+
+    class Dies(StandaloneContext):
+        def log(self, metrics: Mapping[str, Any], step: int | None = None, **kw: Any) -> None:
+            if step == killed_at_step:
+                raise Killed
+
+    with pytest.raises(Killed):
+        train_and_evaluate(config, context=Dies(run_dir=run_dir))
+    return train_and_evaluate(config, context=StandaloneContext(run_dir=run_dir))
+
+
 def test_a_requeued_run_resumes_and_ends_as_an_uninterrupted_one(
     synth_root: Path, tmp_path: Path
 ) -> None:
     config = tiny(synth_root, specaugment=True, mixup=0.2)
     straight = train_and_evaluate(config)
-
-    class Killed(Exception):
-        pass
-
-    class DiesAtEpoch2(StandaloneContext):
-        def log(self, metrics: Mapping[str, Any], step: int | None = None, **kw: Any) -> None:
-            if step == 1:  # the process dies while epoch 2 is being reported
-                raise Killed
-
-    with pytest.raises(Killed):
-        train_and_evaluate(config, context=DiesAtEpoch2(run_dir=tmp_path / "run"))
-    assert (tmp_path / "run" / "checkpoint.pt").exists()
-    resumed = train_and_evaluate(config, context=StandaloneContext(run_dir=tmp_path / "run"))
+    resumed = killed_then_resumed(config, tmp_path / "run", killed_at_step=1)
     assert resumed.resumed_from_epoch == 1
     assert [h["train/loss"] for h in resumed.history] == [h["train/loss"] for h in straight.history]
     assert resumed.test == straight.test
@@ -85,18 +91,7 @@ def test_checkpoints_every_n_epochs_still_resume_bit_for_bit(
 ) -> None:
     config = tiny(synth_root, checkpoint_every=2)
     straight = train_and_evaluate(config)
-
-    class Killed(Exception):
-        pass
-
-    class DiesAtEpoch3(StandaloneContext):
-        def log(self, metrics: Mapping[str, Any], step: int | None = None, **kw: Any) -> None:
-            if step == 2:
-                raise Killed
-
-    with pytest.raises(Killed):
-        train_and_evaluate(config, context=DiesAtEpoch3(run_dir=tmp_path / "run"))
-    resumed = train_and_evaluate(config, context=StandaloneContext(run_dir=tmp_path / "run"))
+    resumed = killed_then_resumed(config, tmp_path / "run", killed_at_step=2)
     assert resumed.resumed_from_epoch == 2  # epoch 1 was not saved, epoch 2 was
     assert [h["train/loss"] for h in resumed.history] == [h["train/loss"] for h in straight.history]
     assert resumed.test == straight.test
