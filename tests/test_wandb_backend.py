@@ -80,7 +80,7 @@ def test_create_without_credentials_is_a_usage_error(
     assert result.exit_code == 2
     assert "needs W&B credentials" in result.stderr and "Traceback" not in result.output
     unknown = cli("create", root / "sweeps" / "demo.yaml", "--backend", "cloud")
-    assert unknown.exit_code == 2 and "allowed: local, wandb" in unknown.stderr
+    assert unknown.exit_code == 2 and "allowed: local, postgres, wandb" in unknown.stderr
 
 
 def _offline_run(wandb_dir: Path, run_id: str) -> Any:
