@@ -1,8 +1,9 @@
-"""Orchestration overhead of the local store: claim + report round trip per run, 8 agents.
+"""Orchestration overhead of the SQL stores: claim + report round trip per run, N agents.
 
 Each agent process loops claim -> one history step -> finish with a run that does nothing,
 so the time measured is all orchestration: SQLite transactions (WAL, BEGIN IMMEDIATE) under
-contention from 8 processes on this host, plus the sweep engine where it is consulted.
+contention from N processes on this host, or PostgreSQL transactions over TCP on 127.0.0.1
+(a row lock on the sweep serialises claims), plus the sweep engine where it is consulted.
 
 * grid: configurations are expanded at create, a claim takes the next pending row;
 * random: the engine is asked for every new configuration (run_cap bounds the sweep);
@@ -11,19 +12,27 @@ contention from 8 processes on this host, plus the sweep engine where it is cons
 The last column times the bare engine call in one process with no store at all: what any
 controller built on this engine (W&B's own local controller included) pays per suggestion.
 
-Usage: python benchmarks/store.py [--agents 8] [--runs 512] [--bayes-runs 64]
+The PostgreSQL rows use ``--postgres URL`` (an empty database), else a temporary server
+started from Debian's binaries as the tests start one; ``--stores sqlite`` skips them.
+
+Usage: python benchmarks/store.py [--agents 8 32] [--runs 512] [--bayes-runs 64]
+                                  [--stores sqlite postgres] [--postgres URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing as mp
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from asc_sweep.backends import LocalBackend
+from asc_sweep.backends.sql import SqlStore
 from asc_sweep.sweep import engine
 from asc_sweep.sweep.spec import parse_spec
 
@@ -37,11 +46,24 @@ SPECS = {
 }
 
 
+def open_only(store: str) -> SqlStore:
+    """The store, importing nothing else of asc-sweep (its CLI and W&B backend cost seconds to
+    import, which would stagger the agents' start)."""
+    if store.startswith("postgresql://"):
+        from asc_sweep.backends.postgres import PostgresStore
+
+        return PostgresStore(store)
+    from asc_sweep.backends.local import LocalBackend
+
+    return LocalBackend(store)
+
+
 def agent(store: str, sweep_id: str, start: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
-    backend = LocalBackend(store)
+    backend = open_only(store)
     times: list[float] = []
     while time.time() < start:  # all agents begin together
         time.sleep(0.001)
+    began = time.time()
     while True:
         t0 = time.perf_counter()
         claim = backend.claim(sweep_id, "bench")
@@ -54,26 +76,27 @@ def agent(store: str, sweep_id: str, start: float, out: mp.Queue) -> None:  # ty
         backend.log(claim.run.id, claim.token, 0, {"val/accuracy": claim.run.number / 1000})
         backend.finish(claim.run.id, claim.token, {"val/accuracy": claim.run.number / 1000})
         times.append(time.perf_counter() - t0)
-    out.put(times)
+    out.put((times, began, time.time()))
 
 
-def measure(method: str, runs: int, agents: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        store = str(Path(tmp) / "bench.db")
-        with LocalBackend(store) as backend:
-            sweep = backend.create_sweep(parse_spec(SPECS[method].format(runs=runs)), seed=0)
-        ctx = mp.get_context("spawn")
-        queue: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-        start = time.time() + 2.0
-        procs = [
-            ctx.Process(target=agent, args=(store, sweep.id, start, queue)) for _ in range(agents)
-        ]
-        for p in procs:
-            p.start()
-        times = [t for _ in procs for t in queue.get()]
-        wall = time.time() - start
-        for p in procs:
-            p.join()
+def measure(new_store: Callable[[], str], method: str, runs: int, agents: int) -> dict[str, float]:
+    store = new_store()
+    with open_only(store) as backend:
+        sweep = backend.create_sweep(parse_spec(SPECS[method].format(runs=runs)), seed=0)
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+    start = time.time() + 3.0 + agents / 4  # every agent spawned and connected
+    procs = [ctx.Process(target=agent, args=(store, sweep.id, start, queue)) for _ in range(agents)]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    times = [t for agent_times, _, _ in results for t in agent_times]
+    late = max(began for _, began, _ in results) - start
+    if late > 0.5:
+        print(f"(warning: the last agent began {late:.1f} s late)", file=sys.stderr)
+    wall = max(ended for _, _, ended in results) - min(began for _, began, _ in results)
+    for p in procs:
+        p.join()
     times.sort()
     return {
         "runs": len(times),
@@ -81,6 +104,33 @@ def measure(method: str, runs: int, agents: int) -> dict[str, float]:
         "p95_ms": times[int(0.95 * (len(times) - 1))] * 1000,
         "runs_per_s": len(times) / wall,
     }
+
+
+@contextmanager
+def sqlite_stores() -> Iterator[Callable[[], str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        names = itertools.count()
+        yield lambda: str(Path(tmp) / f"bench-{next(names)}.db")
+
+
+@contextmanager
+def postgres_stores(url: str | None) -> Iterator[Callable[[], str]]:
+    """A new empty database per measurement on a temporary server (or the one given)."""
+    if url is not None:
+        yield lambda: url  # the user's database: measurements share it, as sweeps would
+        return
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from tests.pgserver import PostgresServer, skip_reason
+
+    reason = skip_reason()
+    if reason:
+        raise SystemExit(f"no PostgreSQL rows: {reason} (or give --postgres URL)")
+    server = PostgresServer()
+    names = itertools.count()
+    try:
+        yield lambda: server.create_database(f"bench{next(names)}")
+    finally:
+        server.close()
 
 
 def engine_alone(method: str, runs: int) -> float:
@@ -101,22 +151,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--agents", type=int, default=8)
+    parser.add_argument("--agents", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--runs", type=int, default=512)
     parser.add_argument("--bayes-runs", type=int, default=64)
+    parser.add_argument(
+        "--stores", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"]
+    )
+    parser.add_argument("--postgres", metavar="URL", help="an empty PostgreSQL database")
     args = parser.parse_args()
-    print(f"{args.agents} agent processes, claim + 1 history step + finish per run\n")
-    print("| method | runs | median ms | p95 ms | runs/s (all agents) | engine alone, median ms |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for method in ("grid", "random", "bayes"):
-        n = args.bayes_runs if method == "bayes" else args.runs
-        r = measure(method, n, args.agents)
-        alone = "-" if method == "grid" else f"{engine_alone(method, n):.1f}"
-        print(
-            f"| {method} | {int(r['runs'])} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} "
-            f"| {r['runs_per_s']:.0f} | {alone} |",
-            flush=True,
-        )
+    print("agent processes each loop claim + 1 history step + finish per run\n")
+    print(
+        "| store | agents | method | runs | median ms | p95 ms | runs/s (all agents) "
+        "| engine alone, median ms |"
+    )
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    alone = {m: engine_alone(m, args.bayes_runs if m == "bayes" else args.runs)
+             for m in ("random", "bayes")}  # fmt: skip
+    for kind in args.stores:
+        stores = sqlite_stores() if kind == "sqlite" else postgres_stores(args.postgres)
+        with stores as new_store:
+            for agents in args.agents:
+                for method in ("grid", "random", "bayes"):
+                    n = args.bayes_runs if method == "bayes" else args.runs
+                    r = measure(new_store, method, n, agents)
+                    bare = f"{alone[method]:.1f}" if method in alone else "-"
+                    print(
+                        f"| {kind} | {agents} | {method} | {int(r['runs'])} "
+                        f"| {r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['runs_per_s']:.0f} "
+                        f"| {bare} |",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from typing import Any
 from rich.table import Table
 
 from asc_sweep.errors import AscSweepError
-from asc_sweep.report.plots import draw_plots
 from asc_sweep.report.records import RunRecord, swept_factors
 from asc_sweep.report.render import (
     render_html,
@@ -80,6 +79,8 @@ def write_report(
     data = analyse(records, sweep_id=sweep_id, sweep_name=sweep_name, factors=swept_factors(records), metric=metric,
                    references=references, expected_folds=expected_folds, rope=rope,
                    include_stopped=include_stopped)  # fmt: skip
+    from asc_sweep.report.plots import draw_plots  # matplotlib: seconds to import, so only here
+
     plots = draw_plots(data, out / "plots")
     files = ReportFiles(
         out / "report.md",
