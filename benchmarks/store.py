@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import multiprocessing as mp
+import signal
 import statistics
 import sys
 import tempfile
@@ -126,6 +127,9 @@ def postgres_stores(url: str | None) -> Iterator[Callable[[], str]]:
     if reason:
         raise SystemExit(f"no PostgreSQL rows: {reason} (or give --postgres URL)")
     server = PostgresServer()
+    # A SIGTERM (a timeout, a kill) ends the script through the finally below, which stops
+    # the temporary server instead of leaving it running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     names = itertools.count()
     try:
         yield lambda: server.create_database(f"bench{next(names)}")
