@@ -55,7 +55,6 @@ RUN_COLUMNS = (
     "id, sweep_id, number, params, config_hash, state, attempts, agent, created_at, started_at, "
     "ended_at, lease_expires, should_stop, summary, error"
 )
-TERMINAL = "('finished', 'stopped', 'failed')"
 
 T = TypeVar("T")
 
@@ -323,13 +322,7 @@ class SqlStore(ABC):
         return int(row[0])
 
     def _engine_runs(self, conn: Conn, sweep_id: str) -> list[engine.EngineRun]:
-        histories: dict[int, list[dict[str, Any]]] = {}
-        for run_id, metrics in conn.execute(
-            "SELECT h.run_id, h.metrics FROM history h JOIN runs r ON r.id = h.run_id "
-            "WHERE r.sweep_id = ? ORDER BY h.run_id, h.step",
-            (sweep_id,),
-        ).fetchall():
-            histories.setdefault(run_id, []).append(json.loads(metrics))
+        histories = _histories(conn, sweep_id)
         return [
             engine.EngineRun(
                 name=str(run_id),
@@ -486,17 +479,7 @@ class SqlStore(ABC):
 
     def histories(self, sweep_id: str) -> dict[int, list[dict[str, Any]]]:
         """Every run's history in one query (for the report and for copying a store)."""
-        rows = self._read(
-            lambda conn: conn.execute(
-                "SELECT h.run_id, h.metrics FROM history h JOIN runs r ON r.id = h.run_id "
-                "WHERE r.sweep_id = ? ORDER BY h.run_id, h.step",
-                (sweep_id,),
-            ).fetchall()
-        )
-        out: dict[int, list[dict[str, Any]]] = {}
-        for run_id, metrics in rows:
-            out.setdefault(run_id, []).append(json.loads(metrics))
-        return out
+        return self._read(lambda conn: _histories(conn, sweep_id))
 
     def counts(self, sweep_id: str) -> SweepCounts:
         rows = self._read(
@@ -614,6 +597,18 @@ def copy_sweeps(
         target.import_sweep(sweep, source.runs(sweep.id), source.histories(sweep.id))
         for sweep in sweeps
     ]
+
+
+def _histories(conn: Conn, sweep_id: str) -> dict[int, list[dict[str, Any]]]:
+    """Run id -> its per-epoch history, in step order, for every run of the sweep."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for run_id, metrics in conn.execute(
+        "SELECT h.run_id, h.metrics FROM history h JOIN runs r ON r.id = h.run_id "
+        "WHERE r.sweep_id = ? ORDER BY h.run_id, h.step",
+        (sweep_id,),
+    ).fetchall():
+        out.setdefault(run_id, []).append(json.loads(metrics))
+    return out
 
 
 def _to_sweep(row: Row) -> Sweep:
