@@ -191,6 +191,11 @@ class _PgConn:
         return self._conn.execute(_placeholders(sql), tuple(args))
 
 
+def _reason(exc: BaseException) -> str:
+    """A driver error on one line (libpq's messages name host and port, never the password)."""
+    return " ".join(str(exc).split())
+
+
 def _psycopg() -> Any:
     try:
         import psycopg
@@ -254,10 +259,8 @@ class PostgresStore(SqlStore):
                 prepare_threshold=None,  # statement poolers (PgBouncer) do not keep them
             )
         except self._pg.OperationalError as exc:
-            # libpq's message names host and port, never the password.
-            reason = " ".join(str(exc).split())
             if initial:
-                raise StoreError(f"{self.location}: cannot connect ({reason})") from None
+                raise StoreError(f"{self.location}: cannot connect ({_reason(exc)})") from None
             raise
         self._conn.row_factory = _keyed_rows
         return self._conn
@@ -275,13 +278,13 @@ class PostgresStore(SqlStore):
                 time.sleep(random.uniform(0.0, 0.05))  # a deadlock victim: try again
             except self._pg.OperationalError as exc:
                 if self._conn is not None and not (self._conn.broken or self._conn.closed):
-                    raise StoreError(f"{self.location}: {' '.join(str(exc).split())}") from None
+                    raise StoreError(f"{self.location}: {_reason(exc)}") from None
                 self.close()
                 retried = True
                 if time.monotonic() + delay > deadline:
                     raise StoreError(
                         f"{self.location}: connection lost and not back after "
-                        f"{self.retry_seconds:.0f} s ({' '.join(str(exc).split())})"
+                        f"{self.retry_seconds:.0f} s ({_reason(exc)})"
                     ) from None
                 time.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, 5.0)
