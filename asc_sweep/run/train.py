@@ -219,6 +219,7 @@ def set_up(config: RunConfig) -> Setup:
         filter_db=config.filter_db,
     ).to(device)
     crop = None if config.crop_seconds is None else round(config.crop_seconds * config.rate)
+    cuda = device.type == "cuda"
     loaders = {
         "train": make_loader(
             data,
@@ -227,7 +228,7 @@ def set_up(config: RunConfig) -> Setup:
             crop_samples=crop,
             shuffle=True,
             seed=config.seed,
-            pin_memory=device.type == "cuda",
+            pin_memory=cuda,
         ),
         **{
             part: make_loader(
@@ -237,12 +238,12 @@ def set_up(config: RunConfig) -> Setup:
                 crop_samples=None,
                 shuffle=False,
                 seed=0,
-                pin_memory=device.type == "cuda",
+                pin_memory=cuda,
             )
             for part in ("val", "test")
         },
     }
-    amp = config.amp and device.type == "cuda"
+    amp = config.amp and cuda
     return Setup(
         config, data, net, model, loaders, device, amp, autocast_dtype(config, amp), data_seconds
     )
