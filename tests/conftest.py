@@ -180,7 +180,21 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """How many tests ran (and passed) against each sweep store."""
+    """How many tests ran (and passed) against each sweep store, and the bad-input corpus."""
+    corpus = Counter(
+        outcome
+        for outcome in ("passed", "failed", "error", "skipped")
+        for report in terminalreporter.stats.get(outcome, [])
+        if "test_bad_inputs.py::test_bad_input[" in report.nodeid
+        and (getattr(report, "when", "call") == "call" or outcome != "passed")
+    )
+    if corpus:
+        from tests.test_bad_inputs import ALL
+
+        terminalreporter.write_line(
+            f"bad-input corpus: {len(ALL)} cases, {corpus['passed']} passed, "
+            f"{corpus['failed'] + corpus['error']} failed, {corpus['skipped']} skipped"
+        )
     ran: Counter[str] = Counter()
     passed: Counter[str] = Counter()
     for outcome in ("passed", "failed", "error"):

@@ -59,7 +59,8 @@ def bad_corpus(tmp_path: Path) -> Path:
     (clips / "notaudio.wav").write_text("this is a text file, not audio\n" * 20)
     names = ["good", "good2", *(Path(p).stem for p in [*FATAL, *WARNINGS])]
     rows = [
-        (f"clips/{n}.wav", "a" if i % 2 else "b", 1 + i % 2, f"g{i}") for i, n in enumerate(names)
+        (f"clips/{n}.wav", "a" if i % 2 else "b", 1 + i // 2 % 2, f"g{i}")
+        for i, n in enumerate(names)
     ]
     rows.append(("../outside.wav", "a", 1, "gx"))
     layouts.make_csv(root, rows)

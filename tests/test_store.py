@@ -213,7 +213,7 @@ def test_a_file_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
         LocalBackend(junk)
     other = tmp_path / "other.db"
     sqlite3.connect(other).execute("CREATE TABLE songs (title TEXT)").connection.commit()
-    with pytest.raises(StoreError, match="something else"):
+    with pytest.raises(StoreError, match="another program"):
         LocalBackend(other)
     with pytest.raises(StoreError, match="does not exist"):
         LocalBackend(tmp_path / "missing-folder" / "s.db")

@@ -114,6 +114,32 @@ def default_store_path() -> Path:
     return Path(os.environ.get("ASC_SWEEP_STORE") or DEFAULT_STORE)
 
 
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+def _truncated_by(path: Path) -> int:
+    """How many bytes an SQLite file lacks of the size its header records (0: none, or not an
+    SQLite file, or a header that does not record it)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(100)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return 0
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return 0
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    valid = header[24:28] == header[92:96]  # the page count is current only when these match
+    return max(0, pages * page_size - size) if valid else 0
+
+
 class LocalBackend(SqlStore):
     """A sweep store in one SQLite file (WAL mode). One instance per thread."""
 
@@ -127,6 +153,11 @@ class LocalBackend(SqlStore):
             raise StoreError(f"{self.path}: is a folder; give the store's file name")
         if not self.path.parent.exists():
             raise StoreError(f"{self.path}: folder {self.path.parent} does not exist")
+        if missing := _truncated_by(self.path):
+            raise StoreError(
+                f"{self.path}: damaged: {missing} bytes shorter than its header says (cut off "
+                f"by a full disk or an interrupted copy?); restore it from a backup"
+            )
         try:
             self._conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
@@ -138,7 +169,25 @@ class LocalBackend(SqlStore):
             self._conn.execute("PRAGMA foreign_keys = ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
+            if mapped := self._store_error(exc):
+                raise mapped from None
             raise StoreError(f"{self.path}: not an asc-sweep store ({exc})") from None
+
+    def _store_error(self, exc: sqlite3.DatabaseError) -> StoreError | None:
+        """A user-facing error for SQLite failures that are about the file, not about us."""
+        text = str(exc)
+        if "readonly" in text or "read-only" in text:
+            return StoreError(
+                f"{self.path}: read-only here ({text}); asc-sweep writes every run's state to "
+                "the store: make it and its folder writable, or copy it elsewhere"
+            )
+        if "not a database" in text and not _is_sqlite(self.path):
+            return StoreError(f"{self.path}: not an asc-sweep store (not an SQLite file)")
+        if "malformed" in text or "not a database" in text:
+            return StoreError(f"{self.path}: damaged ({text}); restore it from a backup")
+        if "disk is full" in text or "disk I/O error" in text:
+            return StoreError(f"{self.path}: cannot be written ({text}); nothing was changed")
+        return None
 
     def close(self) -> None:
         self._conn.close()
@@ -166,18 +215,28 @@ class LocalBackend(SqlStore):
         """
         conn: Any = self._conn
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            result = body(conn, False)
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                result = body(conn, False)
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if mapped := self._store_error(exc):
+                raise mapped from None
             raise
-        self._conn.execute("COMMIT")
         return result
 
     def _read(self, body: Callable[[Conn], T]) -> T:
         conn: Any = self._conn
-        return body(conn)
+        try:
+            return body(conn)
+        except sqlite3.DatabaseError as exc:
+            if mapped := self._store_error(exc):
+                raise mapped from None
+            raise
 
     def _migrate(self) -> None:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
@@ -198,7 +257,8 @@ class LocalBackend(SqlStore):
             }
             if tables - {"sweeps", "runs", "history", "sqlite_sequence"}:
                 raise StoreError(
-                    f"{self.path}: is an SQLite file of something else, not an asc-sweep store"
+                    f"{self.path}: not an asc-sweep store (an SQLite file of another program, "
+                    f"with tables {', '.join(sorted(tables))}); give a new file or an asc-sweep store"
                 )
             for statement in SCHEMA:
                 conn.execute(statement)

@@ -72,15 +72,23 @@ def check(
         out.print(f"[red]error[/]   {problem}", highlight=False)
     for clip in report.clips:
         for message in clip.errors:
-            out.print(f"[red]error[/]   {clip.path}: {message}", highlight=False)
+            out.print(f"[red]error[/]   {clip.name}: {message}", highlight=False)
         for message in clip.warnings:
-            out.print(f"[yellow]warning[/] {clip.path}: {message}", highlight=False)
+            out.print(f"[yellow]warning[/] {clip.name}: {message}", highlight=False)
+    for problem in report.fold_problems:
+        out.print(f"[red]error[/]   {problem}", highlight=False)
 
     n_bad = len(report.bad_clips) + len(index.problems)
     if not report.fatal:
         out.print(f"[green]ok[/]: every clip of {dataset} is usable", highlight=False)
         return
-    if skip_bad:
+    if report.fold_problems:
+        err.print(
+            f"[red]error:[/] {root}: the folds cannot be trained and tested on as they are "
+            f"({len(report.fold_problems)} problems listed above); fix the metadata's folds",
+            highlight=False,
+        )
+    if n_bad and skip_bad:
         path = skip_list or Path(f"asc-sweep-skip-{dataset}.txt")
         write_skip_list(report, path)
         out.print(
@@ -88,13 +96,14 @@ def check(
             f"`skip_list: {{value: {path.resolve()}}}` in the spec",
             highlight=False,
         )
-        return
-    err.print(
-        f"[red]error:[/] {root}: {n_bad} clips or metadata rows cannot be used (listed above); "
-        "fix them or rerun with --skip-bad",
-        highlight=False,
-    )
-    raise typer.Exit(2)
+    elif n_bad:
+        err.print(
+            f"[red]error:[/] {root}: {n_bad} clips or metadata rows cannot be used (listed "
+            "above); fix them or rerun with --skip-bad",
+            highlight=False,
+        )
+    if report.fold_problems or (n_bad and not skip_bad):
+        raise typer.Exit(2)
 
 
 @data_app.command("synth")
@@ -141,8 +150,12 @@ def cache(
     """Decode and resample a dataset once per sample rate, ahead of a sweep (optional)."""
     from asc_sweep.data import load_dataset
     from asc_sweep.data.cache import cache_root, open_cache
+    from asc_sweep.sweep.config import knob_problems
 
     with user_errors():
+        for rate in sample_rate:
+            for problem in knob_problems("sample_rate", rate):
+                raise AscSweepError(f"--sample-rate {rate}: {problem}")
         index = load_dataset(dataset, root)
         for rate in sample_rate:
             with progress_bar(f"{dataset} at {rate} Hz") as update:

@@ -43,12 +43,46 @@ def load_dataset(name: str, root: str | Path, *, strict: bool = True) -> Dataset
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
     path = Path(root)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{path}: not a folder; data_root is the dataset's folder (dataset {name})")
     if not path.is_dir():
         raise DataError(f"{path}: dataset folder not found (dataset {name})")
-    index = DATASETS[name](path)
+    index = vet(DATASETS[name](path))
     if strict and index.problems:
         raise DataError("\n".join(index.problems))
     return index
+
+
+def vet(index: DatasetIndex) -> DatasetIndex:
+    """Leave out (and list as problems) the clips no adapter can judge alone: listed twice,
+    in a fold the dataset does not have, or a link that leads outside the dataset folder."""
+    problems: list[str] = []
+    drop: set[int] = set()
+    first: dict[str, str] = {}
+    official = OFFICIAL_FOLDS.get(index.name) if index.name not in ("synth", "folder") else None
+    root = index.root.resolve()
+    for i, clip in enumerate(index.clips):
+        line = clip.where.rsplit(":", 1)[-1] if clip.where else "?"
+        if clip.path in first:
+            problems.append(f"{clip.name} is listed again (first on line {first[clip.path]})")
+            drop.add(i)
+            continue
+        first[clip.path] = line
+        if official is not None and clip.fold is not None and clip.fold > official:
+            problems.append(
+                f"{clip.where or clip.path}: fold {clip.fold} does not exist; {index.name} has "
+                f"folds 1-{official}"
+            )
+            drop.add(i)
+            continue
+        target = index.root / clip.path
+        if target.is_symlink() and not target.resolve().is_relative_to(root):
+            problems.append(
+                f"{clip.name}: a link to a file outside the dataset folder "
+                f"({target.resolve()}); copy the file in, or point data_root at the real folder"
+            )
+            drop.add(i)
+    return index.dropping(drop, problems) if drop else index
 
 
 __all__ = [

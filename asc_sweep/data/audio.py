@@ -37,6 +37,9 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
         AudioError: unreadable, undecodable, empty, or non-finite audio.
     """
     DECODES.increment()
+    if not Path(path).is_file():
+        why = "is not a file" if Path(path).exists() else "file not found"
+        raise AudioError(f"{path}: {why}")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (frames, channels)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
@@ -32,6 +33,12 @@ class Clip:
     label: str
     group: str
     fold: int | None = None  # for datasets whose metadata has a fold column
+    where: str = field(default="", compare=False)  # the metadata file and line listing it
+
+    @property
+    def name(self) -> str:
+        """How messages name the clip: ``meta.csv:12: audio/x.wav``."""
+        return f"{self.where}: {self.path}" if self.where else self.path
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,11 @@ class DatasetIndex:
 
     def without(self, paths: set[str]) -> DatasetIndex:
         """The same dataset without the clips at ``paths`` (a skip list); splits re-indexed."""
-        keep = [i for i, c in enumerate(self.clips) if c.path not in paths]
+        return self.dropping({i for i, c in enumerate(self.clips) if c.path in paths})
+
+    def dropping(self, drop: set[int], problems: Sequence[str] = ()) -> DatasetIndex:
+        """The same dataset without the clips at indices ``drop``, with ``problems`` added."""
+        keep = [i for i in range(len(self.clips)) if i not in drop]
         new_index = {old: new for new, old in enumerate(keep)}
         splits = {
             fold: Split(
@@ -95,7 +106,30 @@ class DatasetIndex:
             for fold, s in self.splits.items()
         }
         kept = tuple(self.clips[i] for i in keep)
-        return DatasetIndex(self.name, self.root, kept, splits, self.classes, self.problems)
+        return DatasetIndex(
+            self.name, self.root, kept, splits, self.classes, (*self.problems, *problems)
+        )
+
+    def fold_problems(self, fold: int) -> tuple[list[str], list[str]]:
+        """What makes ``fold`` unfit to train and test on: classes tested but never trained
+        on (fatal: the model cannot predict them), and classes without test clips (their
+        accuracy is undefined; fatal for ``data check``, which wants every fold complete)."""
+        split = self.split(fold)
+        trained = {self.clips[i].label for i in split.train}
+        tested = Counter(self.clips[i].label for i in split.test)
+        where = f"{self.name} at {self.root}, fold {fold}"
+        untrained = [
+            f"{where}: class {label!r} is tested but never trained on ({n} test clips, no "
+            "training clip); every class needs training clips outside this fold"
+            for label, n in sorted(tested.items())
+            if label not in trained
+        ]
+        untested = [
+            f"{where}: no test clips of class {label!r}; every fold should test every class"
+            for label in self.classes
+            if label not in tested
+        ]
+        return untrained, untested
 
 
 @dataclass(frozen=True)
@@ -127,14 +161,27 @@ def read_table(
     """
     if not path.is_file():
         raise DataError(f"{path}: metadata file not found")
+    line = 1
     with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        header = list(columns) if columns is not None else [h.strip() for h in next(reader, [])]
-        start = 1 if columns is not None else 2
-        for line, values in enumerate(reader, start=start):
-            if not values or all(not v.strip() for v in values):
-                continue
-            yield Row(path, line, dict(zip(header, values, strict=False)))
+        try:
+            reader = csv.reader(f, delimiter=delimiter)
+            header = list(columns) if columns is not None else [h.strip() for h in next(reader, [])]
+            start = 1 if columns is not None else 2
+            for line, values in enumerate(reader, start=start):
+                if any("\x00" in v for v in values):
+                    raise DataError(
+                        f"{path}:{line}: a NUL byte; the metadata file is binary or damaged"
+                    )
+                if not values or all(not v.strip() for v in values):
+                    continue
+                yield Row(path, line, dict(zip(header, values, strict=False)))
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{path}: not valid UTF-8 (byte {exc.object[exc.start]:#x} after line {line}); "
+                "save it as UTF-8"
+            ) from None
+        except csv.Error as exc:
+            raise DataError(f"{path}:{line}: not a readable table ({exc})") from None
 
 
 class RowProblems(list[str]):
@@ -144,9 +191,13 @@ class RowProblems(list[str]):
         out = []
         for row in rows:
             try:
-                out.append(fn(row))
+                item = fn(row)
             except DataError as exc:
                 self.append(str(exc))
+                continue
+            if isinstance(item, Clip) and not item.where:
+                item = replace(item, where=row.where)
+            out.append(item)
         return out
 
 

@@ -22,9 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from asc_sweep.data.audio import AudioError, load_clip
-from asc_sweep.data.base import DatasetIndex
+from asc_sweep.data.base import Clip, DataError, DatasetIndex
 
 FORMAT_VERSION = 1
+
+
+class CacheError(DataError):
+    """The audio cache cannot be written (full disk, read-only folder): names the folder."""
 
 
 def cache_root() -> Path:
@@ -84,13 +88,19 @@ def open_cache(
         AudioError: a clip cannot be decoded (the cache is not written; nothing partial stays).
     """
     root = root or cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / cache_key(index, sample_rate)
-    if _complete(final):
-        return WaveformCache(final)
-    with _locked(root / f"{final.name}.lock"):
-        if not _complete(final):  # another process may have built it while we waited
-            _build(index, sample_rate, final, workers or os.cpu_count() or 1, progress)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        final = root / cache_key(index, sample_rate)
+        if _complete(final):
+            return WaveformCache(final)
+        with _locked(root / f"{final.name}.lock"):
+            if not _complete(final):  # another process may have built it while we waited
+                _build(index, sample_rate, final, workers or os.cpu_count() or 1, progress)
+    except OSError as exc:  # a full disk, a read-only folder, a file where the folder goes
+        raise CacheError(
+            f"{root}: cannot hold the audio cache ({exc.strerror or exc}); nothing partial was "
+            "left; free space there or set ASC_SWEEP_CACHE to another folder"
+        ) from None
     return WaveformCache(final)
 
 
@@ -127,12 +137,16 @@ def _build(
         position = 0
         paths = [c.path for c in index.clips]
 
-        def load(path: str) -> np.ndarray:
-            return load_clip(index.root / path, sample_rate)
+        def load(clip: Clip) -> np.ndarray:
+            try:
+                return load_clip(index.root / clip.path, sample_rate)
+            except AudioError as exc:  # name the clip as its metadata row does
+                reason = str(exc).split(": ", 1)[-1]
+                raise AudioError(f"{clip.name}: {reason}") from None
 
         with open(tmp / "audio.f32", "wb") as out, ThreadPoolExecutor(workers) as pool:
             # map() keeps the clips' order; decoding runs ahead in the pool while we write.
-            for done, wave in enumerate(pool.map(load, paths), start=1):
+            for done, wave in enumerate(pool.map(load, index.clips), start=1):
                 out.write(wave.tobytes())
                 offsets.append(position)
                 lengths.append(len(wave))

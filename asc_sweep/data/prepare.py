@@ -11,7 +11,7 @@ import soundfile as sf
 from torch.utils.data import DataLoader
 
 from asc_sweep.data import load_dataset
-from asc_sweep.data.base import DatasetIndex
+from asc_sweep.data.base import DataError, DatasetIndex
 from asc_sweep.data.batching import LengthBucketSampler, WaveformDataset, pad_batch
 from asc_sweep.data.cache import WaveformCache, open_cache
 from asc_sweep.data.check import read_skip_list
@@ -68,6 +68,9 @@ def prepare_fold(config: RunConfig) -> tuple[RunConfig, FoldData]:
     config = config.with_native_rate(native_rate(rates))
     upsampled = sum(n for rate, n in rates.items() if rate < config.rate)
     split = index.split(config.fold)
+    untrained, _ = index.fold_problems(config.fold)
+    if untrained:
+        raise DataError("\n".join(untrained))
     labels = [index.label_index(c.label) for c in index.clips]
     groups = [c.group for c in index.clips]
     names = [c.label for c in index.clips]

@@ -25,8 +25,9 @@ def load_checkpoint(run_dir: Path | None, config_hash: str) -> dict[str, Any] | 
     if run_dir is None or not (run_dir / CHECKPOINT).exists():
         return None
     try:
-        state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
-    except Exception as exc:  # truncated or corrupt: start over rather than fail the run
+        # weights_only: tensors, numbers, strings and containers; no pickled code runs.
+        state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, corrupt or holding code: start over, never fail
         warnings.warn(
             f"{run_dir / CHECKPOINT}: unreadable checkpoint ({type(exc).__name__}); "
             "the run starts from scratch",

@@ -164,7 +164,7 @@ class TrainState:
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "numpy": np.random.get_state(),
+                "numpy": _numpy_state(),
                 "python": random.getstate(),
                 "crops": self.crop_rng.bit_generator.state,
                 "mixup": self.mix_rng.bit_generator.state,
@@ -183,7 +183,7 @@ class TrainState:
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
+        np.random.set_state(_numpy_state_from(rng["numpy"]))
         random.setstate(rng["python"])
         self.crop_rng.bit_generator.state = rng["crops"]
         self.mix_rng.bit_generator.state = rng["mixup"]
@@ -199,3 +199,21 @@ class TrainState:
             return False
         self.load_state_dict(state)
         return True
+
+
+def _numpy_state() -> dict[str, Any]:
+    """NumPy's legacy global generator state in types a weights-only checkpoint can hold."""
+    state: Any = np.random.get_state(legacy=True)
+    name, keys, pos, has_gauss, cached = state
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached),
+    }
+
+
+def _numpy_state_from(state: dict[str, Any]) -> tuple[Any, ...]:
+    keys = state["keys"].numpy().astype(np.uint32)
+    return (state["name"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"])

@@ -120,7 +120,7 @@ class RunConfig:
     dataset: str = knob("synth", "dataset adapter", choices=DATASET_NAMES)
     data_root: str = knob("asc-sweep-data/synth", "folder holding the dataset")
     fold: int = knob(1, "cross-validation fold, 1-based as the dataset numbers them", minimum=1)
-    seed: int = knob(0, "random seed", minimum=0)
+    seed: int = knob(0, "random seed", minimum=0, maximum=2**32 - 1)
     val_fraction: float = knob(
         0.15, "share of the training part held out for validation, by group", minimum=0, maximum=0.5
     )
@@ -362,6 +362,8 @@ def knob_problems(name: str, value: Any) -> list[str]:
         return [f"{value!r} is not a {type_name(name)}"]
     if value is None:
         return []
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{value!r} is not a finite number"]
     if spec.choices is not None and value not in spec.choices:
         return [f"{value!r} is not allowed; allowed: {', '.join(map(str, spec.choices))}"]
     return range_problems(name, value, value)
@@ -381,10 +383,29 @@ def range_problems(name: str, low: float, high: float) -> list[str]:
     return problems
 
 
+# Names other tools give to knobs, for the "did you mean" hint.
+KNOB_ALIASES = {
+    "learning_rate": "lr",
+    "num_epochs": "epochs",
+    "n_epochs": "epochs",
+    "max_epochs": "epochs",
+    "bs": "batch_size",
+    "architecture": "arch",
+    "model": "arch",
+    "sr": "sample_rate",
+    "sampling_rate": "sample_rate",
+    "mels": "n_mels",
+    "num_mels": "n_mels",
+    "wd": "weight_decay",
+    "weight_init": "init",
+}
+
+
 def unknown_knob_message(name: str) -> str:
     import difflib
 
-    close = difflib.get_close_matches(name, KNOBS, n=1)
+    close = [KNOB_ALIASES[name]] if name in KNOB_ALIASES else []
+    close = close or difflib.get_close_matches(name, KNOBS, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return f"unknown knob{hint}; allowed: {', '.join(KNOBS)}"
 

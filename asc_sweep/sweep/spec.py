@@ -34,6 +34,9 @@ from asc_sweep.sweep.engine import sweeps_schema
 from asc_sweep.sweep.recipes import RECIPE_NAMES, resolve
 
 MAX_GRID = 100_000
+MAX_SPEC_BYTES = 1 << 20
+MAX_DEPTH = 32  # YAML nesting; a spec needs 4 (parameters.NAME.values[i])
+MAX_NODES = 100_000  # values after expanding YAML aliases
 TOP_LEVEL_KEYS = (
     "method",
     "metric",
@@ -102,25 +105,44 @@ def load_spec(path: str | Path) -> SweepSpec:
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text()
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError(
+                [Problem("", f"{path.stat().st_size} bytes; a sweep spec is at most 1 MB")], source
+            )
+        text = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
         raise SpecError([Problem("", "no such file")], source) from None
     except IsADirectoryError:
         raise SpecError([Problem("", "is a folder, not a YAML sweep spec")], source) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([Problem("", f"cannot be read: {exc}")], source) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            [
+                Problem(
+                    "",
+                    f"not valid UTF-8 (byte {exc.object[exc.start]:#x} at offset "
+                    f"{exc.start}); save the spec as UTF-8",
+                )
+            ],
+            source,
+        ) from None
+    except OSError as exc:
+        raise SpecError([Problem("", f"cannot be read: {exc.strerror or exc}")], source) from None
     return parse_spec(text, source)
 
 
 def parse_spec(text: str, source: str = "spec") -> SweepSpec:
     """Validate YAML text as a sweep spec; see :func:`load_spec`."""
     try:
+        if shape := _shape_problem(text):
+            raise SpecError([shape], source)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
         reason = " ".join(str(exc.problem or exc).split())
+        if "'\\t'" in reason:
+            reason += "; indent with spaces, not tabs"
         raise SpecError([Problem("", f"YAML syntax error: {reason}", line)], source) from None
     except yaml.YAMLError as exc:
         raise SpecError([Problem("", f"YAML syntax error: {exc}")], source) from None
@@ -141,6 +163,11 @@ def validate_config(data: Any) -> list[Problem]:
             Problem("", f"a sweep spec is a YAML mapping with method: and parameters:, not {kind}")
         ]
     problems = _schema_problems(data)
+    cap = data.get("run_cap")
+    if cap is not None and not (isinstance(cap, int) and not isinstance(cap, bool) and cap >= 1):
+        problems.append(
+            Problem("run_cap", f"{cap!r} is not allowed; run_cap is a whole number >= 1")
+        )
     params = data.get("parameters")
     if isinstance(params, dict):
         for name, param in params.items():
@@ -167,6 +194,40 @@ def validate_config(data: Any) -> list[Problem]:
 
 
 # --- YAML structure ---------------------------------------------------------------------------
+
+
+def _shape_problem(text: str) -> Problem | None:
+    """Refuse YAML whose aliases expand to a huge document (a "billion laughs" bomb) or that
+    nests deeper than any spec needs, from the event stream, before anything is built."""
+    expanded: dict[str, int] = {}  # anchor -> nodes it stands for
+    stack: list[tuple[str | None, int, int]] = []  # open collections: anchor, nodes, line
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 0
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(stack) >= MAX_DEPTH:
+                return Problem("", f"nested more than {MAX_DEPTH} levels deep", line)
+            stack.append((event.anchor, 1, line))
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, nodes, line = stack.pop()
+            if anchor is not None:
+                expanded[anchor] = nodes
+        elif isinstance(event, yaml.AliasEvent):
+            nodes = expanded.get(str(event.anchor), 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            nodes = 1
+            if event.anchor is not None:
+                expanded[event.anchor] = 1
+        else:
+            continue
+        if stack:
+            anchor, count, start = stack[-1]
+            stack[-1] = (anchor, count + nodes, start)
+            if count + nodes > MAX_NODES:
+                return Problem(
+                    "", f"YAML aliases expand to more than {MAX_NODES} values (a YAML bomb?)", line
+                )
+    return None
 
 
 def _walk_nodes(
@@ -258,6 +319,9 @@ def _parameter_problems(name: str, param: Any, method: Any) -> list[Problem]:
         return [Problem(path, unknown_knob_message(name))]
     if not isinstance(param, dict):
         return [Problem(path, "must be a mapping with value:, values:, or min: and max:")]
+    for key in ("value", "min", "max", "mu", "sigma", "q"):
+        if _is_number(param.get(key)) and not math.isfinite(param[key]):
+            return [Problem(f"{path}.{key}", f"{param[key]!r} is not a finite number")]
     if "values" in param:
         values = param["values"]
         if not isinstance(values, list):
