@@ -9,12 +9,14 @@ means out of the box. The API key itself is never printed or written by asc-swee
 
 from __future__ import annotations
 
+import contextlib
 import netrc
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from rich.console import Console
@@ -84,8 +86,37 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
+class _Degraded:
+    """What this process has learnt about W&B: told once, remembered for every later run."""
+
+    told: ClassVar[set[str]] = set()
+    unreachable_until: ClassVar[float] = (
+        0.0  # online runs start offline until then (no init timeout per run)
+    )
+
+    @classmethod
+    def tell_once(cls, console: Console, key: str, message: str) -> None:
+        if key not in cls.told:
+            cls.told.add(key)
+            console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
+def _why(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]
+
+
 class WandbTracker(Tracker):
-    """A W&B run per configuration (SDK ``wandb.init`` / ``log`` / ``summary`` / ``finish``)."""
+    """A W&B run per configuration (SDK ``wandb.init`` / ``log`` / ``summary`` / ``finish``).
+
+    Tracking never costs a result: when W&B cannot be reached, the run is logged offline
+    (and later runs of this process start offline for ``RETRY_ONLINE_SECONDS``); when its
+    folder cannot be written, or the SDK fails mid-run, the run goes on without W&B. Either
+    way the user is told once, with the command that uploads what was kept; results are in
+    the sweep store regardless.
+    """
+
+    RETRY_ONLINE_SECONDS = 600.0
 
     def __init__(self, mode: str = "offline", project: str = "asc-sweep", directory: Path | None = None,
                  console: Console | None = None) -> None:  # fmt: skip
@@ -94,29 +125,91 @@ class WandbTracker(Tracker):
         self.directory = directory or Path(os.environ.get("WANDB_DIR", "."))
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.run: Any = None
+        self.run_mode = mode  # what this run actually got: online, offline or off
 
     def start(
         self, config: Mapping[str, Any], *, name: str, group: str, job_type: str, tags: list[str]
     ) -> None:
-        import wandb
-
+        kwargs = {"config": dict(config), "name": name, "group": group, "job_type": job_type,
+                  "tags": tags}  # fmt: skip
         os.environ.setdefault("WANDB_SILENT", "true")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(
-            mode=self.mode,  # type: ignore[arg-type]
-            project=self.project,
-            dir=str(self.directory),
-            config=dict(config),
-            name=name,
-            group=group,
-            job_type=job_type,
-            tags=tags,
-            reinit="create_new",
+        self.run, self.run_mode = None, "off"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            probe = self.directory / f".asc-sweep-write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            _Degraded.tell_once(
+                self.console,
+                "unwritable",
+                f"W&B cannot write {self.directory} ({exc.strerror or _why(exc)}); runs go on "
+                "without W&B logging and their results are kept in the sweep store "
+                "(asc-sweep report); set WANDB_DIR to a writable folder",
+            )
+            return
+        mode = self.mode
+        if mode == "online" and time.monotonic() < _Degraded.unreachable_until:
+            mode = "offline"
+        try:
+            self.run, self.run_mode = self._init(mode, kwargs), mode
+            return
+        except Exception as exc:  # the SDK raises CommError, UsageError, OSError, ...
+            failure = exc
+        if mode == "online":
+            _Degraded.unreachable_until = time.monotonic() + self.RETRY_ONLINE_SECONDS
+            try:
+                self.run, self.run_mode = self._init("offline", kwargs), "offline"
+            except Exception as exc:
+                failure = exc
+            else:
+                _Degraded.tell_once(
+                    self.console,
+                    "unreachable",
+                    f"W&B cannot be reached ({_why(failure)}); runs are logged offline "
+                    f"meanwhile; upload them later with: wandb sync {self._offline_glob()}",
+                )
+                return
+        _Degraded.tell_once(
+            self.console,
+            "failed",
+            f"W&B logging failed to start ({_why(failure)}); runs go on without it and their "
+            "results are kept in the sweep store (asc-sweep report)",
         )
 
+    def _init(self, mode: str, kwargs: dict[str, Any]) -> Any:
+        import wandb
+
+        return wandb.init(
+            mode=mode,  # type: ignore[arg-type]
+            project=self.project,
+            dir=str(self.directory),
+            reinit="create_new",
+            **kwargs,
+        )
+
+    def _offline_glob(self) -> str:
+        return str(self.directory / "wandb" / "offline-run-*")
+
+    def _failed(self, exc: BaseException) -> None:
+        """The SDK failed mid-run: the run goes on untracked (what was logged stays)."""
+        _Degraded.tell_once(
+            self.console,
+            "mid-run",
+            f"W&B logging failed mid-run ({_why(exc)}); the run goes on without it and its "
+            "result is kept in the sweep store",
+        )
+        run, self.run = self.run, None
+        with contextlib.suppress(Exception):
+            run.finish(exit_code=1)
+
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
-        if self.run is not None:
+        if self.run is None:
+            return
+        try:
             self.run.log(dict(metrics), step=step)
+        except Exception as exc:
+            self._failed(exc)
 
     def finish(
         self, summary: Mapping[str, Any], *, confusion: list[list[int]] | None, classes: list[str]
@@ -125,19 +218,22 @@ class WandbTracker(Tracker):
             return
         import wandb
 
-        self.run.summary.update(dict(summary))
-        if confusion is not None:
-            rows = [
-                [classes[i], classes[j], n]
-                for i, row in enumerate(confusion)
-                for j, n in enumerate(row)
-            ]
-            self.run.log(
-                {"test/confusion": wandb.Table(columns=["truth", "predicted", "count"], data=rows)}
-            )
-        run_dir = Path(self.run.dir).parent
-        self.run.finish()
-        if self.mode == "offline":
+        try:
+            self.run.summary.update(dict(summary))
+            if confusion is not None:
+                rows = [
+                    [classes[i], classes[j], n]
+                    for i, row in enumerate(confusion)
+                    for j, n in enumerate(row)
+                ]
+                table = wandb.Table(columns=["truth", "predicted", "count"], data=rows)
+                self.run.log({"test/confusion": table})
+            run_dir = Path(self.run.dir).parent
+            self.run.finish()
+        except Exception as exc:
+            self._failed(exc)
+            return
+        if self.run_mode == "offline" and self.mode == "offline":
             self.console.print(
                 f"W&B run saved offline; upload it with: wandb sync {run_dir}", highlight=False
             )
@@ -146,9 +242,10 @@ class WandbTracker(Tracker):
     def abort(self, reason: str) -> None:
         if self.run is None:
             return
-        self.run.summary["interrupted"] = reason
-        self.run.finish(exit_code=1)
-        self.run = None
+        run, self.run = self.run, None
+        with contextlib.suppress(Exception):  # the run's own error is the one to report
+            run.summary["interrupted"] = reason
+            run.finish(exit_code=1)
 
 
 def make_tracker(mode: str = "auto", directory: Path | None = None) -> Tracker:
