@@ -101,3 +101,19 @@ def curves(params: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         if ctx.stop.is_set:
             break
     return {"val/loss": quality, "epochs": epochs}
+
+
+def trainer_crashing_on_seed_1(params: dict[str, Any], ctx: RunContext) -> Any:
+    """The built-in trainer, with a bug that crashes the runs of seed 1 halfway through:
+    the first epoch trains and is logged, then the run raises."""
+    from asc_sweep.run.train import run_for_agent
+
+    if params.get("seed") == 1:
+        log = ctx.log
+
+        def crash_after_first_epoch(metrics: Any, step: int | None = None, **kw: Any) -> None:
+            log(metrics, step, **kw)
+            raise RuntimeError(f"a bug in epoch {step}")
+
+        ctx.log = crash_after_first_epoch  # type: ignore[method-assign]
+    return run_for_agent(params, ctx)

@@ -102,6 +102,9 @@ parameters:
 def test_the_image_runs_a_sweep_on_a_mounted_store(image: list[str], tmp_path: Path) -> None:
     version = _run(image, "--version")
     assert version.returncode == 0 and version.stdout.startswith("asc-sweep ")
+    whoami = _run(image, "-c", "id -u", entrypoint="sh")
+    assert whoami.stdout.strip() not in ("", "0"), whoami  # agents do not run as root
+    tmp_path.chmod(0o777)  # the image's user (uid 10001) writes the mounted folder
     (tmp_path / "spec.yaml").write_text(SPEC)
     script = (
         "asc-sweep data synth /runs/synth --clips-per-class 8 --seconds 1 --sample-rate 16000"

@@ -53,6 +53,7 @@ def test_kubernetes_job_runs_agents_with_a_gpu_each() -> None:
     # Secrets are never in the file: the W&B key, the store URL and its password.
     for name in ("WANDB_API_KEY", "ASC_SWEEP_STORE", "PGPASSWORD"):
         assert "secretKeyRef" in env[name]["valueFrom"]
+    assert job["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
 
 
 def test_slurm_array_script() -> None:
