@@ -40,6 +40,7 @@ import yaml
 from asc_sweep.backends import LocalBackend
 from asc_sweep.backends.local import LocalController
 from asc_sweep.data.synth import SynthSpec, generate
+from asc_sweep.errors import StoreError
 from asc_sweep.report import write_report
 from asc_sweep.sweep.spec import parse_spec
 
@@ -133,8 +134,17 @@ class Agents:
         return problems
 
     def _finished(self) -> bool:
-        with LocalBackend(self.store) as backend:
-            return backend.get_sweep(self.sweep_id).state == "finished"
+        # A reader can meet a transient SQLite error while a killed agent's WAL is recovered;
+        # agents retry such errors, and so does the harness.
+        for attempt in range(20):
+            try:
+                with LocalBackend(self.store) as backend:
+                    return backend.get_sweep(self.sweep_id).state == "finished"
+            except StoreError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.1)
+        return False
 
     def wait_all(self, timeout: float) -> None:
         deadline = time.time() + timeout

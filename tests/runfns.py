@@ -117,3 +117,21 @@ def trainer_crashing_on_seed_1(params: dict[str, Any], ctx: RunContext) -> Any:
 
         ctx.log = crash_after_first_epoch  # type: ignore[method-assign]
     return run_for_agent(params, ctx)
+
+
+def paced_trainer(params: dict[str, Any], ctx: RunContext) -> Any:
+    """The built-in trainer, pausing 0.2 s before each epoch is logged: a tiny dataset's epochs
+    take milliseconds, so a test's signal could otherwise land after the run is over."""
+    import time
+
+    from asc_sweep.run.train import run_for_agent
+
+    log = ctx.log
+
+    def paced(metrics: Any, step: int | None = None, **kw: Any) -> None:
+        if not kw.get("replay"):
+            time.sleep(0.2)  # before the epoch is stored, so its checkpoint follows at once
+        log(metrics, step, **kw)
+
+    ctx.log = paced  # type: ignore[method-assign]
+    return run_for_agent(params, ctx)

@@ -66,10 +66,10 @@ def test_a_resumed_runs_stored_history_is_whole_and_agrees_with_its_summary(
 ) -> None:
     """SIGTERM after epoch 3, a new agent resumes: the store holds epochs 1..6, as an
     uninterrupted run does, so hyperband and the report see the run's real curve."""
-    # 20 epochs of the DCASE 2018 CNN: long enough that the signal lands mid-run.
+    # 20 epochs of the DCASE 2018 CNN, paced at 0.2 s an epoch, so the signal lands mid-run.
     sweep_id = make_sweep(store, synth_root, arch="dcase2018_cnn", epochs=20)
-    first = subprocess.Popen(agent_cmd(store, sweep_id), env=agent_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    first = subprocess.Popen(agent_cmd(store, sweep_id, "--function", "runfns:paced_trainer"),
+                             env=agent_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     wait_for(lambda: history_len(store, sweep_id) >= 3, 120, "three stored epochs")
     first.send_signal(signal.SIGTERM)
     out = first.communicate(timeout=60)[0].decode()

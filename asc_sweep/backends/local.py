@@ -115,29 +115,14 @@ def default_store_path() -> Path:
 
 
 def _is_sqlite(path: Path) -> bool:
+    """Whether the file starts with SQLite's header. Only for a file no connection of this
+    process has open: closing any descriptor of a file drops every POSIX lock the process
+    holds on it, SQLite's included (another process could then delete the live WAL)."""
     try:
         with open(path, "rb") as f:
             return f.read(16) == b"SQLite format 3\x00"
     except OSError:
         return False
-
-
-def _truncated_by(path: Path) -> int:
-    """How many bytes an SQLite file lacks of the size its header records (0: none, or not an
-    SQLite file, or a header that does not record it)."""
-    try:
-        with open(path, "rb") as f:
-            header = f.read(100)
-            size = os.fstat(f.fileno()).st_size
-    except OSError:
-        return 0
-    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
-        return 0
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    valid = header[24:28] == header[92:96]  # the page count is current only when these match
-    return max(0, pages * page_size - size) if valid else 0
 
 
 class LocalBackend(SqlStore):
@@ -153,11 +138,6 @@ class LocalBackend(SqlStore):
             raise StoreError(f"{self.path}: is a folder; give the store's file name")
         if not self.path.parent.exists():
             raise StoreError(f"{self.path}: folder {self.path.parent} does not exist")
-        if missing := _truncated_by(self.path):
-            raise StoreError(
-                f"{self.path}: damaged: {missing} bytes shorter than its header says (cut off "
-                f"by a full disk or an interrupted copy?); restore it from a backup"
-            )
         try:
             self._conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
@@ -167,11 +147,32 @@ class LocalBackend(SqlStore):
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
+            self._check_length()
             self._migrate()
         except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc) and not _is_sqlite(self.path):
+                raise StoreError(
+                    f"{self.path}: not an asc-sweep store (not an SQLite file)"
+                ) from None
             if mapped := self._store_error(exc):
                 raise mapped from None
             raise StoreError(f"{self.path}: not an asc-sweep store ({exc})") from None
+
+    def _check_length(self) -> None:
+        """Refuse a store file shorter than SQLite's header says (cut off by a full disk or an
+        interrupted copy): read through SQLite (its page count) and ``stat``, never through a
+        descriptor of our own (see ``_is_sqlite``). Skipped while a WAL holds pages."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            return
+        pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+        page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
+        missing = pages * page_size - self.path.stat().st_size
+        if missing > 0:
+            raise StoreError(
+                f"{self.path}: damaged: {missing} bytes shorter than its header says (cut off "
+                "by a full disk or an interrupted copy?); restore it from a backup"
+            )
 
     def _store_error(self, exc: sqlite3.DatabaseError) -> StoreError | None:
         """A user-facing error for SQLite failures that are about the file, not about us."""
@@ -181,8 +182,6 @@ class LocalBackend(SqlStore):
                 f"{self.path}: read-only here ({text}); asc-sweep writes every run's state to "
                 "the store: make it and its folder writable, or copy it elsewhere"
             )
-        if "not a database" in text and not _is_sqlite(self.path):
-            return StoreError(f"{self.path}: not an asc-sweep store (not an SQLite file)")
         if "malformed" in text or "not a database" in text:
             return StoreError(f"{self.path}: damaged ({text}); restore it from a backup")
         if "disk is full" in text or "disk I/O error" in text:
