@@ -43,6 +43,7 @@ bench: venv
 	$(BIN)/python benchmarks/soak.py
 	$(BIN)/python benchmarks/models.py --device cpu --repeats 3
 	$(BIN)/python benchmarks/overhead.py --repeats 3
+	$(BIN)/python benchmarks/cache_reuse.py
 
 # On a GPU host: GPU tests and every GPU figure in one command (see benchmarks/gpu.sh).
 bench-gpu:

@@ -108,6 +108,23 @@ def cli() -> Callable[..., object]:
     return invoke
 
 
+def mlp_sweep(store: Path, synth_root: Path, epochs: int = 1) -> str:
+    """A 2-run grid (folds 1 and 2) of the real trainer on ``synth_root``: the small MLP, short
+    crops, ``epochs`` epochs; returns its id."""
+    import yaml
+
+    from asc_sweep.sweep.spec import parse_spec
+
+    knobs = {"dataset": "synth", "data_root": str(synth_root), "arch": "dcase2017_mlp",
+             "n_mels": 40, "epochs": epochs, "crop_seconds": 0.5}  # fmt: skip
+    params: dict[str, Any] = {k: {"value": v} for k, v in knobs.items()}
+    params["fold"] = {"values": [1, 2]}
+    spec = {"method": "grid", "metric": {"name": "val/accuracy", "goal": "maximize"},
+            "parameters": params}  # fmt: skip
+    with LocalBackend(store) as backend:
+        return backend.create_sweep(parse_spec(yaml.safe_dump(spec))).id
+
+
 def wait_for(
     predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition"
 ) -> None:

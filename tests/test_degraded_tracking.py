@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from asc_sweep.backends import LocalBackend
-from asc_sweep.sweep.spec import parse_spec
 
-from .conftest import agent_env
+from .conftest import agent_env, mlp_sweep
 
 FAKE_KEY = "local-0123456789abcdef0123456789abcdef01234567"
 
@@ -27,15 +25,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def sweep_of_two(synth_root: Path, store: Path) -> str:
-    spec = {"method": "grid", "metric": {"name": "val/accuracy", "goal": "maximize"}, "parameters": {
-        "dataset": {"value": "synth"}, "data_root": {"value": str(synth_root)}, "arch": {"value": "dcase2017_mlp"},
-        "n_mels": {"value": 40}, "epochs": {"value": 1}, "crop_seconds": {"value": 0.5},
-        "fold": {"values": [1, 2]}}}  # fmt: skip
-    with LocalBackend(store) as backend:
-        return backend.create_sweep(parse_spec(yaml.safe_dump(spec))).id
 
 
 def run_agent(store: Path, sweep_id: str, tracking: str, cwd: Path, **env: str) -> str:
@@ -58,7 +47,7 @@ def finished_with_results(store: Path, sweep_id: str) -> list[float]:
 def test_an_unreachable_wandb_server_leaves_runs_trained_stored_and_logged_offline(
     synth_root: Path, store: Path, tmp_path: Path
 ) -> None:
-    sweep_id = sweep_of_two(synth_root, store)
+    sweep_id = mlp_sweep(store, synth_root)
     wandb_dir = tmp_path / "wandb-files"
     output = run_agent(
         store, sweep_id, "online", tmp_path,
@@ -77,7 +66,7 @@ def test_an_unreachable_wandb_server_leaves_runs_trained_stored_and_logged_offli
 def test_an_unwritable_wandb_folder_leaves_runs_trained_and_stored(
     synth_root: Path, store: Path, tmp_path: Path
 ) -> None:
-    sweep_id = sweep_of_two(synth_root, store)
+    sweep_id = mlp_sweep(store, synth_root)
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where W&B's folder should be\n")
     output = run_agent(store, sweep_id, "offline", tmp_path, WANDB_DIR=str(blocker / "wandb"))

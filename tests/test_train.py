@@ -22,9 +22,9 @@ from asc_sweep.run.result import RunResult
 from asc_sweep.run.tracking import WandbTracker
 from asc_sweep.run.train import train_and_evaluate
 from asc_sweep.sweep.config import ARCH_NAMES, RunConfig
-from asc_sweep.sweep.spec import load_spec, parse_spec
+from asc_sweep.sweep.spec import load_spec
 
-from .conftest import ROOT, agent_env
+from .conftest import ROOT, agent_env, mlp_sweep
 from .wandb_log import read_offline_run
 
 SWEEPS = ROOT / "sweeps"
@@ -162,19 +162,14 @@ def test_cli_train_writes_a_result(
 
 
 def test_agents_run_the_real_trainer_and_store_results(synth_root: Path, store: Path) -> None:
-    spec = {"method": "grid", "metric": {"name": "val/accuracy", "goal": "maximize"}, "parameters": {
-        "dataset": {"value": "synth"}, "data_root": {"value": str(synth_root)}, "arch": {"value": "dcase2017_mlp"},
-        "n_mels": {"value": 40}, "epochs": {"value": 2}, "crop_seconds": {"value": 0.5},
-        "fold": {"values": [1, 2]}}}  # fmt: skip
-    with LocalBackend(store) as backend:
-        sweep = backend.create_sweep(parse_spec(yaml.safe_dump(spec)))
+    sweep_id = mlp_sweep(store, synth_root, epochs=2)
     proc = subprocess.run(
-        [sys.executable, "-m", "asc_sweep", "agent", sweep.id, "--store", str(store), "--tracking", "off"],
+        [sys.executable, "-m", "asc_sweep", "agent", sweep_id, "--store", str(store), "--tracking", "off"],
         env=agent_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     with LocalBackend(store) as backend:
-        runs = backend.runs(sweep.id)
+        runs = backend.runs(sweep_id)
         assert [r.state for r in runs] == ["finished", "finished"]
         for run in runs:
             assert run.summary and 0 <= run.summary["test/accuracy"] <= 1
