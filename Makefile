@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # on CPU-only hosts and on GPU hosts. pyproject.toml keeps open ranges.
 TORCH_PINS ?= torch==2.14.1 torchaudio==2.11.0
 
-.PHONY: venv test test-container lint typecheck demo bench bench-gpu clean
+.PHONY: bench-quick venv test test-container lint typecheck demo bench bench-gpu clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,16 @@ bench: venv
 	$(BIN)/python benchmarks/models.py --device cpu --repeats 3
 	$(BIN)/python benchmarks/overhead.py --repeats 3
 	$(BIN)/python benchmarks/cache_reuse.py
+
+# Every benchmark at toy sizes: proves the scripts run (CI smoke), figures mean nothing.
+bench-quick: venv
+	$(BIN)/python benchmarks/store.py --stores sqlite --agents 2 --runs 8 --bayes-runs 4
+	$(BIN)/python benchmarks/features.py --clips 8 --seconds 2
+	$(BIN)/python benchmarks/synth.py --clips-per-class 8 --seconds 1
+	$(BIN)/python benchmarks/soak.py --folds 1 --inits 1 --rates 1 --agents 2 --events 2 --epochs 1
+	$(BIN)/python benchmarks/models.py --device cpu --rates 16000 --arch dcase2018_cnn m5 --repeats 1
+	$(BIN)/python benchmarks/overhead.py --repeats 1 --folds 1
+	$(BIN)/python benchmarks/cache_reuse.py --clips-per-class 8 --seconds 1
 
 # On a GPU host: GPU tests and every GPU figure in one command (see benchmarks/gpu.sh).
 bench-gpu:

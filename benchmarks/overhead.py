@@ -51,7 +51,8 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
 
 def run_agent(data: Path, work: Path, env: dict[str, str], threads: int) -> float:
     params = {k: {"value": v} for k, v in {**KNOBS, "data_root": str(data)}.items()}
-    params["fold"], params["seed"] = {"values": [1, 2, 3, 4]}, {"values": [0, 1]}
+    folds = sorted({cell["fold"] for cell in GRID})
+    params["fold"], params["seed"] = {"values": folds}, {"values": [0, 1]}
     spec = {"method": "grid", "metric": {"name": "val/accuracy", "goal": "maximize"},
             "parameters": params}  # fmt: skip
     store = work / f"sweeps-{time.monotonic_ns()}.db"
@@ -83,7 +84,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process")
+    parser.add_argument(
+        "--folds", type=int, default=4, choices=range(1, 5), help="runs: 2 seeds a fold"
+    )
     args = parser.parse_args()
+    GRID[:] = [cell for cell in GRID if cell["fold"] <= args.folds]
     work = Path(tempfile.mkdtemp(prefix="asc-overhead-"))
     try:
         data = work / "synth"
