@@ -92,25 +92,24 @@ def inspect_clip(root: Path, clip: Clip) -> ClipReport:
 
 def _inspect(root: Path, clip: Clip) -> ClipReport:
     path = root / clip.path
-    name = clip.path
     errors: list[str] = []
     warnings: list[str] = []
     try:
         st = path.stat()
     except FileNotFoundError:
-        return ClipReport(name, errors=("file not found",))
+        return ClipReport(clip.path, errors=("file not found",))
     except OSError as exc:
-        return ClipReport(name, errors=(f"cannot be read ({exc.strerror})",))
+        return ClipReport(clip.path, errors=(f"cannot be read ({exc.strerror})",))
     if not path.is_file():
-        return ClipReport(name, errors=("is not a file",))
+        return ClipReport(clip.path, errors=("is not a file",))
     if st.st_size == 0:
-        return ClipReport(name, errors=("empty file (0 bytes)",))
+        return ClipReport(clip.path, errors=("empty file (0 bytes)",))
     if not st.st_mode & 0o444:
         errors.append(f"permissions deny reading (mode {oct(st.st_mode & 0o777)})")
     try:
         info = sf.info(str(path))
     except Exception as exc:  # libsndfile reports every unreadable format differently
-        return ClipReport(name, errors=(*errors, f"cannot decode ({_short(exc)})"))
+        return ClipReport(clip.path, errors=(*errors, f"cannot decode ({_short(exc)})"))
     ext = path.suffix.lower()
     if ext not in AUDIO_EXTENSIONS:
         warnings.append(f"extension {ext or '(none)'} is not one of {', '.join(AUDIO_EXTENSIONS)}")
@@ -151,7 +150,9 @@ def _inspect(root: Path, clip: Clip) -> ClipReport:
                 )
             elif not np.any(wave):
                 warnings.append("silent (all samples zero)")
-    return ClipReport(name, info.samplerate, info.channels, seconds, tuple(errors), tuple(warnings))
+    return ClipReport(
+        clip.path, info.samplerate, info.channels, seconds, tuple(errors), tuple(warnings)
+    )
 
 
 def _wav_shortfall(path: Path) -> tuple[int, int] | None:

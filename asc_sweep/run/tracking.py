@@ -125,7 +125,6 @@ class WandbTracker(Tracker):
         self.directory = directory or Path(os.environ.get("WANDB_DIR", "."))
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.run: Any = None
-        self.run_mode = mode  # what this run actually got: online, offline or off
 
     def start(
         self, config: Mapping[str, Any], *, name: str, group: str, job_type: str, tags: list[str]
@@ -133,7 +132,7 @@ class WandbTracker(Tracker):
         kwargs = {"config": dict(config), "name": name, "group": group, "job_type": job_type,
                   "tags": tags}  # fmt: skip
         os.environ.setdefault("WANDB_SILENT", "true")
-        self.run, self.run_mode = None, "off"
+        self.run = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             probe = self.directory / f".asc-sweep-write-test-{os.getpid()}"
@@ -152,14 +151,14 @@ class WandbTracker(Tracker):
         if mode == "online" and time.monotonic() < _Degraded.unreachable_until:
             mode = "offline"
         try:
-            self.run, self.run_mode = self._init(mode, kwargs), mode
+            self.run = self._init(mode, kwargs)
             return
         except Exception as exc:  # the SDK raises CommError, UsageError, OSError, ...
             failure = exc
         if mode == "online":
             _Degraded.unreachable_until = time.monotonic() + self.RETRY_ONLINE_SECONDS
             try:
-                self.run, self.run_mode = self._init("offline", kwargs), "offline"
+                self.run = self._init("offline", kwargs)
             except Exception as exc:
                 failure = exc
             else:
@@ -233,7 +232,7 @@ class WandbTracker(Tracker):
         except Exception as exc:
             self._failed(exc)
             return
-        if self.run_mode == "offline" and self.mode == "offline":
+        if self.mode == "offline":  # a run that fell back to offline was told once, at start
             self.console.print(
                 f"W&B run saved offline; upload it with: wandb sync {run_dir}", highlight=False
             )

@@ -319,7 +319,7 @@ def _parameter_problems(name: str, param: Any, method: Any) -> list[Problem]:
         return [Problem(path, unknown_knob_message(name))]
     if not isinstance(param, dict):
         return [Problem(path, "must be a mapping with value:, values:, or min: and max:")]
-    for key in ("value", "min", "max", "mu", "sigma", "q"):
+    for key in ("min", "max", "mu", "sigma", "q"):  # value(s): each checked as a knob value
         if _is_number(param.get(key)) and not math.isfinite(param[key]):
             return [Problem(f"{path}.{key}", f"{param[key]!r} is not a finite number")]
     if "values" in param:
