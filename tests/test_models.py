@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -114,3 +116,46 @@ def test_masked_mean_in_bf16_is_the_rounded_float32_mean() -> None:
     assert out.dtype == torch.bfloat16
     ulp = 2.0 ** torch.floor(torch.log2(exact.abs())) * 2**-7  # bf16's spacing at each value
     assert float(((out.double() - exact).abs() / ulp).max()) <= 0.5 + 1e-6  # one rounding
+
+
+def _published_order(
+    model: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor
+) -> torch.Tensor:
+    """dcase2018_cnn as its paper orders each block: conv, BN, ReLU, then max pooling."""
+    import torch.nn.functional as F
+
+    from asc_sweep.models.common import masked_max, time_mask
+
+    m: Any = model
+    x = F.pad(x.unsqueeze(1), (0, -x.shape[-1] % 5))
+    x = m.drop(F.max_pool2d(F.relu(m.block1(x)), 5))
+    x = m.drop(F.max_pool2d(F.relu(m.block2(x)), (4, 1)))
+    return m.head(masked_max(x, time_mask(lengths, 5, x.shape[-1])).flatten(1))
+
+
+def test_relu_after_pooling_gives_the_published_block_s_values_and_gradients() -> None:
+    """dcase2018_cnn applies ReLU after max pooling (25x fewer elements in block 1): ReLU is
+    monotonic, so the logits and every gradient equal the paper's order exactly."""
+    model, x, lengths = _batch("dcase2018_cnn", 16000)
+    grads = []
+    for forward in (model, lambda x, n: _published_order(model, x, n)):
+        torch.manual_seed(0)  # the same dropout masks
+        model.zero_grad()
+        logits = forward(x, lengths)
+        logits.square().sum().backward()
+        grads.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    (ours, ours_grads), (paper, paper_grads) = grads
+    assert torch.equal(ours, paper)
+    assert all(torch.equal(a, b) for a, b in zip(ours_grads, paper_grads, strict=True))
+
+
+@pytest.mark.parametrize("arch", [a for a in ARCH_NAMES if a not in ("m5", "m11")])
+def test_channels_last_weights_compute_the_same_logits(arch: str) -> None:
+    """Runs keep conv weights channels-last (faster convolutions on CPUs and GPUs): a
+    different summation order, the same function to float32 rounding."""
+    torch.manual_seed(0)
+    model, x, lengths = _batch(arch, 16000)
+    model.eval()
+    before = model(x, lengths)
+    after = model.to(memory_format=torch.channels_last)(x, lengths)
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)

@@ -42,10 +42,11 @@ class PiczakCNN(AscModel):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = torch.stack([x, AF.compute_deltas(x)], dim=1)  # (B, 2, M, T)
         x = F.pad(x, (0, max(0, 6 + 2 + 6 - x.shape[-1])))  # room for both convs and poolings
+        # ReLU after each pooling: the same values and gradients on a third of the elements.
         x = F.dropout(
-            F.max_pool2d(F.relu(self.conv1(x)), (4, 3), stride=(1, 3)), 0.5, self.training
+            F.relu(F.max_pool2d(self.conv1(x), (4, 3), stride=(1, 3))), 0.5, self.training
         )
-        x = F.max_pool2d(F.relu(self.conv2(x)), (1, 3), stride=(1, 3))  # (B, 80, F', T/9)
+        x = F.relu(F.max_pool2d(self.conv2(x), (1, 3), stride=(1, 3)))  # (B, 80, F', T/9)
         pooled = masked_max(x, time_mask(lengths, 9, x.shape[-1]))
         return self.head(pooled.flatten(1))
 
