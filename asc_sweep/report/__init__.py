@@ -5,21 +5,26 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from asc_sweep.errors import AscSweepError
 from asc_sweep.report.records import RunRecord, swept_factors
-from asc_sweep.report.render import (
-    render_html,
-    render_latex,
-    render_markdown,
-    write_runs_csv,
-    write_summary_csv,
-)
-from asc_sweep.report.stats import ReportData, analyse, levels_of
 from asc_sweep.sweep.config import METRIC_NAMES
+
+# The statistics and renderers import scipy (over a second): every agent process imports this
+# package for RunRecord, so they load only when a report is made.
+if TYPE_CHECKING:
+    from asc_sweep.report.stats import ReportData
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ReportData":
+        from asc_sweep.report.stats import ReportData
+
+        return ReportData
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ def check_arguments(
         AscSweepError: no runs yet, a metric the runs do not have, a reference that is not a
             swept factor, or a reference level the factor does not take (naming the levels).
     """
+    from asc_sweep.report.stats import levels_of
+
     if not records:
         raise AscSweepError(f"sweep {sweep} has no runs yet; start agents first")
     known = {k for r in records for k, v in r.summary.items() if isinstance(v, (int, float))}
@@ -75,6 +82,15 @@ def write_report(
     include_stopped: bool = False,
 ) -> tuple[ReportData, ReportFiles]:
     """Analyse ``records`` and write every report file under ``out``."""
+    from asc_sweep.report.render import (
+        render_html,
+        render_latex,
+        render_markdown,
+        write_runs_csv,
+        write_summary_csv,
+    )
+    from asc_sweep.report.stats import analyse
+
     out.mkdir(parents=True, exist_ok=True)
     data = analyse(records, sweep_id=sweep_id, sweep_name=sweep_name, factors=swept_factors(records), metric=metric,
                    references=references, expected_folds=expected_folds, rope=rope,
