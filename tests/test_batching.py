@@ -42,3 +42,36 @@ def test_training_crops_and_whole_clips_at_evaluation() -> None:
     assert [train.length(i) for i in range(3)] == [50, 40, 50]
     whole = WaveformDataset(source, [0, 1, 2], [0, 1, 0])
     assert [len(whole[i][0]) for i in range(3)] == [100, 40, 250]
+
+
+def test_resident_batches_equal_the_host_loader_s_bit_for_bit() -> None:
+    """Clips held on the device give the very batches the host loader builds: same crops
+    (drawn from the same stream in the same order), padding, lengths and labels, every epoch."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from asc_sweep.data.batching import ResidentBatches
+
+    rng = np.random.default_rng(3)
+    source = [rng.standard_normal(n).astype(np.float32) for n in rng.integers(20, 400, 37)]
+    indices, labels = list(range(3, 37)), [i % 5 for i in range(3, 37)]
+
+    def both(crop: int | None) -> tuple[DataLoader, ResidentBatches]:  # type: ignore[type-arg]
+        made = []
+        for _ in range(2):
+            data = WaveformDataset(source, indices, labels, crop_samples=crop, seed=7)
+            sampler = LengthBucketSampler([data.length(i) for i in range(len(data))], 6, seed=7)
+            made.append((data, sampler))
+        (d1, s1), (d2, s2) = made
+        host = DataLoader(d1, batch_sampler=s1, collate_fn=pad_batch)
+        return host, ResidentBatches(d2, s2, torch.device("cpu"))
+
+    for crop in (100, None):
+        host, resident = both(crop)
+        assert len(host) == len(resident) == 6
+        for epoch in range(3):
+            host.batch_sampler.set_epoch(epoch)  # type: ignore[union-attr]
+            resident.batch_sampler.set_epoch(epoch)
+            for a, b in zip(host, resident, strict=True):
+                assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+        assert host.dataset.rng.bit_generator.state == resident.dataset.rng.bit_generator.state  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
 """The GPU path, on a CUDA host (skipped, with the reason, everywhere else): every architecture
 trains under bf16 and under fp16 with loss scaling, a run killed on the GPU resumes bit for bit
-with deterministic kernels, masked pooling under autocast matches float32, and two agents share
-one GPU. ``benchmarks/gpu.sh`` runs these first on a GPU host."""
+with deterministic kernels, clips held on the GPU train the same run as host batches, masked
+pooling under autocast matches float32, and two agents share one GPU. ``benchmarks/gpu.sh`` runs these first on a GPU host."""
 
 from __future__ import annotations
 
@@ -46,6 +46,19 @@ def test_a_run_killed_on_cuda_resumes_bit_for_bit(synth_root: Path, tmp_path: Pa
     assert resumed.resumed_from_epoch == 1
     assert [h["train/loss"] for h in resumed.history] == [h["train/loss"] for h in straight.history]
     assert resumed.test == straight.test
+
+
+def test_clips_resident_on_the_gpu_train_the_same_run_as_host_batches(synth_root: Path) -> None:
+    """``resident: auto`` holds a small fold on the GPU; the run equals the host-batch one."""
+    from asc_sweep.data.prepare import prepare_fold, resident_device
+
+    config = tiny(synth_root, device="cuda", deterministic=True, gain_db=3.0)
+    _, data = prepare_fold(config)
+    assert resident_device("auto", torch.device("cuda"), data) is not None
+    runs = [train_and_evaluate(tiny(synth_root, device="cuda", deterministic=True, gain_db=3.0,
+                                    resident=r)) for r in ("auto", "never")]  # fmt: skip
+    assert [h["train/loss"] for h in runs[0].history] == [h["train/loss"] for h in runs[1].history]
+    assert runs[0].test == runs[1].test
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

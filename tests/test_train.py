@@ -19,6 +19,7 @@ from asc_sweep.backends import LocalBackend
 from asc_sweep.cli.demo import DEMO_SPEC
 from asc_sweep.run.context import StandaloneContext
 from asc_sweep.run.result import RunResult
+from asc_sweep.run.runtime import cpu_has_native_bf16
 from asc_sweep.run.tracking import WandbTracker
 from asc_sweep.run.train import train_and_evaluate
 from asc_sweep.sweep.config import ARCH_NAMES, RunConfig
@@ -54,6 +55,9 @@ def test_a_run_produces_every_figure(synth_root: Path) -> None:
         result.timings["inference_ms_per_clip"] > 0 and result.timings["train_clips_per_second"] > 0
     )
     assert result.environment["packages"]["torch"] and result.environment["device_type"] == "cpu"
+    # Mixed precision on a CPU only where bfloat16 is native (AMX); the run says which.
+    native = cpu_has_native_bf16()
+    assert result.environment["precision"] == ("bfloat16" if native else "float32")
     summary = result.summary()
     assert summary["test/accuracy"] == test["accuracy"] and "test/accuracy/rain" in summary
 
@@ -221,6 +225,28 @@ def test_every_architecture_trains_through_the_real_loop(arch: str, synth_root: 
     result = train_and_evaluate(tiny(synth_root, arch=arch, epochs=1, specaugment=True, mixup=0.2))
     assert result.epochs_run == 1 and 0 <= result.test["accuracy"] <= 1
     assert result.macs_per_clip > 0 and result.timings["inference_ms_per_clip"] > 0
+
+
+def test_a_run_with_its_clips_resident_on_the_device_trains_the_same_run(
+    synth_root: Path,
+) -> None:
+    """``resident: always`` (the GPU path: clips held on the device, batches built there) and
+    host batches give the same run, bit for bit: same crops, batches, history and result."""
+
+    def figures(resident: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        result = train_and_evaluate(tiny(synth_root, resident=resident, gain_db=3.0))
+        rows = [{k: v for k, v in h.items() if not k.startswith("time/")} for h in result.history]
+        return rows, result.test
+
+    assert figures("always") == figures("never")
+
+
+def test_amp_off_or_float16_trains_a_cpu_run_in_float32(synth_root: Path) -> None:
+    """``amp: false`` is float32 everywhere; float16 (a GPU type with loss scaling) is not
+    used on a CPU, which trains in float32 then."""
+    for knobs in ({"amp": False}, {"amp_dtype": "float16"}):
+        result = train_and_evaluate(tiny(synth_root, epochs=1, **knobs))
+        assert result.environment["precision"] == "float32", knobs
 
 
 def test_deterministic_knob_pins_cudnn_and_is_the_default() -> None:

@@ -49,12 +49,17 @@ class WaveformDataset(Dataset[tuple[np.ndarray, int]]):
         full = len(self.source[self.indices[i]])
         return full if self.crop_samples is None else min(full, self.crop_samples)
 
+    def window(self, i: int, full: int) -> tuple[int, int]:
+        """(start, samples) of item ``i`` of ``full`` samples: a random crop (drawn from
+        ``rng``) when training and the clip is longer than the crop, else the whole clip."""
+        if self.crop_samples is not None and full > self.crop_samples:
+            return int(self.rng.integers(0, full - self.crop_samples + 1)), self.crop_samples
+        return 0, full
+
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         wave = self.source[self.indices[i]]
-        if self.crop_samples is not None and len(wave) > self.crop_samples:
-            start = int(self.rng.integers(0, len(wave) - self.crop_samples + 1))
-            wave = wave[start : start + self.crop_samples]
-        return np.array(wave, dtype=np.float32), self.labels[i]
+        start, n = self.window(i, len(wave))
+        return np.array(wave[start : start + n], dtype=np.float32), self.labels[i]
 
 
 def pad_batch(
@@ -118,3 +123,53 @@ class LengthBucketSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self._batches())
+
+
+class ResidentBatches:
+    """The batches a ``DataLoader`` over ``dataset`` and ``sampler`` would give, built on
+    ``device`` from the clips held there for the whole run.
+
+    The clips are copied once into one flat tensor; each batch is then one gather on the
+    device (crop, pad, stack), with no per-clip work on the host and no host-to-device copy.
+    Crops are drawn from the dataset's random stream in the same order as the loader draws
+    them, so both give the same batches, bit for bit, and a checkpoint restores either.
+    """
+
+    def __init__(
+        self, dataset: WaveformDataset, sampler: LengthBucketSampler, device: torch.device
+    ) -> None:
+        self.dataset, self.batch_sampler, self.device = dataset, sampler, device
+        waves = [np.asarray(dataset.source[i], dtype=np.float32) for i in dataset.indices]
+        self.sizes = [len(w) for w in waves]
+        starts = np.cumsum([0, *self.sizes[:-1]]) if waves else np.zeros(0, np.int64)
+        self.starts = [int(x) for x in starts]
+        flat = np.concatenate(waves) if waves else np.zeros(1, np.float32)
+        self.flat = torch.from_numpy(flat).to(device)
+        self.labels = torch.tensor(dataset.labels, dtype=torch.long, device=device)
+
+    @staticmethod
+    def nbytes(dataset: WaveformDataset) -> int:
+        """Bytes the clips take on the device (float32)."""
+        return 4 * sum(len(dataset.source[i]) for i in dataset.indices)
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        # A DataLoader draws its workers' base seed from torch's (CPU) stream at every pass;
+        # drawing it too keeps the runs' random streams, and so their results, the same.
+        torch.empty((), dtype=torch.int64).random_()
+        for batch in self.batch_sampler:
+            windows = [self.dataset.window(i, self.sizes[i]) for i in batch]
+            offsets = torch.tensor(
+                [self.starts[i] + start for i, (start, _) in zip(batch, windows, strict=True)],
+                device=self.device,
+            )
+            lengths = torch.tensor([n for _, n in windows], dtype=torch.long)
+            longest = int(lengths.max()) if batch else 0
+            steps = torch.arange(longest, device=self.device)
+            on_device = lengths.to(self.device)
+            inside = steps[None, :] < on_device[:, None]
+            where = torch.where(inside, offsets[:, None] + steps[None, :], 0)
+            waves = torch.where(inside, self.flat[where], 0.0)
+            yield waves, on_device, self.labels[torch.tensor(batch, device=self.device)]

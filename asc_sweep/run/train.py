@@ -21,7 +21,7 @@ from torch import nn
 
 from asc_sweep.data.cache import cache_root
 from asc_sweep.data.features import LogMel, fit_normalization
-from asc_sweep.data.prepare import FoldData, make_loader, prepare_fold
+from asc_sweep.data.prepare import FoldData, make_loader, prepare_fold, resident_device
 from asc_sweep.models import AscModel, ModelSpec, build_model, count_parameters
 from asc_sweep.models.init import apply_init
 from asc_sweep.models.pretrained import fetch, load_panns, set_features_frozen
@@ -37,7 +37,12 @@ from asc_sweep.run.context import RunContext, RunInterrupted, StandaloneContext,
 from asc_sweep.run.cost import count_macs, median_latency_ms
 from asc_sweep.run.metrics import classification_metrics, curve_area, epochs_to_fraction
 from asc_sweep.run.result import RunResult
-from asc_sweep.run.runtime import environment, pick_device, seed_everything
+from asc_sweep.run.runtime import (
+    cpu_has_native_bf16,
+    environment,
+    pick_device,
+    seed_everything,
+)
 from asc_sweep.run.schedule import lr_factor
 from asc_sweep.run.state import ModelSelection, TrainState
 from asc_sweep.run.tracking import NullTracker, Tracker, make_tracker
@@ -77,6 +82,7 @@ class Pipeline(nn.Module):
         self.freq_shift = freq_shift if front is not None else 0
         self.mixstyle = mixstyle if front is not None else 0.0
         self.filter_db = filter_db if front is not None else 0.0
+        self.amp_dtype: torch.dtype | None = None  # the model's autocast type, set by set_up
 
     def features(
         self, waves: torch.Tensor, lengths: torch.Tensor
@@ -97,7 +103,9 @@ class Pipeline(nn.Module):
         return x, self.front.frames(lengths)
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.model(*self.features(waves, lengths))
+        x, steps = self.features(waves, lengths)  # float32
+        with torch.autocast(waves.device.type, self.amp_dtype, enabled=self.amp_dtype is not None):
+            return self.model(x, steps)
 
 
 @dataclass
@@ -218,8 +226,10 @@ def set_up(config: RunConfig) -> Setup:
         mixstyle=config.mixstyle,
         filter_db=config.filter_db,
     ).to(device)
+    net.to(memory_format=torch.channels_last)  # faster convolutions: benchmarks/models.py
     crop = None if config.crop_seconds is None else round(config.crop_seconds * config.rate)
     cuda = device.type == "cuda"
+    resident = resident_device(config.resident, device, data)
     loaders = {
         "train": make_loader(
             data,
@@ -229,6 +239,7 @@ def set_up(config: RunConfig) -> Setup:
             shuffle=True,
             seed=config.seed,
             pin_memory=cuda,
+            resident=resident,
         ),
         **{
             part: make_loader(
@@ -239,21 +250,26 @@ def set_up(config: RunConfig) -> Setup:
                 shuffle=False,
                 seed=0,
                 pin_memory=cuda,
+                resident=resident,
             )
             for part in ("val", "test")
         },
     }
-    amp = config.amp and cuda
-    return Setup(
-        config, data, net, model, loaders, device, amp, autocast_dtype(config, amp), data_seconds
+    amp = config.amp and (
+        cuda or (config.amp_dtype != "float16" and device.type == "cpu" and cpu_has_native_bf16())
     )
+    amp_dtype = autocast_dtype(config, amp)
+    net.amp_dtype = amp_dtype if amp else None
+    return Setup(config, data, net, model, loaders, device, amp, amp_dtype, data_seconds)
 
 
 def autocast_dtype(config: RunConfig, amp: bool) -> torch.dtype:
     """bf16 where the GPU has it (no loss scaling needed), else fp16 (with a GradScaler);
-    ``amp_dtype`` forces one."""
+    ``amp_dtype`` forces one. On a CPU, mixed precision is bf16 only (where it is native)."""
     if config.amp_dtype == "bfloat16" or (
-        config.amp_dtype == "auto" and amp and torch.cuda.is_bf16_supported()
+        config.amp_dtype == "auto"
+        and amp
+        and (not torch.cuda.is_available() or torch.cuda.is_bf16_supported())
     ):
         return torch.bfloat16
     return torch.float16
@@ -298,12 +314,14 @@ def epoch_row(
         "time/epoch_seconds": seconds,
     }
     if setup.data.val:
+        t0 = time.perf_counter()
         val = evaluate(setup, "val")
         row.update(
             {
                 "val/loss": val["log_loss"],
                 "val/accuracy": val["accuracy"],
                 "val/macro_f1": val["macro_f1"],
+                "time/val_seconds": time.perf_counter() - t0,
             }
         )
     return row
@@ -349,7 +367,7 @@ def conclude(
             "inference_ms_per_clip": latency,
             "inference_clips_per_second": n_test / eval_seconds if eval_seconds else 0.0,
         },
-        environment=environment(setup.device),
+        environment=environment(setup.device, precision(setup)),
         skipped_clips=setup.data.skipped,
         resumed_from_epoch=state.resumed_from or None,
         clips={
@@ -358,6 +376,11 @@ def conclude(
         },
         config=config.to_dict(),
     )
+
+
+def precision(setup: Setup) -> str:
+    """What training computes in: float32, or autocast's bfloat16 / float16."""
+    return str(setup.amp_dtype).removeprefix("torch.") if setup.amp else "float32"
 
 
 def make_optimizer(config: RunConfig, net: nn.Module) -> torch.optim.Optimizer:
@@ -386,8 +409,8 @@ def train_epoch(setup: Setup, state: TrainState, stop: StopFlag) -> tuple[float,
         if stop.is_set:
             return None
         waves, lengths, labels = (t.to(device, non_blocking=True) for t in (waves, lengths, labels))
+        x, steps = net.features(waves, lengths)  # in float32, as at evaluation
         with torch.autocast(device.type, dtype=setup.amp_dtype, enabled=setup.amp):
-            x, steps = net.features(waves, lengths)
             targets = F.one_hot(labels, n_classes).float() * (1 - smoothing) + smoothing / n_classes
             if mixup_alpha > 0:
                 x, targets = mixup(x, targets, mixup_alpha, state.mix_rng)
@@ -420,7 +443,7 @@ def evaluate(setup: Setup, part: str) -> dict[str, Any]:
         else:
             size, hop = round(segment * config.rate), round(config.eval_hop_seconds * config.rate)
             probs.append(segment_vote(net, waves, lengths, size, hop, config.voting))
-        labels.append(y.numpy())
+        labels.append(y.cpu().numpy())
     if not probs:
         return classification_metrics(
             np.zeros((0, setup.n_classes)), np.zeros(0, dtype=np.int64), setup.n_classes

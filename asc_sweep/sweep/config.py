@@ -219,12 +219,22 @@ class RunConfig:
     device: str = knob(
         "auto", "where to train (auto: GPU when present)", choices=("auto", "cpu", "cuda")
     )
-    amp: bool = knob(True, "mixed precision on CUDA")
+    amp: bool = knob(
+        True,
+        "mixed precision: on CUDA, and on CPUs that compute bfloat16 natively (Intel AMX); "
+        "the run's environment records which (precision)",
+    )
     amp_dtype: str = knob(
         "auto",
         "mixed-precision type: auto (bfloat16 where the GPU has it, else float16 with loss "
         "scaling), bfloat16, float16",
         choices=("auto", "bfloat16", "float16"),
+    )
+    resident: str = knob(
+        "auto",
+        "keep the fold's clips on the run's device and build batches there: auto (on a GPU "
+        "when they take at most a quarter of its free memory), always, never (host batches)",
+        choices=("auto", "always", "never"),
     )
     checkpoint_every: int = knob(
         1,
