@@ -218,7 +218,9 @@ def test_agent_plan_defaults_to_one_agent_per_visible_gpu(monkeypatch: pytest.Mo
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,-1,2")  # CUDA stops at an invalid entry
     assert visible_gpus() == ["1"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert plan_agents(None, None, None) == (1, None)
+    for cores, agents in ((1, 1), (2, 2), (16, 4)):  # without GPUs: a core each, at most 4
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        assert plan_agents(None, None, None) == (agents, None)
     with pytest.raises(AscSweepError, match="no GPU is visible"):
         plan_agents(None, None, 2)
 

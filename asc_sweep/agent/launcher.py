@@ -77,14 +77,21 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
+# Agents a CPU host starts by default: one per core, but no more than this (each holds torch,
+# a model and its optimiser: several hundred MB), the cores then shared out as threads.
+MAX_CPU_AGENTS = 4
+
+
 def plan_agents(
     agents: int | None, gpus: list[str] | None, agents_per_gpu: int | None
 ) -> tuple[int, list[str] | None]:
     """How many agents to start and the GPUs to pin them to, round robin.
 
     GPUs default to every visible one; agents default to ``agents_per_gpu`` (else 1) per GPU,
-    or 1 on a host without GPUs. ``agents_per_gpu`` with an explicit ``agents`` that differs
-    from it is refused.
+    or, on a host without GPUs, one per CPU core up to ``MAX_CPU_AGENTS`` (single-thread
+    agents beat one agent with every thread by 1.5x on the demo: the small models' operators
+    do not split well over threads; BENCHMARKS.md, scaling). ``agents_per_gpu`` with an
+    explicit ``agents`` that differs from it is refused.
 
     Raises:
         AscSweepError: ``agents_per_gpu`` on a host without GPUs, or a contradiction.
@@ -98,7 +105,7 @@ def plan_agents(
                 "--agents-per-gpu: no GPU is visible on this host (CUDA_VISIBLE_DEVICES, or no "
                 "CUDA); use --agents N"
             )
-        return agents or 1, None
+        return agents or max(1, min(MAX_CPU_AGENTS, os.cpu_count() or 1)), None
     per_gpu = agents_per_gpu or 1
     if agents is not None and agents_per_gpu is not None and agents != per_gpu * len(chosen):
         raise AscSweepError(

@@ -347,7 +347,8 @@ def launch(
             "--agents",
             "-n",
             min=1,
-            help="Agent processes to run on this host [default: one per GPU, or 1 without GPUs]",
+            help="Agent processes to run on this host [default: one per GPU; without GPUs, one "
+            "per CPU core, at most 4]",
             show_default=False,
         ),
     ] = None,
