@@ -44,6 +44,7 @@ bench: venv
 	$(BIN)/python benchmarks/models.py --device cpu --repeats 3
 	$(BIN)/python benchmarks/overhead.py --repeats 3
 	$(BIN)/python benchmarks/cache_reuse.py
+	$(BIN)/python benchmarks/scaling.py
 
 # Every benchmark at toy sizes: proves the scripts run (CI smoke), figures mean nothing.
 bench-quick: venv
@@ -54,6 +55,7 @@ bench-quick: venv
 	$(BIN)/python benchmarks/models.py --device cpu --rates 16000 --arch dcase2018_cnn m5 --repeats 1
 	$(BIN)/python benchmarks/overhead.py --repeats 1 --folds 1
 	$(BIN)/python benchmarks/cache_reuse.py --clips-per-class 8 --seconds 1
+	$(BIN)/python benchmarks/scaling.py --quick
 
 # On a GPU host: GPU tests and every GPU figure in one command (see benchmarks/gpu.sh).
 bench-gpu:
