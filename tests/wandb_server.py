@@ -11,8 +11,10 @@ the real SDK.
 
 Use: start ``python -m asc_sweep ...`` with ``tests/wandb_site`` on ``PYTHONPATH`` (its
 ``sitecustomize`` calls :func:`install` in every Python process) and ``WANDB_TEST_PLAN``
-naming a JSON file ``{"config": {...}, "runs": {"run-id": {params}}}`` and, optionally, ``"stop_after_seconds": {"run-id": S}``: the controller then sends ``stop``
-for that run on every heartbeat once it has run S seconds (as W&B's does for hyperband).
+naming a JSON file ``{"config": {...}, "runs": {"run-id": {params}}}`` and, optionally,
+``"stop_after_seconds": {"run-id": S}`` or ``"stop_after_an_epoch": ["run-id"]``: the
+controller then sends ``stop`` for that run on every heartbeat once it has run S seconds, or
+once it has ended an epoch (its first checkpoint is written), as W&B's does for hyperband.
 Its state (the queue, each run's state, the ``heartbeats`` and ``commands`` it saw) is kept in
 ``<plan>.log.json`` under a lock, so several agent processes share one controller.
 """
@@ -100,12 +102,14 @@ def install(plan_path: Path) -> None:
                 if not run_states.get(run_id) and state["runs"][run_id] == "running":
                     state["runs"][run_id] = "finished"
             stops = plan.get("stop_after_seconds", {})  # run id -> seconds after its start
+            epoch_stops = plan.get("stop_after_an_epoch", [])  # run ids
             running = [r for r, alive in run_states.items() if alive]
             if running:
                 commands: list[dict[str, Any]] = [
                     {"type": "stop", "run_id": r}
                     for r in running
-                    if r in stops and time.time() - state["started"][r] > stops[r]
+                    if (r in stops and time.time() - state["started"][r] > stops[r])
+                    or (r in epoch_stops and _has_checkpoint(r))
                 ]
             elif state["queue"]:
                 run_id, params = state["queue"].pop(0)
@@ -118,6 +122,11 @@ def install(plan_path: Path) -> None:
                 commands = [{"type": "exit"}]
             state["commands"].extend(commands)
         return commands
+
+    def _has_checkpoint(run_id: str) -> bool:
+        """The run has ended an epoch: its first checkpoint is on disk (wandb-run's run_dir)."""
+        base = Path(os.environ.get("WANDB_DIR") or ".")
+        return any(base.glob(f"asc-sweep-runs/*/{run_id}/checkpoint.pt"))
 
     sweeps_api._sweep_with_runs = sweep_with_runs  # type: ignore[assignment]
     sweeps_api._register_agent = register_agent  # type: ignore[assignment]
