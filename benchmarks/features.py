@@ -116,10 +116,12 @@ def main() -> None:
                 bench_torch(clips, gpu.log_mel, b, "cuda"),
             )
         )
-    print("| front end | clips/s | vs librosa |")
-    print("| --- | ---: | ---: |")
+    bound = next(rate for name, rate in rows if name.startswith("bound"))
+    print("| front end | clips/s | vs librosa | share of the CPU's FFT bound |")
+    print("| --- | ---: | ---: | ---: |")
     for name, rate in rows:
-        print(f"| {name} | {rate:.1f} | {rate / lib:.1f}x |")
+        share = f"{rate / bound:.0%}" if name.endswith("(CPU)") else "-"
+        print(f"| {name} | {rate:.1f} | {rate / lib:.1f}x | {share} |")
 
 
 if __name__ == "__main__":
