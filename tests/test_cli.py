@@ -78,3 +78,40 @@ def test_missing_data_stops_the_agent_and_keeps_the_sweep(
         runs = backend.runs(backend.get_sweep().id)
     assert [(r.state, r.attempts) for r in runs] == [("pending", 0), ("pending", 0)]
     assert "dataset folder not found" in (runs[0].error or "")
+
+
+def test_a_process_that_loaded_torch_leaves_fast_with_its_exit_code_and_output(
+    tmp_path: Path,
+) -> None:
+    """``asc-sweep`` skips the interpreter's teardown once torch is loaded (about a second a
+    process): the exit code, the message and everything printed still come out, and the
+    exit handlers run."""
+    import subprocess
+    import sys
+
+    from .conftest import agent_env
+
+    def run(*code: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", "\n".join(code)], env=agent_env(), capture_output=True,
+            text=True, timeout=120, cwd=tmp_path,
+        )  # fmt: skip
+
+    absent = tmp_path / "absent"
+    missing = run(
+        "import sys; sys.argv = ['asc-sweep', 'train', '--set', 'dataset=synth',",
+        f"    '--set', 'data_root={absent}']",
+        "from asc_sweep.cli import main; main()",
+    )
+    assert missing.returncode == 2, missing.stderr
+    assert "dataset folder not found" in missing.stderr and "Traceback" not in missing.stderr
+    handlers = run(
+        "import atexit, sys, torch",
+        "atexit.register(lambda: print('exit handler ran', flush=True))",
+        "sys.argv = ['asc-sweep', '--version']",
+        "print('before', end='')  # unflushed",
+        "from asc_sweep.cli import main; main()",
+    )
+    assert handlers.returncode == 0, handlers.stderr
+    assert handlers.stdout.startswith("before") and "asc-sweep" in handlers.stdout
+    assert "exit handler ran" in handlers.stdout
