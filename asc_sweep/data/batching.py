@@ -147,11 +147,6 @@ class ResidentBatches:
         self.flat = torch.from_numpy(flat).to(device)
         self.labels = torch.tensor(dataset.labels, dtype=torch.long, device=device)
 
-    @staticmethod
-    def nbytes(dataset: WaveformDataset) -> int:
-        """Bytes the clips take on the device (float32)."""
-        return 4 * sum(len(dataset.source[i]) for i in dataset.indices)
-
     def __len__(self) -> int:
         return len(self.batch_sampler)
 
