@@ -24,7 +24,8 @@ from torch import nn
 from asc_sweep.data.features import LogMel
 from asc_sweep.models import ARCHITECTURES, ModelSpec, build_model, count_parameters
 from asc_sweep.run.cost import count_macs, timed_calls
-from asc_sweep.run.runtime import cpu_has_native_bf16
+from asc_sweep.run.train import mixed_precision
+from asc_sweep.sweep.config import RunConfig
 
 N_CLASSES, N_MELS = 10, 64
 
@@ -51,9 +52,7 @@ class Net(nn.Module):
 
 def run_precision(device: torch.device) -> torch.dtype | None:
     """The autocast type a run uses on ``device`` with the default knobs (None: float32)."""
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else None
+    return mixed_precision(RunConfig.from_dict({}), device)
 
 
 def train_rate(net: Net, device: torch.device, rate: int, repeats: int) -> float:

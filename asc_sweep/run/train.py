@@ -119,8 +119,7 @@ class Setup:
     model: AscModel
     loaders: dict[str, Any]  # train, val, test
     device: torch.device
-    amp: bool
-    amp_dtype: torch.dtype
+    amp_dtype: torch.dtype | None  # autocast's type, None for float32
     data_seconds: float
 
     @property
@@ -255,24 +254,28 @@ def set_up(config: RunConfig) -> Setup:
             for part in ("val", "test")
         },
     }
-    amp = config.amp and (
-        cuda or (config.amp_dtype != "float16" and device.type == "cpu" and cpu_has_native_bf16())
-    )
-    amp_dtype = autocast_dtype(config, amp)
-    net.amp_dtype = amp_dtype if amp else None
-    return Setup(config, data, net, model, loaders, device, amp, amp_dtype, data_seconds)
+    net.amp_dtype = mixed_precision(config, device)
+    return Setup(config, data, net, model, loaders, device, net.amp_dtype, data_seconds)
 
 
-def autocast_dtype(config: RunConfig, amp: bool) -> torch.dtype:
-    """bf16 where the GPU has it (no loss scaling needed), else fp16 (with a GradScaler);
-    ``amp_dtype`` forces one. On a CPU, mixed precision is bf16 only (where it is native)."""
-    if config.amp_dtype == "bfloat16" or (
-        config.amp_dtype == "auto"
-        and amp
-        and (not torch.cuda.is_available() or torch.cuda.is_bf16_supported())
-    ):
+def mixed_precision(config: RunConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast type a run uses on ``device``, or None (float32).
+
+    On CUDA: bf16 where the GPU has it (no loss scaling needed), else fp16 (with a
+    GradScaler); ``amp_dtype`` forces one. On a CPU: bf16 only where it is native (AMX), and
+    not when ``amp_dtype`` asks for fp16. Never with ``amp: false``.
+    """
+    if not config.amp:
+        return None
+    if device.type == "cuda":
+        if config.amp_dtype == "bfloat16" or (
+            config.amp_dtype == "auto" and torch.cuda.is_bf16_supported()
+        ):
+            return torch.bfloat16
+        return torch.float16
+    if device.type == "cpu" and config.amp_dtype != "float16" and cpu_has_native_bf16():
         return torch.bfloat16
-    return torch.float16
+    return None
 
 
 def initial_state(config: RunConfig, setup: Setup) -> TrainState:
@@ -283,7 +286,7 @@ def initial_state(config: RunConfig, setup: Setup) -> TrainState:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, total_steps=total, warmup_steps=warmup, kind=config.schedule)
     )
-    scaler = torch.amp.GradScaler("cuda", enabled=setup.amp and setup.amp_dtype == torch.float16)
+    scaler = torch.amp.GradScaler("cuda", enabled=setup.amp_dtype == torch.float16)
     return TrainState(
         config_hash=config_hash(config.to_dict()),
         net=setup.net,
@@ -380,7 +383,7 @@ def conclude(
 
 def precision(setup: Setup) -> str:
     """What training computes in: float32, or autocast's bfloat16 / float16."""
-    return str(setup.amp_dtype).removeprefix("torch.") if setup.amp else "float32"
+    return "float32" if setup.amp_dtype is None else str(setup.amp_dtype).removeprefix("torch.")
 
 
 def make_optimizer(config: RunConfig, net: nn.Module) -> torch.optim.Optimizer:
@@ -410,7 +413,7 @@ def train_epoch(setup: Setup, state: TrainState, stop: StopFlag) -> tuple[float,
             return None
         waves, lengths, labels = (t.to(device, non_blocking=True) for t in (waves, lengths, labels))
         x, steps = net.features(waves, lengths)  # in float32, as at evaluation
-        with torch.autocast(device.type, dtype=setup.amp_dtype, enabled=setup.amp):
+        with torch.autocast(device.type, setup.amp_dtype, enabled=setup.amp_dtype is not None):
             targets = F.one_hot(labels, n_classes).float() * (1 - smoothing) + smoothing / n_classes
             if mixup_alpha > 0:
                 x, targets = mixup(x, targets, mixup_alpha, state.mix_rng)
