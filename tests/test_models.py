@@ -9,7 +9,7 @@ import torch
 
 from asc_sweep.data.features import LogMel, fit_normalization
 from asc_sweep.models import ARCHITECTURES, ModelSpec, build_model, count_parameters
-from asc_sweep.sweep.config import ARCH_NAMES, RunConfig
+from asc_sweep.sweep.config import ARCH_NAMES, FRAME_WISE_ARCHS, RunConfig
 
 RATES = (8000, 16000, 22050, 32000, 44100)
 
@@ -50,6 +50,22 @@ def test_forward_and_backward_at_every_sample_rate(arch: str, sr: int) -> None:
     logits.sum().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_frame_wise_models_pool_their_frames_logits() -> None:
+    assert (
+        tuple(a for a in ARCH_NAMES if getattr(ARCHITECTURES[a], "frame_wise", False))
+        == FRAME_WISE_ARCHS
+    )
+    torch.manual_seed(0)
+    model = build_model("dcase2017_mlp", ModelSpec(n_classes=4, n_mels=40)).eval()
+    x, lengths = torch.randn(2, 40, 30), torch.tensor([30, 12])
+    frames, mask = model.frame_logits(x, lengths)
+    assert frames.shape == (2, 4, 26) and mask.sum(1).tolist() == [26, 8]  # 5-frame context
+    expected = torch.stack([frames[i, :, : int(n)].mean(-1) for i, n in enumerate(mask.sum(1))])
+    torch.testing.assert_close(model(x, lengths), expected)
+    with pytest.raises(NotImplementedError, match="not a frame-wise model"):
+        build_model("dcase2018_cnn", ModelSpec(n_classes=4, n_mels=40)).frame_logits(x, lengths)
 
 
 def test_padding_does_not_change_a_clip_s_output() -> None:

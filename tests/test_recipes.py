@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from asc_sweep.data.synth import SynthSpec, clip_count, generate, render_clip
@@ -19,7 +20,13 @@ from asc_sweep.errors import SpecError
 from asc_sweep.run.augment import random_filter, random_gain, shift_bands
 from asc_sweep.run.context import StandaloneContext
 from asc_sweep.run.state import ModelSelection
-from asc_sweep.run.train import run_for_agent, segment_vote, train_and_evaluate
+from asc_sweep.run.train import (
+    frame_loss,
+    frame_vote,
+    run_for_agent,
+    segment_vote,
+    train_and_evaluate,
+)
 from asc_sweep.sweep.config import ARCH_NAMES, KNOBS, RunConfig, knob_problems
 from asc_sweep.sweep.recipes import MODERN, PAPER_RECIPES, RECIPES
 from asc_sweep.sweep.spec import parse_spec
@@ -202,6 +209,64 @@ def test_segment_vote_cuts_clips_and_combines_segments() -> None:
     # Overlapping segments: 16 samples, size 8, hop 4 -> 3 segments.
     three = segment_vote(_SignNet(), waves[:1], lengths[:1], size=8, hop=4, voting="majority")
     assert three[0] == pytest.approx([2 / 3, 1 / 3])
+
+
+class _FrameNet:
+    """Stands in for a frame-wise pipeline: clip 0 has frames voting 0, 0, 1 (then padding
+    that would vote 1), clip 1 a single frame voting 1."""
+
+    def frame_logits(
+        self, waves: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        choice = torch.tensor([[0, 0, 1, 1], [1, 0, 0, 0]])
+        frames = F.one_hot(choice, 2).float().transpose(1, 2) * 4 - 2  # (2, classes, 4)
+        mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+        return frames, mask
+
+
+def test_frame_vote_combines_the_valid_frames() -> None:
+    waves, lengths = torch.zeros(2, 8), torch.tensor([8, 2])
+    majority = frame_vote(_FrameNet(), waves, lengths, "majority")  # type: ignore[arg-type]
+    assert majority[0] == pytest.approx([2 / 3, 1 / 3]) and majority[1] == pytest.approx([0, 1])
+    mean = frame_vote(_FrameNet(), waves, lengths, "mean")  # type: ignore[arg-type]
+    p = torch.softmax(torch.tensor([2.0, -2.0]), 0).numpy()
+    assert mean[0] == pytest.approx((2 * p + p[::-1]) / 3, abs=1e-6)
+
+
+def test_frame_loss_is_the_mean_over_valid_frames_of_each_frame_s_cross_entropy() -> None:
+    torch.manual_seed(0)
+    frames = torch.randn(2, 3, 5)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    targets = F.one_hot(torch.tensor([2, 0]), 3).float() * 0.9 + 0.1 / 3  # label smoothing
+    per_frame = [
+        -(targets[b] * F.log_softmax(frames[b, :, t], 0)).sum()
+        for b in range(2)
+        for t in range(5)
+        if mask[b, t]
+    ]
+    expected = torch.stack(per_frame).mean()  # 7 frames, padding left out
+    torch.testing.assert_close(frame_loss(frames, mask, targets), expected)
+
+
+def test_frame_targets_need_a_frame_wise_model_and_whole_clip_evaluation() -> None:
+    with pytest.raises(SpecError, match="frame_targets: needs a frame-wise arch"):
+        RunConfig.from_dict({"frame_targets": True, "arch": "sb_cnn"})
+    with pytest.raises(SpecError, match="eval_segment_seconds: must be null with frame_targets"):
+        RunConfig.from_dict(
+            {"recipe": "dcase2017", "eval_segment_seconds": 1.0, "sample_rate": 16000}
+        )
+    config = RunConfig.from_dict({"recipe": "paper", "arch": "dcase2017_mlp"})
+    assert config.frame_targets and config.voting == "majority" and config.batch_size == 1
+
+
+def test_frame_targets_train_and_vote_end_to_end(synth_root: Path) -> None:
+    knobs = {**TINY, "data_root": str(synth_root), "recipe": "dcase2017", "sample_rate": 16000,
+             "epochs": 2, "min_epochs": 0}  # fmt: skip
+    frames = train_and_evaluate(RunConfig.from_dict(knobs))
+    clips = train_and_evaluate(RunConfig.from_dict({**knobs, "frame_targets": False}))
+    assert frames.config["frame_targets"] and sum(map(sum, frames.test["confusion"])) == 8
+    assert frames.history[-1]["train/loss"] != clips.history[-1]["train/loss"]
+    assert 0 <= frames.test["accuracy"] <= 1 and frames.epochs_run == 2
 
 
 def test_band_shift_moves_content_and_fills_zeros() -> None:

@@ -27,6 +27,16 @@ class AscModel(nn.Module):
     """
 
     input_kind: ClassVar[Literal["logmel", "waveform"]] = "logmel"
+    # A frame-wise model classifies each frame (with its context) on its own and pools the
+    # frames' logits; it implements ``frame_logits`` and can train on frame targets.
+    frame_wise: ClassVar[bool] = False
+
+    def frame_logits(
+        self, x: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame logits ``(batch, classes, frames')`` and the mask of valid frames
+        ``(batch, frames')``: frame-wise models only."""
+        raise NotImplementedError(f"{type(self).__name__} is not a frame-wise model")
 
 
 def valid_steps(lengths: torch.Tensor, factor: int, steps: int) -> torch.Tensor:

@@ -15,8 +15,12 @@ class DCASE2017MLP(AscModel):
     Published: 40 log-mel bands in a 5-frame context (200 inputs), two dense layers of 50 ReLU
     units with dropout 0.2, softmax over 15 scenes, frame-wise decisions combined per clip.
     Size: 13,365 parameters with 15 classes. Init: Keras defaults (Glorot uniform).
-    Here: frame-wise logits averaged over the clip's valid frames (mean of frame decisions).
+    Here: frame-wise logits averaged over the clip's valid frames; with ``frame_targets`` (the
+    ``dcase2017`` recipe) every frame is a training example and the frames' decisions are
+    voted into the clip's, as the baseline did.
     """
+
+    frame_wise = True
 
     def __init__(
         self, spec: ModelSpec, context: int = 5, hidden: int = 50, dropout: float = 0.2
@@ -33,14 +37,19 @@ class DCASE2017MLP(AscModel):
             nn.Linear(hidden, spec.n_classes),
         )
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def frame_logits(
+        self, x: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if x.shape[-1] < self.context:  # a clip shorter than the context window
             x = F.pad(x, (0, self.context - x.shape[-1]))
         frames = x.unfold(-1, self.context, 1)  # (B, M, T', context)
         frames = frames.permute(0, 2, 1, 3).flatten(2)  # (B, T', M * context)
         logits = self.net(frames).transpose(1, 2)  # (B, classes, T')
         mask = time_mask(torch.clamp(lengths - self.context + 1, min=1), 1, logits.shape[-1])
-        return masked_mean(logits, mask)
+        return logits, mask
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return masked_mean(*self.frame_logits(x, lengths))
 
 
 class DCASE2018CNN(AscModel):

@@ -23,6 +23,7 @@ from asc_sweep.data.cache import cache_root
 from asc_sweep.data.features import LogMel, fit_normalization
 from asc_sweep.data.prepare import FoldData, make_loader, prepare_fold, resident_device
 from asc_sweep.models import AscModel, ModelSpec, build_model, count_parameters
+from asc_sweep.models.common import masked_mean
 from asc_sweep.models.init import apply_init
 from asc_sweep.models.pretrained import fetch, load_panns, set_features_frozen
 from asc_sweep.run.augment import (
@@ -106,6 +107,14 @@ class Pipeline(nn.Module):
         x, steps = self.features(waves, lengths)  # float32
         with torch.autocast(waves.device.type, self.amp_dtype, enabled=self.amp_dtype is not None):
             return self.model(x, steps)
+
+    def frame_logits(
+        self, waves: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A frame-wise model's per-frame logits and valid-frame mask (``AscModel.frame_logits``)."""
+        x, steps = self.features(waves, lengths)
+        with torch.autocast(waves.device.type, self.amp_dtype, enabled=self.amp_dtype is not None):
+            return self.model.frame_logits(x, steps)
 
 
 @dataclass
@@ -417,8 +426,13 @@ def train_epoch(setup: Setup, state: TrainState, stop: StopFlag) -> tuple[float,
             targets = F.one_hot(labels, n_classes).float() * (1 - smoothing) + smoothing / n_classes
             if mixup_alpha > 0:
                 x, targets = mixup(x, targets, mixup_alpha, state.mix_rng)
-            logits = net.model(x, steps)
-            loss = torch.sum(-targets * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+            if setup.config.frame_targets:  # every frame an example with its clip's target
+                frames, mask = net.model.frame_logits(x, steps)
+                loss = frame_loss(frames, mask, targets)
+                logits = masked_mean(frames, mask)
+            else:
+                logits = net.model(x, steps)
+                loss = torch.sum(-targets * F.log_softmax(logits.float(), dim=1), dim=1).mean()
         opt.zero_grad(set_to_none=True)
         state.scaler.scale(loss).backward()
         state.scaler.step(opt)
@@ -428,6 +442,15 @@ def train_epoch(setup: Setup, state: TrainState, stop: StopFlag) -> tuple[float,
         correct += int((logits.argmax(1) == labels).sum())
         seen += len(labels)
     return total_loss / max(seen, 1), correct / max(seen, 1), seen
+
+
+def frame_loss(frames: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every valid frame ``(batch, classes, frames)`` against its clip's
+    target ``(batch, classes)``, averaged over the batch's valid frames (a long clip weighs as
+    many frames as it has, as when frames are shuffled into batches)."""
+    per_frame = -(targets[:, :, None] * F.log_softmax(frames.float(), dim=1)).sum(1)
+    weights = mask.float()
+    return (per_frame * weights).sum() / weights.sum().clamp(min=1)
 
 
 @torch.no_grad()
@@ -440,7 +463,9 @@ def evaluate(setup: Setup, part: str) -> dict[str, Any]:
     probs, labels = [], []
     for waves, lengths, y in setup.loaders[part]:
         waves, lengths = waves.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
-        if segment is None:
+        if config.frame_targets:
+            probs.append(frame_vote(net, waves, lengths, config.voting))
+        elif segment is None:
             logits = net(waves, lengths)
             probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         else:
@@ -452,6 +477,18 @@ def evaluate(setup: Setup, part: str) -> dict[str, Any]:
             np.zeros((0, setup.n_classes)), np.zeros(0, dtype=np.int64), setup.n_classes
         )
     return classification_metrics(np.concatenate(probs), np.concatenate(labels), setup.n_classes)
+
+
+def frame_vote(
+    net: Pipeline, waves: torch.Tensor, lengths: torch.Tensor, voting: str
+) -> np.ndarray:
+    """A frame-wise model's frames voted into clip probabilities: the mean of the valid frames'
+    probabilities, or the share of valid frames that chose each class."""
+    frames, mask = net.frame_logits(waves, lengths)
+    probs = torch.softmax(frames.float(), dim=1)  # (batch, classes, frames)
+    if voting == "majority":
+        probs = F.one_hot(probs.argmax(1), probs.shape[1]).float().transpose(1, 2)
+    return masked_mean(probs, mask).cpu().numpy()
 
 
 def segment_vote(

@@ -58,6 +58,8 @@ ARCH_NAMES: tuple[str, ...] = (
     "cp_resnet",
     "crnn",
 )
+# The architectures that classify each frame on its own (``AscModel.frame_wise``).
+FRAME_WISE_ARCHS: tuple[str, ...] = ("dcase2017_mlp",)
 INIT_NAMES: tuple[str, ...] = (
     "default",
     "he_normal",
@@ -212,8 +214,14 @@ class RunConfig:
     )
     voting: str = knob(
         "mean",
-        "how segment predictions make a clip's: mean probability or majority vote",
+        "how segment (with frame_targets, frame) predictions make a clip's: mean probability "
+        "or majority vote",
         choices=("mean", "majority"),
+    )
+    frame_targets: bool = knob(
+        False,
+        "frame-wise models (dcase2017_mlp): train on every frame labelled with its clip's "
+        "class, and vote the frames' decisions into the clip's at evaluation (by voting)",
     )
     # execution
     device: str = knob(
@@ -289,6 +297,17 @@ class RunConfig:
         if self.pretrained is not None and self.arch not in ("cnn6", "cnn10"):
             problems.append(
                 ("pretrained", f"PANNs weights fit cnn6 and cnn10, not arch {self.arch}")
+            )
+        if self.frame_targets and self.arch not in FRAME_WISE_ARCHS:
+            problems.append(
+                (
+                    "frame_targets",
+                    f"needs a frame-wise arch ({', '.join(FRAME_WISE_ARCHS)}), not {self.arch}",
+                )
+            )
+        if self.frame_targets and self.eval_segment_seconds is not None:
+            problems.append(
+                ("eval_segment_seconds", "must be null with frame_targets (the frames are voted)")
             )
         if self.freeze_epochs and self.pretrained is None:
             problems.append(("freeze_epochs", "needs pretrained weights to keep"))
