@@ -90,13 +90,13 @@ def main() -> None:
     window = torch.hann_window(front.n_fft)
     frames_per_clip = (clips.shape[1] - front.n_fft) // hop + 1  # no centring padding
     frame_buf = torch.empty(frames_per_clip, front.n_fft)
-    spectrum = torch.empty(frames_per_clip, front.n_fft // 2 + 1, dtype=torch.complex64)
 
     def fft_alone(x: torch.Tensor) -> object:
-        # One clip at a time through reused buffers, the fastest arrangement measured.
+        # One clip at a time, windowed into a reused buffer, the FFT into its own output
+        # (rfft with out= computes into a temporary and copies): the fastest arrangement measured.
         for clip in x.unfold(-1, front.n_fft, hop):
             torch.mul(clip, window, out=frame_buf)
-            torch.fft.rfft(frame_buf, out=spectrum)
+            torch.fft.rfft(frame_buf)
         return None
 
     b = args.batch

@@ -199,15 +199,16 @@ class LogMel(nn.Module):
         out = waveforms.new_empty(batch, fb.shape[1], frames)
         pad_buf = waveforms.new_empty(rows, padded_len)
         frame_buf = waveforms.new_empty(rows, frames, n_fft)
-        spectrum = waveforms.new_empty(rows, frames, bins, dtype=torch.complex64)
         power = waveforms.new_empty(rows, frames, bins)
         for first in range(0, batch, rows):
             part = waveforms[first : first + rows]
             n = part.shape[0]
             self._pad_into(pad_buf[:n], part, half)
             torch.mul(pad_buf[:n].unfold(-1, n_fft, hop), window, out=frame_buf[:n])
-            torch.fft.rfft(frame_buf[:n], out=spectrum[:n])
-            parts = torch.view_as_real(spectrum[:n]).square_()
+            # rfft's own output: with ``out=`` torch computes into a temporary and copies it
+            # (measured 0.83 against 0.48 ms for a 10 s clip's 1,001 frames).
+            spectrum = torch.fft.rfft(frame_buf[:n])
+            parts = torch.view_as_real(spectrum).square_()
             torch.add(parts[..., 0], parts[..., 1], out=power[:n])
             dest = out[first : first + n]
             for start, end, low, high in self.groups:
