@@ -1,5 +1,6 @@
 """The GPU path, on a CUDA host (skipped, with the reason, everywhere else): every architecture
-trains under bf16 and under fp16 with loss scaling, a run killed on the GPU resumes bit for bit
+trains under bf16 and under fp16 with loss scaling (and the frame-level loss and votes of
+frame_targets), a run killed on the GPU resumes bit for bit
 with deterministic kernels, clips held on the GPU train the same run as host batches, masked
 pooling under autocast matches float32, and two agents share one GPU. ``benchmarks/gpu.sh`` runs these first on a GPU host."""
 
@@ -37,6 +38,16 @@ def test_every_architecture_trains_on_cuda(arch: str, amp_dtype: str, synth_root
     assert result.environment["device_type"] == "cuda"
     assert math.isfinite(result.history[0]["train/loss"])
     assert 0 <= result.test["accuracy"] <= 1 and math.isfinite(result.test["log_loss"])
+
+
+@pytest.mark.parametrize("amp_dtype", ["bfloat16", "float16"])
+def test_frame_targets_train_and_vote_on_cuda(amp_dtype: str, synth_root: Path) -> None:
+    """The DCASE 2017 recipe's frame-level loss and frame votes under autocast."""
+    config = tiny(synth_root, arch="dcase2017_mlp", epochs=1, device="cuda",
+                  amp_dtype=amp_dtype, frame_targets=True, voting="majority")  # fmt: skip
+    result = train_and_evaluate(config)
+    assert math.isfinite(result.history[0]["train/loss"])
+    assert 0 <= result.test["accuracy"] <= 1
 
 
 def test_a_run_killed_on_cuda_resumes_bit_for_bit(synth_root: Path, tmp_path: Path) -> None:

@@ -103,9 +103,13 @@ class Pipeline(nn.Module):
             x = self.augment(x)
         return x, self.front.frames(lengths)
 
+    def autocast(self, device_type: str) -> torch.autocast:
+        """The model's mixed precision (``amp_dtype``; off for float32)."""
+        return torch.autocast(device_type, self.amp_dtype, enabled=self.amp_dtype is not None)
+
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x, steps = self.features(waves, lengths)  # float32
-        with torch.autocast(waves.device.type, self.amp_dtype, enabled=self.amp_dtype is not None):
+        with self.autocast(waves.device.type):
             return self.model(x, steps)
 
     def frame_logits(
@@ -113,7 +117,7 @@ class Pipeline(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A frame-wise model's per-frame logits and valid-frame mask (``AscModel.frame_logits``)."""
         x, steps = self.features(waves, lengths)
-        with torch.autocast(waves.device.type, self.amp_dtype, enabled=self.amp_dtype is not None):
+        with self.autocast(waves.device.type):
             return self.model.frame_logits(x, steps)
 
 
@@ -422,7 +426,7 @@ def train_epoch(setup: Setup, state: TrainState, stop: StopFlag) -> tuple[float,
             return None
         waves, lengths, labels = (t.to(device, non_blocking=True) for t in (waves, lengths, labels))
         x, steps = net.features(waves, lengths)  # in float32, as at evaluation
-        with torch.autocast(device.type, setup.amp_dtype, enabled=setup.amp_dtype is not None):
+        with net.autocast(device.type):
             targets = F.one_hot(labels, n_classes).float() * (1 - smoothing) + smoothing / n_classes
             if mixup_alpha > 0:
                 x, targets = mixup(x, targets, mixup_alpha, state.mix_rng)
