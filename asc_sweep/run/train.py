@@ -489,10 +489,16 @@ def frame_vote(
     """A frame-wise model's frames voted into clip probabilities: the mean of the valid frames'
     probabilities, or the share of valid frames that chose each class."""
     frames, mask = net.frame_logits(waves, lengths)
-    probs = torch.softmax(frames.float(), dim=1)  # (batch, classes, frames)
+    return vote(torch.softmax(frames.float(), dim=1), mask, voting).cpu().numpy()
+
+
+def vote(probs: torch.Tensor, mask: torch.Tensor, voting: str) -> torch.Tensor:
+    """Class probabilities of the parts of each clip ``(batch, classes, parts)`` combined into
+    the clip's ``(batch, classes)`` over the parts ``mask`` keeps: their mean (``voting:
+    mean``), or the share of parts whose top class each class is (``majority``)."""
     if voting == "majority":
         probs = F.one_hot(probs.argmax(1), probs.shape[1]).float().transpose(1, 2)
-    return masked_mean(probs, mask).cpu().numpy()
+    return masked_mean(probs, mask)
 
 
 def segment_vote(
@@ -511,11 +517,8 @@ def segment_vote(
                 for chunk in pieces.split(256)
             ]
         )
-        if voting == "majority":
-            votes = F.one_hot(seg_probs.argmax(1), seg_probs.shape[1]).float()
-            out.append(votes.mean(0))
-        else:
-            out.append(seg_probs.mean(0))
+        every = torch.ones(1, len(seg_probs), dtype=torch.bool, device=wave.device)
+        out.append(vote(seg_probs.T[None], every, voting)[0])
     return torch.stack(out).cpu().numpy()
 
 
