@@ -132,6 +132,39 @@ def test_the_wandb_offline_run_holds_config_history_and_summary(
     assert run.name == "abc123-0007"
 
 
+def test_w_b_lists_the_installed_packages_once_per_process_and_every_run_keeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wandb.util
+
+    listed = []
+
+    class Package:
+        key, version = "asc-sweep-probe", "1.2.3"
+
+    def working_set() -> list[Package]:
+        listed.append(1)
+        return [Package()]
+
+    monkeypatch.setattr(wandb.util, "working_set", working_set)
+    for name in ("first", "second"):
+        tracker = WandbTracker("offline", directory=tmp_path)
+        with tracker.session({"arch": "x"}, name=name, group="g", job_type="fold1", tags=[]):
+            tracker.log({"epoch": 1}, step=0)
+            tracker.finish({"test/accuracy": 0.5}, confusion=[[1]], classes=["a"])
+    assert len(listed) == 1  # not once a run
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2
+    deadline = time.time() + 30  # W&B's core process writes the files
+    while True:
+        found = [(r / "files" / "requirements.txt") for r in runs]
+        texts = [f.read_text() if f.exists() else "" for f in found]
+        if all("asc-sweep-probe==1.2.3" in t for t in texts) or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert all("asc-sweep-probe==1.2.3" in t for t in texts), texts
+
+
 def test_the_api_key_never_reaches_output(
     synth_root: Path, tmp_path: Path, cli: Callable[..., Any]
 ) -> None:
