@@ -175,3 +175,27 @@ def test_channels_last_weights_compute_the_same_logits(arch: str) -> None:
     before = model(x, lengths)
     after = model.to(memory_format=torch.channels_last)(x, lengths)
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)
+
+
+def test_cpu_dropout_is_a_scaled_bernoulli_mask_drawn_from_the_seeded_generator() -> None:
+    from asc_sweep.models.common import Dropout, dropout
+
+    x = torch.ones(400_000, requires_grad=True)
+    torch.manual_seed(3)
+    y = dropout(x, 0.3, True)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.003  # 5 standard errors
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))  # torch's scaling
+    y.backward(torch.ones_like(y))
+    assert x.grad is not None and torch.equal(x.grad, y.detach())  # gradient: the same mask
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x, 0.3, True), y)  # the seeded generator decides the mask
+    assert dropout(x, 0.3, False) is x and dropout(x, 0.0, True) is x
+    assert torch.equal(dropout(x, 1.0, True), torch.zeros_like(x))
+    m = Dropout(0.5)
+    assert m.state_dict() == {} and torch.equal(m.eval()(x), x)
+    m.train()
+    assert abs((m(x) == 0).float().mean().item() - 0.5) < 0.003
+    for arch in ("dcase2017_mlp", "dcase2018_cnn", "piczak_cnn", "sb_cnn", "cnn6"):
+        model = build_model(arch, ModelSpec(n_classes=4, n_mels=64))
+        assert not any(type(m) is torch.nn.Dropout for m in model.modules()), arch

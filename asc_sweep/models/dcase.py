@@ -6,7 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asc_sweep.models.common import AscModel, ModelSpec, masked_max, masked_mean, time_mask
+from asc_sweep.models.common import (
+    AscModel,
+    Dropout,
+    ModelSpec,
+    masked_max,
+    masked_mean,
+    time_mask,
+)
 
 
 class DCASE2017MLP(AscModel):
@@ -30,10 +37,10 @@ class DCASE2017MLP(AscModel):
         self.net = nn.Sequential(
             nn.Linear(spec.n_mels * context, hidden),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, hidden),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, spec.n_classes),
         )
 
@@ -69,14 +76,14 @@ class DCASE2018CNN(AscModel):
         # monotonic, so it commutes with the max), on 25 (block 1) and 4 times fewer elements.
         self.block1 = nn.Sequential(nn.Conv2d(1, 32, 7, padding=3), nn.BatchNorm2d(32))
         self.block2 = nn.Sequential(nn.Conv2d(32, 64, 7, padding=3), nn.BatchNorm2d(64))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         freq = spec.n_mels // 5 // 4
         if freq < 1:
             raise ValueError(f"dcase2018_cnn needs n_mels >= 20, got {spec.n_mels}")
         self.head = nn.Sequential(
             nn.Linear(64 * freq, 100),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(100, spec.n_classes),
         )
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asc_sweep.models.common import AscModel, ModelSpec, masked_max, masked_mean, time_mask
+from asc_sweep.models.common import AscModel, ModelSpec, dropout, masked_max, masked_mean, time_mask
 
 
 class _Block(nn.Module):
@@ -50,13 +50,13 @@ class _PANN(AscModel):
         x = x.transpose(1, 2).unsqueeze(1)  # (B, 1, T, M): PANNs put time first
         x = F.pad(x, (0, 0, 0, -x.shape[2] % 16))  # four 2x poolings over time
         for block in self.blocks:
-            x = F.dropout(block(x), self.dropout, self.training)
+            x = dropout(block(x), self.dropout, self.training)
         x = x.mean(dim=3)  # average over frequency -> (B, 512, T/16)
         mask = time_mask(lengths, 16, x.shape[-1])
         x = masked_max(x, mask) + masked_mean(x, mask)  # PANNs' max + mean over time
-        x = F.dropout(x, 0.5, self.training)
+        x = dropout(x, 0.5, self.training)
         x = F.relu(self.fc1(x))
-        return self.fc_out(F.dropout(x, 0.5, self.training))
+        return self.fc_out(dropout(x, 0.5, self.training))
 
 
 class CNN6(_PANN):

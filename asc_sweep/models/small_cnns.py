@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import nn
 
-from asc_sweep.models.common import AscModel, ModelSpec, masked_max, time_mask
+from asc_sweep.models.common import AscModel, Dropout, ModelSpec, dropout, masked_max, time_mask
 
 
 class PiczakCNN(AscModel):
@@ -34,8 +34,8 @@ class PiczakCNN(AscModel):
         self.conv2 = nn.Conv2d(80, 80, (1, 3))
         freq = spec.n_mels - kernel_f + 1 - 3  # after conv1 and the 4-high pooling (stride 1)
         self.head = nn.Sequential(
-            nn.Linear(80 * freq, dense), nn.ReLU(), nn.Dropout(0.5),
-            nn.Linear(dense, dense), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(80 * freq, dense), nn.ReLU(), Dropout(0.5),
+            nn.Linear(dense, dense), nn.ReLU(), Dropout(0.5),
             nn.Linear(dense, spec.n_classes),
         )  # fmt: skip
 
@@ -43,9 +43,7 @@ class PiczakCNN(AscModel):
         x = torch.stack([x, AF.compute_deltas(x)], dim=1)  # (B, 2, M, T)
         x = F.pad(x, (0, max(0, 6 + 2 + 6 - x.shape[-1])))  # room for both convs and poolings
         # ReLU after each pooling: the same values and gradients on a third of the elements.
-        x = F.dropout(
-            F.relu(F.max_pool2d(self.conv1(x), (4, 3), stride=(1, 3))), 0.5, self.training
-        )
+        x = dropout(F.relu(F.max_pool2d(self.conv1(x), (4, 3), stride=(1, 3))), 0.5, self.training)
         x = F.relu(F.max_pool2d(self.conv2(x), (1, 3), stride=(1, 3)))  # (B, 80, F', T/9)
         pooled = masked_max(x, time_mask(lengths, 9, x.shape[-1]))
         return self.head(pooled.flatten(1))
@@ -73,10 +71,10 @@ class SBCNN(AscModel):
         self.freq_pad = max(0, 100 - spec.n_mels)
         freq = ((spec.n_mels + self.freq_pad - 4) // 4 - 4) // 4 - 4
         self.head = nn.Sequential(
-            nn.Dropout(0.5),
+            Dropout(0.5),
             nn.Linear(48 * freq, 64),
             nn.ReLU(),
-            nn.Dropout(0.5),
+            Dropout(0.5),
             nn.Linear(64, spec.n_classes),
         )
 
