@@ -9,7 +9,7 @@ busy time into data preparation, training epochs, validation and test evaluation
 of a run (set-up, W&B, checkpoints, the cost probe); what is left of agents x wall time is
 start-up and waiting (the last runs of a sweep leave an agent idle).
 
-Usage: python benchmarks/scaling.py [--quick] [--repeats 1] [--cpus N]
+Usage: python benchmarks/scaling.py [--quick | --default-only] [--repeats 1] [--cpus N]
 """
 
 from __future__ import annotations
@@ -80,6 +80,11 @@ def main() -> None:
         action="store_true",
         help="smoke test: the quick demo's fold 1 (8 runs, 3 epochs), default layout only",
     )
+    parser.add_argument(
+        "--default-only",
+        action="store_true",
+        help="only launch's default layout (an agent per core): a before/after check",
+    )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
@@ -93,7 +98,7 @@ def main() -> None:
         base["parameters"]["data_root"] = {"value": str(data)}
         results: dict[str, list[dict[str, float]]] = {}
         chosen = layouts(args.cpus)
-        if args.quick:
+        if args.quick or args.default_only:
             chosen = chosen[-2:-1]  # launch's default: an agent per core
         for repeat in range(args.repeats):
             for name, agents, threads, amp in chosen:
