@@ -24,7 +24,7 @@ from torch import nn
 from asc_sweep.data.features import LogMel
 from asc_sweep.models import ARCHITECTURES, ModelSpec, build_model, count_parameters
 from asc_sweep.run.cost import count_macs, timed_calls
-from asc_sweep.run.train import mixed_precision
+from asc_sweep.run.train import make_optimizer, mixed_precision
 from asc_sweep.sweep.config import RunConfig
 
 N_CLASSES, N_MELS = 10, 64
@@ -59,7 +59,7 @@ def train_rate(net: Net, device: torch.device, rate: int, repeats: int) -> float
     """Training clips/s at the net's precision."""
     crop = torch.randn(32, 2 * rate, device=device)
     labels = torch.randint(0, N_CLASSES, (32,), device=device)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    opt = make_optimizer(RunConfig.from_dict({"lr": 1e-3}), net)  # the runs' AdamW
     scaler = torch.amp.GradScaler("cuda", enabled=net.amp == torch.float16)
 
     def train_step() -> None:
