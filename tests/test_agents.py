@@ -225,6 +225,36 @@ def test_agent_plan_defaults_to_one_agent_per_visible_gpu(monkeypatch: pytest.Mo
         plan_agents(None, None, 2)
 
 
+def test_a_host_without_a_gpu_driver_plans_its_agents_without_loading_torch(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from asc_sweep.agent import launcher
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    if not any(any(Path("/dev").glob(p)) for p in launcher.GPU_DEVICE_NODES):  # this host: none
+        probe = "from asc_sweep.agent.launcher import visible_gpus; import sys; " \
+                "print(visible_gpus(), 'torch' in sys.modules)"  # fmt: skip
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             env=agent_env(), timeout=60, check=True).stdout  # fmt: skip
+        assert out.split() == ["[]", "False"]
+    # Where a driver's device file exists, torch (the runtime the agents use) decides.
+    counted: list[int] = []
+
+    class FakeCuda:
+        @staticmethod
+        def device_count() -> int:
+            counted.append(1)
+            return 2
+
+    import torch
+
+    monkeypatch.setattr(torch, "cuda", FakeCuda)
+    monkeypatch.setattr(launcher, "GPU_DEVICE_NODES", ("null",))  # /dev/null stands in
+    assert launcher.visible_gpus() == ["0", "1"] and counted == [1]
+    monkeypatch.setattr(launcher, "GPU_DEVICE_NODES", ("asc-sweep-no-such-device*",))
+    assert launcher.visible_gpus() == [] and counted == [1]
+
+
 def test_launch_restarts_an_agent_that_dies(store: Path, tmp_path: Path) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()

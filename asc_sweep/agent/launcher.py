@@ -59,6 +59,12 @@ def threads_per_agent(agents: int, cpus: int | None = None) -> int:
     return max(1, (cpus or os.cpu_count() or 1) // agents)
 
 
+# Device files a GPU driver creates: NVIDIA (also inside containers run with its toolkit),
+# NVIDIA Jetson, AMD ROCm, WSL 2. Where none exists, no CUDA (or ROCm) device can be visible,
+# and the launcher answers without importing torch: its agents start 2 s sooner.
+GPU_DEVICE_NODES = ("nvidia*", "nvhost*", "kfd", "dxg")
+
+
 def visible_gpus() -> list[str]:
     """The GPUs this host lets us use, as ``CUDA_VISIBLE_DEVICES`` names them (its entries
     when it is set, else ``0..n-1``); empty on a host without CUDA."""
@@ -72,6 +78,8 @@ def visible_gpus() -> list[str]:
                 break
             valid.append(name)
         return valid
+    if not any(any(Path("/dev").glob(pattern)) for pattern in GPU_DEVICE_NODES):
+        return []  # no GPU driver on this host: no need to load torch (2 s) to learn it
     import torch
 
     return [str(i) for i in range(torch.cuda.device_count())]
