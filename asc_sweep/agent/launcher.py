@@ -65,6 +65,11 @@ def threads_per_agent(agents: int, cpus: int | None = None) -> int:
 GPU_DEVICE_NODES = ("nvidia*", "nvhost*", "kfd", "dxg")
 
 
+def gpu_driver_present() -> bool:
+    """Whether any of :data:`GPU_DEVICE_NODES` exists under ``/dev``."""
+    return any(any(Path("/dev").glob(pattern)) for pattern in GPU_DEVICE_NODES)
+
+
 def visible_gpus() -> list[str]:
     """The GPUs this host lets us use, as ``CUDA_VISIBLE_DEVICES`` names them (its entries
     when it is set, else ``0..n-1``); empty on a host without CUDA."""
@@ -78,8 +83,8 @@ def visible_gpus() -> list[str]:
                 break
             valid.append(name)
         return valid
-    if not any(any(Path("/dev").glob(pattern)) for pattern in GPU_DEVICE_NODES):
-        return []  # no GPU driver on this host: no need to load torch (2 s) to learn it
+    if not gpu_driver_present():
+        return []  # no need to load torch (2 s) to learn that
     import torch
 
     return [str(i) for i in range(torch.cuda.device_count())]
