@@ -292,32 +292,3 @@ def test_deterministic_knob_pins_cudnn_and_is_the_default() -> None:
     assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
     seed_everything(3)
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
-
-
-@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
-def test_the_fused_cpu_optimiser_makes_the_default_loop_s_updates(optimizer: str) -> None:
-    import copy
-
-    import torch
-
-    from asc_sweep.models import ModelSpec, build_model
-    from asc_sweep.run.train import make_optimizer
-
-    config = RunConfig.from_dict({"optimizer": optimizer, "lr": 0.01, "weight_decay": 0.05})
-    torch.manual_seed(0)
-    net = build_model("dcase2018_cnn", ModelSpec(n_classes=4, n_mels=40))
-    twin = copy.deepcopy(net)
-    fused = make_optimizer(config, net)
-    assert fused.param_groups[0]["fused"] is True
-    loop_kind = torch.optim.SGD if optimizer == "sgd" else torch.optim.AdamW
-    drop = {"params", "fused", "decoupled_weight_decay"}  # AdamW sets the last itself
-    group = {k: v for k, v in fused.param_groups[0].items() if k not in drop}
-    loop = loop_kind(twin.parameters(), **{**group, "foreach": False})
-    for _ in range(20):
-        for a, b in zip(net.parameters(), twin.parameters(), strict=True):
-            a.grad = torch.randn_like(a)
-            b.grad = a.grad.clone()
-        fused.step()
-        loop.step()
-    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -11,12 +11,15 @@ from typing import Any
 import torch
 
 CHECKPOINT = "checkpoint.pt"
+# What a checkpoint's state holds; one written under another layout (an older asc-sweep, with
+# torch.optim's optimiser state) is not resumed: the run starts over.
+FORMAT = 2
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / f".{CHECKPOINT}.tmp"
-    torch.save(state, tmp)
+    torch.save({**state, "format": FORMAT}, tmp)
     os.replace(tmp, run_dir / CHECKPOINT)  # a crash mid-write leaves the previous epoch's
 
 
@@ -35,6 +38,13 @@ def load_checkpoint(run_dir: Path | None, config_hash: str) -> dict[str, Any] | 
         )
         return None
     if not isinstance(state, dict) or state.get("config_hash") != config_hash:
+        return None
+    if state.get("format") != FORMAT:
+        warnings.warn(
+            f"{run_dir / CHECKPOINT}: written by another version of asc-sweep; the run starts "
+            "from scratch",
+            stacklevel=2,
+        )
         return None
     return state
 

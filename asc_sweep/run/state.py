@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from asc_sweep.run.checkpoint import load_checkpoint, save_checkpoint
+from asc_sweep.run.optim import LrSchedule, Optimizer
 
 
 class ModelSelection:
@@ -128,8 +129,8 @@ class TrainState:
 
     config_hash: str
     net: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
+    optimizer: Optimizer
+    scheduler: LrSchedule
     scaler: torch.amp.GradScaler
     selection: ModelSelection
     crop_rng: np.random.Generator

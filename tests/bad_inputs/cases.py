@@ -241,6 +241,34 @@ def _pickle_checkpoint(ws: Workspace) -> tuple[int, str]:
     return (0 if state is None else 1), "\n".join(str(w.message) for w in caught)
 
 
+def _old_format_checkpoint(ws: Workspace) -> tuple[int, str]:
+    """A checkpoint of this configuration written by another asc-sweep version (torch.optim's
+    optimiser state) is not resumed: the run starts over and ends as an uninterrupted one."""
+    import torch
+
+    from asc_sweep.cli import _parse_sets
+    from asc_sweep.run.checkpoint import CHECKPOINT
+    from asc_sweep.run.context import StandaloneContext
+    from asc_sweep.run.train import train_and_evaluate
+    from asc_sweep.sweep.config import RunConfig, config_hash
+
+    root = ws.csv_dataset()
+    run_dir = ws.dir / "run"
+    run_dir.mkdir()
+    config = RunConfig.from_dict({**_parse_sets(ws.train(root)[4::2]), "epochs": 2})
+    first = train_and_evaluate(config)
+    layout = {"state": {}, "param_groups": [{"lr": 0.1, "params": [0]}]}
+    old = {"config_hash": config_hash(first.config), "epoch": 1, "optimizer": layout}
+    torch.save(old, run_dir / CHECKPOINT)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = train_and_evaluate(config, context=StandaloneContext(run_dir=run_dir))
+    said = "\n".join(str(w.message) for w in caught)
+    losses = [[h["train/loss"] for h in r.history] for r in (first, again)]
+    ok = again.resumed_from_epoch is None and losses[0] == losses[1]
+    return (0 if ok else 1), said
+
+
 SHORT = np.full(28, 0.1, dtype=np.float32)  # a 100-byte WAV file: 28 float samples
 NAN = np.where(np.arange(8000) == 100, np.nan, 0.1).astype(np.float32)
 INF = np.where(np.arange(8000) == 100, np.inf, 0.1).astype(np.float32)
@@ -309,4 +337,5 @@ CASES: list[Case] = [
     Case("cache-root-is-a-file", _cache_on_full_disk, env=lambda ws: {"ASC_SWEEP_CACHE": str(ws.good_spec)}, says="ASC_SWEEP_CACHE"),
     Case("checkpoint-truncated", call=_truncated_checkpoint, exit=0, says="unreadable checkpoint"),
     Case("checkpoint-with-pickled-code", call=_pickle_checkpoint, exit=0, says="unreadable checkpoint"),
+    Case("checkpoint-of-another-version", call=_old_format_checkpoint, exit=0, says="another version of asc-sweep"),
 ]  # fmt: skip
