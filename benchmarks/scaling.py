@@ -3,13 +3,14 @@
 The demo's 32 runs (`sweeps/demo.yaml`: 2 sample rates x 2 inits x 2 architectures x 4 folds,
 16 epochs each) on its synthetic scenes, run by `asc-sweep launch` as `make demo` runs them
 (W&B offline), once per layout of the host's cores: one agent with every core, one agent per
-core, and the runs' precision turned off (`amp: false`, float32) for the fastest layout. Each
+core, and, with `--float32`, the runs' precision turned off (`amp: false`) for the agent-per-core
+layout (the models table compares the precisions per architecture too). Each
 sweep is timed end to end (agent start-up included); the runs' stored timings split the agents'
 busy time into data preparation, training epochs, validation and test evaluation, and the rest
 of a run (set-up, W&B, checkpoints, the cost probe); what is left of agents x wall time is
 start-up and waiting (the last runs of a sweep leave an agent idle).
 
-Usage: python benchmarks/scaling.py [--quick | --default-only] [--repeats 1] [--cpus N]
+Usage: python benchmarks/scaling.py [--quick | --default-only] [--float32] [--repeats 1] [--cpus N]
 """
 
 from __future__ import annotations
@@ -34,14 +35,15 @@ from asc_sweep.sweep.spec import SweepSpec
 QUICK_SYNTH = SynthSpec(classes=8, clips_per_class=16, seconds=1.0, sample_rate=16000)
 
 
-def layouts(cpus: int) -> list[tuple[str, int, int, bool]]:
+def layouts(cpus: int, float32: bool) -> list[tuple[str, int, int, bool]]:
     """(name, agents, threads per agent, amp): every core in one agent, an agent per core,
-    then the agent-per-core layout in float32."""
+    then, with ``float32``, the agent-per-core layout in float32."""
     rows = [(f"1 agent x {cpus} threads", 1, cpus, True)]
     if cpus > 1:
         rows.append((f"{cpus} agents x 1 thread", cpus, 1, True))
-    name, agents, threads, _ = rows[-1]
-    rows.append((f"{name}, float32 (amp: false)", agents, threads, False))
+    if float32:
+        name, agents, threads, _ = rows[-1]
+        rows.append((f"{name}, float32 (amp: false)", agents, threads, False))
     return rows
 
 
@@ -85,6 +87,11 @@ def main() -> None:
         action="store_true",
         help="only launch's default layout (an agent per core): a before/after check",
     )
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="also the agent-per-core layout with amp: false (2 more minutes on 2 cores)",
+    )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
@@ -97,9 +104,9 @@ def main() -> None:
             base["parameters"]["fold"] = {"value": 1}
         base["parameters"]["data_root"] = {"value": str(data)}
         results: dict[str, list[dict[str, float]]] = {}
-        chosen = layouts(args.cpus)
+        chosen = layouts(args.cpus, args.float32)
         if args.quick or args.default_only:
-            chosen = chosen[-2:-1]  # launch's default: an agent per core
+            chosen = [[row for row in chosen if row[3]][-1]]  # launch's default: agent per core
         for repeat in range(args.repeats):
             for name, agents, threads, amp in chosen:
                 spec = copy.deepcopy(base)
