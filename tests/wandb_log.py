@@ -23,6 +23,7 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 
 def records(path: Path) -> list[pb.Record]:
+    """The log's whole records; one W&B's core is still writing is left for the next read."""
     data = path.read_bytes()
     ident, magic, _ = HEADER.unpack_from(data, 0)
     assert ident == b":W&B" and magic == 0xBEE1, "not a W&B transaction log"
@@ -36,6 +37,8 @@ def records(path: Path) -> list[pb.Record]:
         if kind == 0 and length == 0:
             pos += room
             continue
+        if pos + CHUNK.size + length > len(data):
+            break  # the writer is still on this chunk: the records before it are whole
         payload = data[pos + CHUNK.size : pos + CHUNK.size + length]
         pos += CHUNK.size + length
         parts = payload if kind in (FULL, FIRST) else parts + payload
