@@ -64,6 +64,22 @@ def test_updates_match_torch_optim(kind: str, fused: bool, monkeypatch: pytest.M
 
 
 @pytest.mark.parametrize("kind", ["adamw", "sgd"])
+def test_a_gradient_in_another_layout_than_its_weight_gets_the_same_update(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    net, ours, twin, ref = pair(kind, True, monkeypatch)  # channels-last weights
+    for _ in range(3):
+        same_grads(net, twin)
+        for p in net.parameters():
+            assert p.grad is not None
+            p.grad = p.grad.contiguous()  # row-major, unlike a channels-last weight
+        ours.step()
+        ref.step()
+    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["adamw", "sgd"])
 def test_a_restored_optimiser_continues_bit_for_bit(
     kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -52,7 +52,11 @@ class Optimizer:
             if p.grad is not None:
                 groups.setdefault((p.device, p.dtype), []).append(i)
         for (device, _), indices in groups.items():
-            fused = device.type in FUSED_DEVICES
+            # torch's fused kernels take a parameter and its gradient in one layout (as autograd
+            # makes them); anything else takes the tensor-by-tensor path
+            fused = device.type in FUSED_DEVICES and all(
+                _grad(self.params[i]).stride() == self.params[i].stride() for i in indices
+            )
             self._update(indices, fused=fused)
 
     def _update(self, indices: list[int], *, fused: bool) -> None:
