@@ -29,10 +29,12 @@ def pair(
     net = build_model("dcase2018_cnn", ModelSpec(n_classes=4, n_mels=40))
     net.to(memory_format=torch.channels_last)  # as runs hold their weights
     twin = copy.deepcopy(net)
-    if kind == "sgd":
-        ours: Optimizer = SGD(net.parameters(), momentum=0.9, nesterov=True, **HYPER)
+    if kind.startswith("sgd"):  # "sgd": Nesterov momentum, as the recipes; "sgd-plain": none
+        momentum = 0.9 if kind == "sgd" else 0.0
+        nesterov = momentum > 0
+        ours: Optimizer = SGD(net.parameters(), momentum=momentum, nesterov=nesterov, **HYPER)
         ref: torch.optim.Optimizer = torch.optim.SGD(
-            twin.parameters(), momentum=0.9, nesterov=True, foreach=False, **HYPER
+            twin.parameters(), momentum=momentum, nesterov=nesterov, foreach=False, **HYPER
         )
     else:
         ours = AdamW(net.parameters(), **HYPER)
@@ -52,7 +54,7 @@ def same_grads(net: torch.nn.Module, twin: torch.nn.Module, frozen: str | None =
     [(True, False), (False, False), (True, True)],
     ids=["fused", "per-tensor", "gradients in another layout than the weights"],
 )
-@pytest.mark.parametrize("kind", ["adamw", "sgd"])
+@pytest.mark.parametrize("kind", ["adamw", "sgd", "sgd-plain"])
 def test_updates_match_torch_optim(
     kind: str, fused: bool, row_major: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

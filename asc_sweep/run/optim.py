@@ -162,7 +162,7 @@ class SGD(Optimizer):
         self, indices: list[int], buffers: list[torch.Tensor], *, first: bool, fused: bool
     ) -> None:
         group = self.group
-        lr, wd, momentum = float(group["lr"]), float(group["weight_decay"]), group["momentum"]
+        lr, wd, momentum = (float(group[k]) for k in ("lr", "weight_decay", "momentum"))
         nesterov = bool(group["nesterov"])
         params = [self.params[i] for i in indices]
         grads = [_grad(p) for p in params]
