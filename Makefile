@@ -8,7 +8,7 @@ TORCH_PINS ?= torch==2.14.1 torchaudio==2.11.0
 
 .PHONY: bench-quick venv test test-container lint typecheck demo bench bench-gpu clean
 
-$(BIN)/.installed: pyproject.toml Makefile
+$(BIN)/.installed: pyproject.toml setup.py asc_sweep/data/_melkernel.c Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_PINS)

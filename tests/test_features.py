@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+
 import librosa
 import numpy as np
 import pytest
 import torch
 
-from asc_sweep.data.features import LogMel, fit_normalization
+from asc_sweep.data import features
+from asc_sweep.data.features import LogMel, fit_normalization, kernel_available
 from asc_sweep.sweep.config import RunConfig
 
 SETTINGS = [  # sample rate, window, hop, mels, f_min, f_max, scale
@@ -102,6 +105,24 @@ def test_normalisation_statistics_ignore_padding() -> None:
     assert abs(float(normed.mean())) < 0.05 and abs(float(normed.std()) - 1) < 0.1
 
 
+# The CPU paths: torch ops, and the compiled kernel at each instruction-set level (plain C,
+# AVX2, AVX-512; a level the CPU lacks runs the next one down, so every level is safe to ask).
+CPU_PATHS = [
+    pytest.param((False, -1), id="torch-ops"),
+    *[pytest.param((True, simd), id=f"kernel-simd{simd}") for simd in (0, 1, 2)],
+]
+
+
+@pytest.fixture(params=CPU_PATHS)
+def cpu_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Runs a test on each CPU path; returns ``compiled`` for ``LogMel``."""
+    compiled, simd = request.param
+    if compiled and not kernel_available():
+        pytest.skip("the compiled kernel is not built here (test_kernel_is_built says why)")
+    monkeypatch.setattr(features, "KERNEL_SIMD", simd)
+    return bool(compiled)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -112,11 +133,12 @@ def test_normalisation_statistics_ignore_padding() -> None:
         {"sample_rate": 44100, "n_mels": 96, "win_length": 1764, "pad_mode": "constant"},
         {"sample_rate": 16000, "n_mels": 48, "pad_mode": "replicate"},
         {"sample_rate": 16000, "n_mels": 48, "win_length": 512, "pad_mode": "circular"},
+        {"sample_rate": 16000, "n_mels": 48, "win_length": 400, "hop_length": 97},
     ],
 )
-def test_cpu_banded_path_equals_torchaudio(kwargs: dict[str, object]) -> None:
-    """The CPU arrangement (banded mel product) computes what torchaudio's transform does."""
-    front = LogMel(**kwargs)  # type: ignore[arg-type]
+def test_cpu_banded_path_equals_torchaudio(kwargs: dict[str, object], cpu_path: bool) -> None:
+    """The CPU arrangement computes what torchaudio's transform does, on every path."""
+    front = LogMel(**kwargs, compiled=cpu_path)  # type: ignore[arg-type]
     waves = torch.from_numpy(
         np.random.default_rng(1).standard_normal((3, 12345)).astype(np.float32)
     )
@@ -133,6 +155,99 @@ def test_cpu_banded_path_equals_torchaudio(kwargs: dict[str, object]) -> None:
     assert [m for s, e, _, _ in front.groups for m in range(s, e)] == list(range(fb.shape[1]))
     work = sum((e - s) * (high - low) for s, e, low, high in front.groups)
     assert work < fb.numel() / 2
+
+
+@pytest.mark.parametrize(
+    ("samples", "chunk", "clip"),
+    [
+        (100_000, 300_000, 20_000),  # a clip's frames in several equal parts
+        (5_000, 40_000, 80_000),  # several clips a pass, the last pass short
+        (700, 300_000, 1_200_000),  # no frame lies inside the clip: all read the padding
+        (1_000, 300_000, 1_200_000),  # 2 frames, one at each end
+    ],
+)
+def test_cpu_passes_cover_every_frame(
+    samples: int, chunk: int, clip: int, cpu_path: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However a batch is cut into passes, every frame is computed once and right."""
+    monkeypatch.setattr(features, "CPU_CHUNK_BINS", chunk)
+    monkeypatch.setattr(features, "CPU_CLIP_BINS", clip)
+    front = LogMel(16000, n_mels=40, win_length=400, hop_length=160, compiled=cpu_path)
+    waves = torch.from_numpy(
+        np.random.default_rng(3).standard_normal((5, samples)).astype(np.float32)
+    )
+    with torch.inference_mode():
+        dense = front.mel(waves)
+        banded = front.banded_mel(waves)
+    torch.testing.assert_close(banded, dense, rtol=1e-5, atol=1e-6 * float(dense.max()))
+
+
+def test_kernel_is_built() -> None:
+    """Where a C compiler is present (as here, and in CI) the install builds the kernel."""
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler: the install leaves the kernel out by design")
+    assert kernel_available(), "asc_sweep/data/_melkernel.c was not built (see setup.py)"
+
+
+def test_kernel_threads_and_batching_do_not_change_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads change nothing; a clip's values do not depend on its batch (to float rounding:
+    the FFT of a batch and of one clip may round differently)."""
+    if not kernel_available():
+        pytest.skip("the compiled kernel is not built here")
+    front = LogMel(32000, n_mels=64, win_length=800, hop_length=320, compiled=True)
+    waves = torch.from_numpy(
+        np.random.default_rng(4).standard_normal((4, 9_000)).astype(np.float32)
+    )
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = front.log_mel(waves)
+        torch.set_num_threads(max(2, threads))
+        several = front.log_mel(waves)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(single, several)
+    for i in range(len(waves)):
+        torch.testing.assert_close(
+            front.log_mel(waves[i : i + 1])[0], several[i], rtol=0, atol=1e-4
+        )
+
+
+@pytest.mark.parametrize("simd", [0, 1, 2])
+def test_kernel_db_conversion(simd: int) -> None:
+    """The kernel's ``10 log10(max(p, amin))`` against torch's, from 1e-30 to 1e30 and beyond."""
+    if not kernel_available():
+        pytest.skip("the compiled kernel is not built here")
+    rng = np.random.default_rng(5)
+    bins, frames = 40, 70
+    power = 10.0 ** rng.uniform(-30, 30, size=(1, frames, bins))
+    power[0, :3, :3] = [[0.0, 1e-10, 1.0], [np.inf, np.nan, 3.4e38], [1e-45, 1e-38, 2.0]]
+    spectrum = torch.from_numpy(np.sqrt(power).astype(np.complex64))  # |z|^2 = power
+    fb = torch.eye(bins)  # one filter per bin: the kernel's output is the power itself
+    packed = features.pack_filters(fb)
+    out = torch.empty(1, bins, frames)
+    assert features._melkernel is not None
+    features._melkernel.power_mel(
+        spectrum.data_ptr(), 1, frames, bins, packed.lo, packed.hi, packed.weights.data_ptr(),
+        packed.starts.data_ptr(), packed.lengths.data_ptr(), packed.offsets.data_ptr(),
+        bins, out.data_ptr(), bins * frames, frames, 2, 1e-10, 10.0, simd,
+    )  # fmt: skip
+    exact = spectrum.abs().square().transpose(1, 2)
+    expected = 10.0 * torch.log10(exact.clamp(min=1e-10))
+    finite = torch.isfinite(expected)
+    torch.testing.assert_close(out[finite], expected[finite], rtol=0, atol=1e-4)
+    assert torch.equal(torch.isnan(out), torch.isnan(expected))
+    assert torch.equal(torch.isposinf(out), torch.isposinf(expected))
+
+
+def test_kernel_required_but_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(features, "_melkernel", None)
+    assert not kernel_available()
+    front = LogMel(16000, n_mels=32, win_length=400, hop_length=160, compiled=True)
+    with pytest.raises(RuntimeError, match="compiled log-mel kernel is not built"):
+        front.log_mel(torch.zeros(1, 4000))
+    front.compiled = None  # where it is not required, torch ops stand in
+    assert front.log_mel(torch.zeros(1, 4000)).shape == (1, 32, 26)
 
 
 def test_clip_shorter_than_a_frame_is_refused() -> None:

@@ -6,16 +6,21 @@ part of a fold only, with :func:`fit_normalization`). Bad settings raise ``Value
 at construction; sweep specs catch the same impossible combinations at ``create``.
 
 On a GPU the batch goes through torchaudio's ``MelSpectrogram`` as it is. On a CPU the same
-computation is arranged for the caches (measured in ``benchmarks/features.py``): a few clips
-per pass through buffers allocated once per call, the power spectrum as ``re**2 + im**2``
-instead of ``|z| ** 2``, and the mel projection done band by band over the FFT bins each
-group of filters covers, skipping most of a dense filterbank's zeros (over 90% of its entries).
-The result is the same up to float32 rounding (a test holds the two paths to 1e-5).
+computation is arranged for the caches (measured in ``benchmarks/features.py``): a piece of
+the batch per pass through a buffer allocated once per call, frames windowed straight from
+the clips (no padded copy of a whole clip), and the power and mel stages in one pass over the
+spectrum by a small C kernel (``_melkernel.c``, built at install where a C compiler is
+present) that touches only the ~1,000 non-zero filter weights. Without the kernel, torch ops
+do the same: the power as ``re**2 + im**2`` and the mel product band by band over the FFT
+bins each group of filters covers. Every path gives torchaudio's result up to float32
+rounding (tests hold them to 1e-5).
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import torch
 import torchaudio
@@ -24,9 +29,72 @@ from torch.nn import functional
 
 from asc_sweep.sweep.config import RunConfig, audio_problems
 
-CPU_CHUNK_BINS = 300_000  # spectrogram bins per pass on a CPU (2.4 MB of complex64 spectrum)
+_melkernel: types.ModuleType | None
+try:  # the optional C kernel (setup.py); torch ops stand in for it where it was not built
+    from asc_sweep.data import _melkernel
+except ImportError:  # pragma: no cover - depends on the install
+    _melkernel = None
+
+CPU_CHUNK_BINS = 300_000  # spectrogram bins per pass of several clips (2.4 MB of complex64)
+CPU_CLIP_BINS = 1_200_000  # a longer clip's frames go in equal parts of at most this many
 PAD_MODES = ("reflect", "constant", "replicate", "circular")  # what torch.stft accepts
-MELS_PER_GROUP = 16  # mel filters per banded product on a CPU
+MELS_PER_GROUP = 16  # mel filters per banded product on a CPU (torch ops)
+# The kernel's instruction sets at most: -1 what the CPU has, 2 AVX-512, 1 AVX2, 0 plain C
+# (every level gives the same values; tests run each).
+KERNEL_SIMD = -1
+
+
+def kernel_available() -> bool:
+    """Whether the compiled power + mel kernel was built with this install."""
+    return _melkernel is not None
+
+
+def kernel_description() -> str:
+    """What the CPU front end runs here, in words (benchmarks print it)."""
+    if _melkernel is None:
+        return "torch ops (the compiled kernel is not built)"
+    level = min(_melkernel.simd(), KERNEL_SIMD) if KERNEL_SIMD >= 0 else _melkernel.simd()
+    return f"compiled kernel, {('plain C', 'AVX2', 'AVX-512')[level]} power tiles"
+
+
+class MelFilters(NamedTuple):
+    """A filterbank packed for the kernel: each filter's non-zero run of weights, end to end."""
+
+    weights: torch.Tensor  # float32, every filter's run
+    starts: torch.Tensor  # int32 per filter: its first FFT bin
+    lengths: torch.Tensor  # int32 per filter: bins in its run (0 for an empty filter)
+    offsets: torch.Tensor  # int32 per filter: where its run starts in ``weights``
+    lo: int  # the bins any filter covers: [lo, hi)
+    hi: int
+    mels: int
+
+
+def pack_filters(fb: torch.Tensor) -> MelFilters:
+    """``fb`` ``(n_freqs, n_mels)`` as torchaudio builds it, packed for the kernel."""
+    fb = fb.detach().float().cpu()
+    runs, starts, lengths, offsets = [], [], [], []
+    offset = 0
+    for m in range(fb.shape[1]):
+        bins = torch.nonzero(fb[:, m]).flatten()
+        first, end = (int(bins[0]), int(bins[-1]) + 1) if len(bins) else (0, 0)
+        runs.append(fb[first:end, m])
+        starts.append(first)
+        lengths.append(end - first)
+        offsets.append(offset)
+        offset += end - first
+    covered = [(s, s + n) for s, n in zip(starts, lengths, strict=True) if n]
+    lo = min((s for s, _ in covered), default=0)
+    hi = max((e for _, e in covered), default=0)
+    starts = [s if n else lo for s, n in zip(starts, lengths, strict=True)]
+    return MelFilters(
+        weights=torch.cat([*runs, fb.new_zeros(1)]).contiguous(),
+        starts=torch.tensor(starts, dtype=torch.int32),
+        lengths=torch.tensor(lengths, dtype=torch.int32),
+        offsets=torch.tensor(offsets, dtype=torch.int32),
+        lo=lo,
+        hi=hi,
+        mels=fb.shape[1],
+    )
 
 
 def mel_groups(fb: torch.Tensor, size: int = MELS_PER_GROUP) -> list[tuple[int, int, int, int]]:
@@ -60,6 +128,8 @@ class LogMel(nn.Module):
         top_db: clamp the dynamic range per spectrogram (``None``: no clamp).
         banded: compute with :meth:`banded_mel` (``None``: on CPUs, where it is faster; on
             GPUs torchaudio's dense transform is).
+        compiled: in :meth:`banded_mel`, the compiled power + mel kernel (``None``: where it
+            is built; ``True``: required; ``False``: torch ops).
     """
 
     mean: torch.Tensor
@@ -79,6 +149,7 @@ class LogMel(nn.Module):
         pad_mode: str = "reflect",
         top_db: float | None = None,
         banded: bool | None = None,
+        compiled: bool | None = None,
     ) -> None:
         super().__init__()
         if hop_length < 1 or win_length < 1:
@@ -116,8 +187,9 @@ class LogMel(nn.Module):
             mel_scale=mel_scale,
         )
         self.to_db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=top_db)
-        self.pad_mode, self.banded = pad_mode, banded
+        self.pad_mode, self.banded, self.compiled = pad_mode, banded, compiled
         self.groups = mel_groups(self.mel.mel_scale.fb)
+        self.packed = pack_filters(self.mel.mel_scale.fb)
         self.register_buffer("mean", torch.zeros(n_mels, 1))
         self.register_buffer("std", torch.ones(n_mels, 1))
 
@@ -140,7 +212,7 @@ class LogMel(nn.Module):
         """(batch, samples) float -> (batch, n_mels, frames), normalised with the fitted stats."""
         if waveforms.dim() != 2:
             raise ValueError(f"expected (batch, samples), got shape {tuple(waveforms.shape)}")
-        return (self.log_mel(waveforms) - self.mean) / self.std
+        return self.log_mel(waveforms).sub_(self.mean).div_(self.std)  # in place: a fresh tensor
 
     def log_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
         """Log-mel in dB without normalisation."""
@@ -149,7 +221,7 @@ class LogMel(nn.Module):
             waveforms = waveforms.float()
             banded = self.banded
             if banded if banded is not None else waveforms.device.type == "cpu":
-                return self.power_to_db_(self.banded_mel(waveforms))
+                return self.banded_mel(waveforms, db=True)
             return self.power_to_db_(self.mel(waveforms))
 
     def power_to_db_(self, power: torch.Tensor) -> torch.Tensor:
@@ -159,7 +231,11 @@ class LogMel(nn.Module):
         ``top_db`` floor would follow the loudest clip of the batch.)
         """
         to_db = self.to_db
-        db = power.clamp_(min=to_db.amin).log10_().mul_(to_db.multiplier)
+        return self._db_tail_(power.clamp_(min=to_db.amin).log10_().mul_(to_db.multiplier))
+
+    def _db_tail_(self, db: torch.Tensor) -> torch.Tensor:
+        """What ``power_to_db_`` does after ``multiplier * log10(max(power, amin))``."""
+        to_db = self.to_db
         if to_db.db_multiplier:
             db.sub_(to_db.multiplier * to_db.db_multiplier)
         if to_db.top_db is not None:
@@ -167,14 +243,21 @@ class LogMel(nn.Module):
             torch.maximum(db, floor, out=db)
         return db
 
-    def banded_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
+    def banded_mel(self, waveforms: torch.Tensor, db: bool = False) -> torch.Tensor:
         """Power mel spectrogram ``(batch, n_mels, frames)``, what ``self.mel`` computes.
 
+        With ``db``, what :meth:`power_to_db_` makes of it (the kernel converts each value
+        as it writes it; a test holds it to torch's ``log10`` within 1e-4 dB).
+
         The STFT is torch.stft's (centred padding, window zero-padded to ``n_fft`` in the
-        middle, one-sided), spelled out so that a few clips at a time go through buffers that
-        are allocated once per call and stay in the caches (fresh multi-megabyte tensors for
-        every clip cost more in page faults than the FFT itself, measured); the mel product
-        skips the bins outside each group of filters.
+        middle, one-sided), spelled out so that a piece of the batch at a time (a few short
+        clips, or a few hundred frames of a long one) goes through a buffer allocated once per
+        call and stays in the caches: fresh multi-megabyte tensors cost more in page faults
+        than the FFT itself, and a spectrum that has left the L2 cache costs its read-back
+        (both measured). Frames inside a clip are windowed straight from it; only the few at
+        its two ends read a padded copy. Power and mel come from the compiled kernel where it
+        is built (:func:`kernel_available`), else from torch ops that skip the bins outside
+        each group of filters.
         """
         n_fft, hop = self.n_fft, self.hop_length
         batch, samples = waveforms.shape
@@ -190,60 +273,169 @@ class LogMel(nn.Module):
                 f"(need more than {half})"
             )
         frames = (padded_len - n_fft) // hop + 1
-        bins = n_fft // 2 + 1
-        rows = max(1, min(batch, CPU_CHUNK_BINS // (frames * bins)))
         window = self.mel.spectrogram.window
         left = (n_fft - window.shape[0]) // 2
         window = functional.pad(window, (left, n_fft - window.shape[0] - left))
-        fb = self.mel.mel_scale.fb  # (bins, n_mels)
-        out = waveforms.new_empty(batch, fb.shape[1], frames)
-        pad_buf = waveforms.new_empty(rows, padded_len)
-        frame_buf = waveforms.new_empty(rows, frames, n_fft)
-        power = waveforms.new_empty(rows, frames, bins)
-        for first in range(0, batch, rows):
-            part = waveforms[first : first + rows]
-            n = part.shape[0]
-            self._pad_into(pad_buf[:n], part, half)
-            torch.mul(pad_buf[:n].unfold(-1, n_fft, hop), window, out=frame_buf[:n])
-            # rfft's own output: with ``out=`` torch computes into a temporary and copies it
-            # (measured 0.83 against 0.48 ms for a 10 s clip's 1,001 frames).
-            spectrum = torch.fft.rfft(frame_buf[:n])
-            parts = torch.view_as_real(spectrum).square_()
-            torch.add(parts[..., 0], parts[..., 1], out=power[:n])
-            dest = out[first : first + n]
-            for start, end, low, high in self.groups:
-                torch.matmul(
-                    fb[low:high, start:end].T,
-                    power[:n, :, low:high].transpose(1, 2),
-                    out=dest[:, start:end],
-                )
-        return out
-
-    def _pad_into(self, dest: torch.Tensor, clips: torch.Tensor, half: int) -> None:
-        """``functional.pad(clips, (half, half), mode=self.pad_mode)`` written into ``dest``."""
-        length = clips.shape[-1]
-        dest[:, half : half + length].copy_(clips)
-        if not half:
-            return
-        head, tail = dest[:, :half], dest[:, half + length :]
-        if self.pad_mode == "reflect":
-            head.copy_(clips[:, 1 : half + 1].flip(-1))
-            tail.copy_(clips[:, length - half - 1 : length - 1].flip(-1))
-        elif self.pad_mode == "replicate":
-            head.copy_(clips[:, :1].expand(-1, half))
-            tail.copy_(clips[:, -1:].expand(-1, half))
-        elif self.pad_mode == "circular":
-            head.copy_(clips[:, length - half :])
-            tail.copy_(clips[:, :half])
+        kernel = self._use_kernel(waveforms)
+        out = waveforms.new_empty(batch, self.packed.mels, frames)
+        head, inside, tail = _FrameSource(self, samples, frames).parts(waveforms)
+        for lo, part in (head, tail):  # the few frames at the two ends, whole batch at once
+            if part.shape[1]:
+                self._spectra_into(out[:, :, lo : lo + part.shape[1]], part, window, kernel, db)
+        lo, part = inside  # the rest: several whole clips a pass, or parts of one clip's frames
+        count, bins = part.shape[1], n_fft // 2 + 1
+        if count * bins <= CPU_CHUNK_BINS:
+            rows, span = max(1, min(batch, CPU_CHUNK_BINS // max(1, count * bins))), count
         else:
-            head.zero_()
-            tail.zero_()
+            pieces = -(-count * bins // CPU_CLIP_BINS)
+            rows, span = 1, -(-count // pieces)
+        buffers = (
+            waveforms.new_empty(rows, span, n_fft),
+            None if kernel else waveforms.new_empty(rows, span, bins),
+        )
+        for first in range(0, batch if count else 0, rows):
+            clips = part[first : first + rows]
+            for a in range(0, count, span):
+                dest = out[first : first + rows, :, lo + a : lo + a + span]
+                self._spectra_into(dest, clips[:, a : a + span], window, kernel, db, buffers)
+        if not db:
+            return out
+        return self._db_tail_(out) if kernel else self.power_to_db_(out)
+
+    def _spectra_into(
+        self,
+        dest: torch.Tensor,
+        frames: torch.Tensor,
+        window: torch.Tensor,
+        kernel: bool,
+        db: bool,
+        buffers: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+    ) -> None:
+        """Window ``frames`` (clips, frames, n_fft), FFT them, and write their mel into ``dest``.
+
+        ``buffers``: the windowed frames' and (without the kernel) the power spectrum's,
+        reused pass after pass; fresh ones when ``None``.
+        """
+        n, count = frames.shape[0], frames.shape[1]
+        if buffers is None:
+            windowed, power = frames * window, None
+        else:
+            windowed = torch.mul(frames, window, out=buffers[0][:n, :count])
+            power = None if buffers[1] is None else buffers[1][:n, :count]
+        # rfft's own output: with ``out=`` torch computes into a temporary and copies it
+        # (measured 0.83 against 0.48 ms for a 10 s clip's 1,001 frames).
+        spectrum = torch.fft.rfft(windowed)
+        if kernel:
+            self._kernel_into(dest, spectrum.contiguous(), db)
+        else:
+            if power is None:
+                power = spectrum.real.new_empty(spectrum.shape)
+            self._groups_into(dest, spectrum, power)
+
+    def _use_kernel(self, waveforms: torch.Tensor) -> bool:
+        if self.compiled is False or waveforms.device.type != "cpu":
+            return False
+        if self.compiled and _melkernel is None:
+            raise RuntimeError(
+                "the compiled log-mel kernel is not built (reinstall asc-sweep with a C compiler)"
+            )
+        return _melkernel is not None
+
+    def _kernel_into(self, dest: torch.Tensor, spectrum: torch.Tensor, db: bool) -> None:
+        """Power mel of ``spectrum`` (clips, frames, bins) into ``dest`` (clips, mels, frames).
+
+        With ``db``: ``multiplier * log10(max(power, amin))`` instead of the power.
+        """
+        assert _melkernel is not None and spectrum.dtype == torch.complex64
+        assert dest.dtype == torch.float32 and dest.stride(-1) == 1
+        clips, frames, bins = spectrum.shape
+        p = self.packed
+        _melkernel.power_mel(
+            spectrum.data_ptr(), clips, frames, bins, p.lo, p.hi,
+            p.weights.data_ptr(), p.starts.data_ptr(), p.lengths.data_ptr(), p.offsets.data_ptr(),
+            p.mels, dest.data_ptr(), dest.stride(0), dest.stride(1), torch.get_num_threads(),
+            self.to_db.amin if db else 0.0, self.to_db.multiplier if db else 0.0, KERNEL_SIMD,
+        )  # fmt: skip
+
+    def _groups_into(self, dest: torch.Tensor, spectrum: torch.Tensor, power: torch.Tensor) -> None:
+        """The same with torch ops: ``re**2 + im**2``, then a product per group of filters."""
+        parts = torch.view_as_real(spectrum).square_()
+        torch.add(parts[..., 0], parts[..., 1], out=power)
+        fb = self.mel.mel_scale.fb  # (bins, n_mels)
+        for start, end, low, high in self.groups:
+            torch.matmul(
+                fb[low:high, start:end].T,
+                power[:, :, low:high].transpose(1, 2),
+                out=dest[:, start:end],
+            )
 
     def frames(self, samples: torch.Tensor) -> torch.Tensor:
         """Frame count for each clip length in samples (what masked pooling needs)."""
         if self.center:
             return samples // self.hop_length + 1
         return torch.clamp((samples - self.n_fft) // self.hop_length + 1, min=0)
+
+
+class _FrameSource:
+    """Where the STFT frames of clips of one length read their samples.
+
+    Frames that lie inside the clip read it directly (a strided view); the few at its two
+    ends, which reach into the centring padding, read short padded copies of the ends. So
+    no pass copies a whole clip into a padded buffer (which cost as much as a sixth of the
+    FFT, measured).
+    """
+
+    def __init__(self, front: LogMel, samples: int, frames: int) -> None:
+        n_fft, hop = front.n_fft, front.hop_length
+        self.half = n_fft // 2 if front.center else 0
+        self.n_fft, self.hop, self.frames, self.pad_mode = n_fft, hop, frames, front.pad_mode
+        first = -(-self.half // hop)  # the first frame starting inside the clip
+        end = (samples + self.half - n_fft) // hop + 1  # one past the last ending inside it
+        if end <= first:  # none lies inside: every frame reads the padded clip
+            first = end = frames
+        self.first, self.end = min(first, frames), min(max(end, first), frames)
+
+    def parts(self, clips: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        """``(first_frame, frames)`` for the head, inside and tail of ``clips``.
+
+        ``frames`` is ``(clips, count, n_fft)``, ``count`` possibly 0.
+        """
+        n_fft, hop, half = self.n_fft, self.hop, self.half
+        head = clips.new_zeros(clips.shape[0], 0, n_fft)
+        inside, tail = head, head
+        if self.first:
+            head = self._padded(clips, 0, (self.first - 1) * hop + n_fft).unfold(-1, n_fft, hop)
+        if self.end > self.first:
+            inside = clips[:, self.first * hop - half :].unfold(-1, n_fft, hop)
+            inside = inside[:, : self.end - self.first]
+        if self.end < self.frames:
+            tail = self._padded(clips, self.end * hop, (self.frames - 1) * hop + n_fft)
+            tail = tail.unfold(-1, n_fft, hop)
+        return [(0, head), (self.first, inside), (self.end, tail)]
+
+    def _padded(self, clips: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Samples ``start:stop`` of ``functional.pad(clips, (half, half), mode=pad_mode)``."""
+        half, length = self.half, clips.shape[-1]
+        head, tail = self._pads(clips)
+        pieces = []
+        for lo, hi, source in ((0, half, head), (half, half + length, clips), (half + length, 2 * half + length, tail)):  # fmt: skip
+            a, b = max(start, lo), min(stop, hi)
+            if a < b:
+                pieces.append(source[:, a - lo : b - lo])
+        return torch.cat(pieces, dim=-1)
+
+    def _pads(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``half`` samples padded before and after ``clips`` under ``pad_mode``."""
+        half, length = self.half, clips.shape[-1]
+        if self.pad_mode == "reflect":
+            before, after = clips[:, 1 : half + 1], clips[:, length - half - 1 : length - 1]
+            return before.flip(-1), after.flip(-1)
+        if self.pad_mode == "replicate":
+            return clips[:, :1].expand(-1, half), clips[:, -1:].expand(-1, half)
+        if self.pad_mode == "circular":
+            return clips[:, length - half :], clips[:, :half]
+        zeros = clips.new_zeros(clips.shape[0], half)
+        return zeros, zeros
 
 
 @torch.no_grad()
