@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import librosa
 import numpy as np
@@ -187,6 +191,20 @@ def test_kernel_is_built() -> None:
     if not (shutil.which("cc") or shutil.which("gcc")):
         pytest.skip("no C compiler: the install leaves the kernel out by design")
     assert kernel_available(), "asc_sweep/data/_melkernel.c was not built (see setup.py)"
+
+
+def test_install_goes_on_without_a_compiler(tmp_path: Path) -> None:
+    """``setup.py`` leaves the kernel out when it cannot compile it, and says so."""
+    pytest.importorskip("setuptools")
+    result = subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(tmp_path / "lib"),
+         "--build-temp", str(tmp_path / "tmp")],
+        cwd=Path(__file__).resolve().parents[1], env={**os.environ, "CC": "false"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "not built" in result.stderr and "the CPU front end uses torch ops" in result.stderr
+    assert not list(tmp_path.rglob("*.so"))
 
 
 def test_kernel_threads_and_batching_do_not_change_values(monkeypatch: pytest.MonkeyPatch) -> None:

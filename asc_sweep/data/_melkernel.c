@@ -77,7 +77,8 @@ __attribute__((target("avx512f"))) static void power_tile_avx512(const float *z,
     const __m512i lo_idx = _mm512_loadu_si512(low_bins), hi_idx = _mm512_loadu_si512(high_bins);
     __m512 pairs[8], low[4], high[4];
     for (int i = 0; i < 8; i++) {
-        __m512 a = _mm512_loadu_ps(z + 2 * i * stride), b = _mm512_loadu_ps(z + (2 * i + 1) * stride);
+        __m512 a = _mm512_loadu_ps(z + 2 * i * stride);
+        __m512 b = _mm512_loadu_ps(z + (2 * i + 1) * stride);
         a = _mm512_mul_ps(a, a);
         b = _mm512_mul_ps(b, b);
         /* Per 128-bit lane l: bins 2l, 2l+1 of frame 2i, then of frame 2i+1. */
@@ -90,13 +91,27 @@ __attribute__((target("avx512f"))) static void power_tile_avx512(const float *z,
     for (int h = 0; h < 2; h++) {
         const __m512 *g = h ? high : low;
         float *d = dst + 4 * h * BLOCK;
-        const __m512 c0 = _mm512_shuffle_f32x4(g[0], g[1], 0x44), c1 = _mm512_shuffle_f32x4(g[0], g[1], 0xEE);
-        const __m512 d0 = _mm512_shuffle_f32x4(g[2], g[3], 0x44), d1 = _mm512_shuffle_f32x4(g[2], g[3], 0xEE);
+        const __m512 c0 = _mm512_shuffle_f32x4(g[0], g[1], 0x44);
+        const __m512 c1 = _mm512_shuffle_f32x4(g[0], g[1], 0xEE);
+        const __m512 d0 = _mm512_shuffle_f32x4(g[2], g[3], 0x44);
+        const __m512 d1 = _mm512_shuffle_f32x4(g[2], g[3], 0xEE);
         _mm512_storeu_ps(d + 0 * BLOCK, _mm512_shuffle_f32x4(c0, d0, 0x88));
         _mm512_storeu_ps(d + 1 * BLOCK, _mm512_shuffle_f32x4(c0, d0, 0xDD));
         _mm512_storeu_ps(d + 2 * BLOCK, _mm512_shuffle_f32x4(c1, d1, 0x88));
         _mm512_storeu_ps(d + 3 * BLOCK, _mm512_shuffle_f32x4(c1, d1, 0xDD));
     }
+}
+
+/* Tiles of `width` frames x 8 bins from frame `from` on, while whole tiles fit in `count`
+ * frames; returns the first frame left. */
+static int tiles(void (*tile)(const float *, Py_ssize_t, float *), int width, const float *z,
+                 Py_ssize_t stride, Py_ssize_t bins, int from, int count, float *power)
+{
+    int f = from;
+    for (; f + width <= count; f += width)
+        for (Py_ssize_t k = 0; k < bins; k += 8)
+            tile(z + f * stride + 2 * k, stride, power + k * BLOCK + f);
+    return f;
 }
 #endif
 
@@ -148,20 +163,12 @@ static void run_block(const Job *job, Py_ssize_t first, int count, float *power,
     int done_frames = 0;
     Py_ssize_t done_bins = 0;
 #ifdef HAVE_AVX2_PATH
-    const Py_ssize_t stride = 2 * job->bins;
-    if (job->simd >= 2) { /* 16 frames a tile */
+    if (job->simd >= 1) {
         done_bins = n - n % 8;
-        for (; done_frames + 16 <= count; done_frames += 16)
-            for (Py_ssize_t k = 0; k < done_bins; k += 8)
-                power_tile_avx512(z + done_frames * stride + 2 * k, stride,
-                                  power + k * BLOCK + done_frames);
-    }
-    if (job->simd >= 1) { /* 8 frames a tile */
-        done_bins = n - n % 8;
-        for (; done_frames + 8 <= count; done_frames += 8)
-            for (Py_ssize_t k = 0; k < done_bins; k += 8)
-                power_tile_avx2(z + done_frames * stride + 2 * k, stride,
-                                power + k * BLOCK + done_frames);
+        const Py_ssize_t stride = 2 * job->bins;
+        if (job->simd >= 2)
+            done_frames = tiles(power_tile_avx512, 16, z, stride, done_bins, 0, count, power);
+        done_frames = tiles(power_tile_avx2, 8, z, stride, done_bins, done_frames, count, power);
     }
 #endif
     /* What the tiles left: the last few bins of their frames, then the frames after them. */
@@ -243,9 +250,9 @@ static int run(const Job *job, int threads)
         }
 #pragma omp for schedule(static)
         for (Py_ssize_t i = 0; i < total; i++) {
+            const Py_ssize_t left = frames - i * BLOCK;
             if (power && mel)
-                run_block(job, i * BLOCK, (int)(frames - i * BLOCK < BLOCK ? frames - i * BLOCK : BLOCK),
-                          power, mel);
+                run_block(job, i * BLOCK, left < BLOCK ? (int)left : BLOCK, power, mel);
         }
         free(power);
         free(mel);
