@@ -39,7 +39,7 @@ demo: venv
 # The CPU tables, under 15 minutes on 2 cores (store's 32-agent rows: benchmarks/store.py).
 bench: venv
 	$(BIN)/python benchmarks/store.py --agents 8
-	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/features.py --repeats 3
 	$(BIN)/python benchmarks/synth.py
 	$(BIN)/python benchmarks/soak.py
 	$(BIN)/python benchmarks/models.py --device cpu --repeats 3

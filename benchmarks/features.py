@@ -1,19 +1,25 @@
-"""Log-mel throughput: batched torchaudio (asc-sweep's LogMel) against per-clip librosa.
+"""Log-mel throughput: batched LogMel against per-clip librosa, and against the FFT bound.
 
 The same clips, the same settings (window, hop, mel bands, slaney scale and norm, dB), the
 same output. librosa is what a user would otherwise call in a data loader, clip by clip;
-LogMel runs whole batches on the run's device. Two more CPU rows put the figures in context:
+LogMel runs whole batches on the run's device. More CPU rows put the figures in context:
 LogMel with ``banded=False`` (torchaudio's MelSpectrogram on whole batches, the path a GPU
-takes) on the same batches, and the FFT of the windowed frames alone (rfft over every frame, nothing before or after it), which
-no STFT-based front end can beat on this CPU. Throughput is clips per second after one
-warm-up pass; the GPU figure (when a GPU is present) includes host-to-device copies.
+takes), LogMel with ``compiled=False`` (its CPU arrangement in torch ops, what runs where the
+C kernel is not built), and the bound: the FFT of the windowed frames alone (window and rfft
+over every frame, one clip at a time, nothing before or after it; the fastest arrangement
+measured), which no STFT-based front end can beat on this CPU. Clips/s after one warm-up
+pass, the median of ``--repeats`` rounds that take the rows in turn (so a slow phase of a
+shared machine hits every row alike); the GPU figure (when a GPU is present) includes
+host-to-device copies.
 
-Usage: python benchmarks/features.py [--clips 256] [--seconds 10] [--sample-rate 32000] [--batch 64]
+Usage: python benchmarks/features.py [--clips 256] [--seconds 10] [--sample-rate 32000]
+       [--batch 64] [--mels 128] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable
 
@@ -21,46 +27,32 @@ import librosa
 import numpy as np
 import torch
 
-from asc_sweep.data.features import LogMel
+from asc_sweep.data.features import LogMel, kernel_available, kernel_description
 
 
-def bench_librosa(clips: np.ndarray, sr: int, win: int, hop: int, n_mels: int, n_fft: int) -> float:
-    def run() -> None:
-        for x in clips:
-            mel = librosa.feature.melspectrogram(
-                y=x,
-                sr=sr,
-                n_fft=n_fft,
-                hop_length=hop,
-                win_length=win,
-                n_mels=n_mels,
-                norm="slaney",
-                htk=False,
-            )
-            librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
-
-    run()  # warm-up (numba, caches)
-    t0 = time.perf_counter()
-    run()
-    return len(clips) / (time.perf_counter() - t0)
+def librosa_pass(clips: np.ndarray, sr: int, win: int, hop: int, n_mels: int, n_fft: int) -> None:
+    for x in clips:
+        mel = librosa.feature.melspectrogram(
+            y=x,
+            sr=sr,
+            n_fft=n_fft,
+            hop_length=hop,
+            win_length=win,
+            n_mels=n_mels,
+            norm="slaney",
+            htk=False,
+        )
+        librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
 
 
-def bench_torch(
-    clips: np.ndarray, step: Callable[[torch.Tensor], object], batch: int, device: str
-) -> float:
-    data = torch.from_numpy(clips)
-
-    def run() -> None:
-        with torch.inference_mode():
-            for start in range(0, len(data), batch):
-                step(data[start : start + batch].to(device, non_blocking=True))
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    run()
-    t0 = time.perf_counter()
-    run()
-    return len(clips) / (time.perf_counter() - t0)
+def torch_pass(
+    data: torch.Tensor, step: Callable[[torch.Tensor], object], batch: int, device: str
+) -> None:
+    with torch.inference_mode():
+        for start in range(0, len(data), batch):
+            step(data[start : start + batch].to(device, non_blocking=True))
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -72,20 +64,20 @@ def main() -> None:
     parser.add_argument("--sample-rate", type=int, default=32000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--mels", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds; medians are reported")
     args = parser.parse_args()
-    sr = args.sample_rate
+    sr, b = args.sample_rate, args.batch
     win, hop = round(0.025 * sr), round(0.010 * sr)
     front = LogMel(sr, n_mels=args.mels, win_length=win, hop_length=hop)
     rng = np.random.default_rng(0)
     clips = (rng.standard_normal((args.clips, int(args.seconds * sr))) * 0.1).astype(np.float32)
+    data = torch.from_numpy(clips)
     print(
         f"{args.clips} clips x {args.seconds:g} s at {sr} Hz, n_fft {front.n_fft}, hop {hop}, "
-        f"{args.mels} mels; torch {torch.__version__}, {torch.get_num_threads()} threads, librosa {librosa.__version__}\n"
+        f"{args.mels} mels; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"librosa {librosa.__version__}; CPU front end: {kernel_description()}; "
+        f"median of {args.repeats} rounds\n"
     )
-    lib = bench_librosa(clips, sr, win, hop, args.mels, front.n_fft)
-    rows = [("librosa, per clip (CPU)", lib)]
-
-    dense = LogMel(sr, n_mels=args.mels, win_length=win, hop_length=hop, banded=False)
 
     window = torch.hann_window(front.n_fft)
     frames_per_clip = (clips.shape[1] - front.n_fft) // hop + 1  # no centring padding
@@ -93,33 +85,62 @@ def main() -> None:
 
     def fft_alone(x: torch.Tensor) -> object:
         # One clip at a time, windowed into a reused buffer, the FFT into its own output
-        # (rfft with out= computes into a temporary and copies): the fastest arrangement measured.
+        # (rfft with out= computes into a temporary and copies): the fastest arrangement
+        # measured (parts of 128 to 512 frames a call were no faster).
         for clip in x.unfold(-1, front.n_fft, hop):
             torch.mul(clip, window, out=frame_buf)
             torch.fft.rfft(frame_buf)
         return None
 
-    b = args.batch
-    rows.append(
+    dense = LogMel(sr, n_mels=args.mels, win_length=win, hop_length=hop, banded=False)
+    ops = LogMel(sr, n_mels=args.mels, win_length=win, hop_length=hop, compiled=False)
+    rows: list[tuple[str, Callable[[], None]]] = [
+        (
+            "librosa, per clip (CPU)",
+            lambda: librosa_pass(clips, sr, win, hop, args.mels, front.n_fft),
+        ),
         (
             f"LogMel dense: torchaudio's transforms (the GPU path), batches of {b} (CPU)",
-            bench_torch(clips, dense.log_mel, b, "cpu"),
+            lambda: torch_pass(data, dense.log_mel, b, "cpu"),
+        ),
+        (
+            f"LogMel in torch ops (no compiled kernel), batches of {b} (CPU)",
+            lambda: torch_pass(data, ops.log_mel, b, "cpu"),
+        ),
+    ]
+    if kernel_available():
+        rows.append(
+            (
+                f"LogMel, compiled kernel, batches of {b} (CPU)",
+                lambda: torch_pass(data, front.log_mel, b, "cpu"),
+            )
         )
+    rows.append(
+        ("bound: the frames' FFT alone (CPU)", lambda: torch_pass(data, fft_alone, b, "cpu"))
     )
-    rows.append((f"LogMel, batches of {b} (CPU)", bench_torch(clips, front.log_mel, b, "cpu")))
-    rows.append(("bound: the frames' FFT alone (CPU)", bench_torch(clips, fft_alone, b, "cpu")))
     if torch.cuda.is_available():
-        gpu = front.to("cuda")
+        gpu = LogMel(sr, n_mels=args.mels, win_length=win, hop_length=hop).to("cuda")
         rows.append(
             (
                 f"LogMel, batches of {b} ({torch.cuda.get_device_name()})",
-                bench_torch(clips, gpu.log_mel, b, "cuda"),
+                lambda: torch_pass(data, gpu.log_mel, b, "cuda"),
             )
         )
-    bound = next(rate for name, rate in rows if name.startswith("bound"))
+    for _, run in rows:  # warm-up: librosa's numba, torch's plans, caches
+        run()
+    rates: dict[str, list[float]] = {name: [] for name, _ in rows}
+    for round_ in range(args.repeats):
+        shift = round_ % len(rows)
+        for name, run in rows[shift:] + rows[:shift]:
+            t0 = time.perf_counter()
+            run()
+            rates[name].append(len(clips) / (time.perf_counter() - t0))
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    lib = median["librosa, per clip (CPU)"]
+    bound = next(rate for name, rate in median.items() if name.startswith("bound"))
     print("| front end | clips/s | vs librosa | share of the CPU's FFT bound |")
     print("| --- | ---: | ---: | ---: |")
-    for name, rate in rows:
+    for name, rate in median.items():
         share = f"{rate / bound:.0%}" if name.endswith("(CPU)") else "-"
         print(f"| {name} | {rate:.1f} | {rate / lib:.1f}x | {share} |")
 
