@@ -33,7 +33,12 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its output
 nvidia-smi -L | tee "$out/device.txt"
 "$py" -c "import torch, torchaudio; print('torch', torch.__version__, 'torchaudio', torchaudio.__version__)" \
     | tee -a "$out/device.txt"
+# The CPU front end's compiled kernel, in place, where this host can build it (the features
+# table's CPU rows then include it; without a compiler the build says so and torch ops run).
+timeout 30 "$py" setup.py -q build_ext --inplace >"$out/kernel-build.txt" 2>&1
+"$py" -c "from asc_sweep.data.features import kernel_description as k; print('CPU front end:', k())" \
+    | tee -a "$out/device.txt"
 step gpu-tests 180 "$py" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider -o addopts=
-step features 60 "$py" benchmarks/features.py --clips 256 --seconds 10
+step features 60 "$py" benchmarks/features.py --clips 256 --seconds 10 --repeats 2
 step models 90 "$py" benchmarks/models.py --device cuda --rates 16000 32000
 step utilisation 240 "$py" benchmarks/utilisation.py --agents-per-gpu 1 2 4 --arch cnn10
