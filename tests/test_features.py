@@ -186,6 +186,12 @@ def test_cpu_passes_cover_every_frame(
     torch.testing.assert_close(banded, dense, rtol=1e-5, atol=1e-6 * float(dense.max()))
 
 
+def test_empty_batch(cpu_path: bool) -> None:
+    front = LogMel(16000, n_mels=40, win_length=400, hop_length=160, compiled=cpu_path)
+    assert front.log_mel(torch.zeros(0, 16000)).shape == (0, 40, 101)
+    assert front.banded_mel(torch.zeros(0, 16000)).shape == (0, 40, 101)
+
+
 def test_kernel_is_built() -> None:
     """Where a C compiler is present (as here, and in CI) the install builds the kernel."""
     if not (shutil.which("cc") or shutil.which("gcc")):

@@ -278,6 +278,8 @@ class LogMel(nn.Module):
         window = functional.pad(window, (left, n_fft - window.shape[0] - left))
         kernel = self._use_kernel(waveforms)
         out = waveforms.new_empty(batch, self.packed.mels, frames)
+        if not batch:  # (an FFT of no frames is an error in some FFT libraries)
+            return out
         head, inside, tail = _FrameSource(self, samples, frames).parts(waveforms)
         for lo, part in (head, tail):  # the few frames at the two ends, whole batch at once
             if part.shape[1]:
