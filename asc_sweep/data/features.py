@@ -418,26 +418,24 @@ class _FrameSource:
     def _padded(self, clips: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """Samples ``start:stop`` of ``functional.pad(clips, (half, half), mode=pad_mode)``."""
         half, length = self.half, clips.shape[-1]
-        head, tail = self._pads(clips)
         pieces = []
-        for lo, hi, source in ((0, half, head), (half, half + length, clips), (half + length, 2 * half + length, tail)):  # fmt: skip
+        for lo, hi, source in ((0, half, "before"), (half, half + length, None), (half + length, 2 * half + length, "after")):  # fmt: skip
             a, b = max(start, lo), min(stop, hi)
             if a < b:
-                pieces.append(source[:, a - lo : b - lo])
+                part = clips if source is None else self._pad(clips, source)
+                pieces.append(part[:, a - lo : b - lo])
         return torch.cat(pieces, dim=-1)
 
-    def _pads(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ``half`` samples padded before and after ``clips`` under ``pad_mode``."""
-        half, length = self.half, clips.shape[-1]
+    def _pad(self, clips: torch.Tensor, side: str) -> torch.Tensor:
+        """The ``half`` samples padded ``before`` or ``after`` ``clips`` under ``pad_mode``."""
+        half, length, before = self.half, clips.shape[-1], side == "before"
         if self.pad_mode == "reflect":
-            before, after = clips[:, 1 : half + 1], clips[:, length - half - 1 : length - 1]
-            return before.flip(-1), after.flip(-1)
+            return (clips[:, 1 : half + 1] if before else clips[:, length - half - 1 : -1]).flip(-1)
         if self.pad_mode == "replicate":
-            return clips[:, :1].expand(-1, half), clips[:, -1:].expand(-1, half)
+            return (clips[:, :1] if before else clips[:, -1:]).expand(-1, half)
         if self.pad_mode == "circular":
-            return clips[:, length - half :], clips[:, :half]
-        zeros = clips.new_zeros(clips.shape[0], half)
-        return zeros, zeros
+            return clips[:, length - half :] if before else clips[:, :half]
+        return clips.new_zeros(clips.shape[0], half)
 
 
 @torch.no_grad()
