@@ -1,17 +1,19 @@
-/* The CPU log-mel front end's power and mel stages in one pass over the complex spectrum.
+/* The CPU log-mel front end's power, mel and dB stages in one pass over the spectrum.
  *
  * `power_mel` turns rfft's output, complex64 (clips, frames, bins), into the power mel
- * spectrogram, float32 (clips, mels, frames): for a block of BLOCK frames it writes
- * |z|^2 = re^2 + im^2 of the bins any filter covers, transposed to (bin, frame), into a
- * buffer that stays in the L1/L2 cache, then takes each filter's dot product over just its
+ * spectrogram, float32 (clips, mels, frames), or its dB: for a block of BLOCK frames it
+ * writes |z|^2 = re^2 + im^2 of the bins any filter covers, transposed to (bin, frame), into
+ * a buffer that stays in the L1/L2 cache, then takes each filter's dot product over just its
  * own bins (about 1,000 non-zero weights of 65,664 at 128 mels and n_fft 1024), a vector of
- * BLOCK frames at a time. Torch ops cannot do this: they write the power spectrum out and
- * read it back, and a dense or banded product multiplies mostly zeros.
+ * BLOCK frames at a time, then (optionally) the dB of the whole block. Torch ops cannot do
+ * this: they write the power spectrum out and read it back, and a dense or banded product
+ * multiplies mostly zeros.
  *
  * Built by setup.py as an optional extension; asc_sweep.data.features falls back to torch
- * ops (same result to float32 rounding) when it is absent. Compiled for the baseline x86-64
- * and, with GCC on x86-64, also for AVX2/FMA and AVX-512 hosts, chosen at load time.
- * The caller (features.py) checks shapes, dtypes and contiguity; this file trusts them.
+ * ops (same result to float32 rounding) when it is absent. The power tiles have AVX-512 and
+ * AVX2 forms on x86-64, chosen at run time; with GCC the rest is also compiled for x86-64-v3
+ * and v4 and chosen at load time. The caller (features.py) checks shapes, dtypes and
+ * contiguity; this file trusts them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -150,9 +152,9 @@ static inline float to_db(float x, float amin, float multiplier)
     return y.f <= 3.402823466e38f ? db : x * multiplier;
 }
 
-CLONES
 /* Frames `first` .. `first + count - 1` of all clips' frames end to end (a block may span
  * clips: a clip's few edge frames do not cost a whole block each). */
+CLONES
 static void run_block(const Job *job, Py_ssize_t first, int count, float *power, float *mel)
 {
     const Py_ssize_t n = job->hi - job->lo;
