@@ -13,7 +13,10 @@ shared machine hits every row alike); the GPU figure (when a GPU is present) inc
 host-to-device copies.
 
 Usage: python benchmarks/features.py [--clips 256] [--seconds 10] [--sample-rate 32000]
-       [--batch 64] [--mels 128] [--repeats 5]
+       [--batch 64] [--mels 128] [--repeats 5] [--threads N]
+
+``--threads 1`` measures what an agent of one thread runs (the CPU layout ``launch`` picks);
+the default is torch's own count (every core), for every row alike.
 """
 
 from __future__ import annotations
@@ -65,7 +68,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--mels", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5, help="rounds; medians are reported")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's own)")
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     sr, b = args.sample_rate, args.batch
     win, hop = round(0.025 * sr), round(0.010 * sr)
     front = LogMel(sr, n_mels=args.mels, win_length=win, hop_length=hop)
