@@ -17,6 +17,7 @@ import yaml
 
 from asc_sweep.backends import LocalBackend
 from asc_sweep.cli.demo import DEMO_SPEC
+from asc_sweep.run.checkpoint import load_checkpoint
 from asc_sweep.run.context import StandaloneContext
 from asc_sweep.run.result import RunResult
 from asc_sweep.run.runtime import cpu_has_native_bf16
@@ -62,9 +63,15 @@ def test_a_run_produces_every_figure(synth_root: Path) -> None:
     assert summary["test/accuracy"] == test["accuracy"] and "test/accuracy/rain" in summary
 
 
-def killed_then_resumed(config: RunConfig, run_dir: Path, killed_at_step: int) -> RunResult:
+def killed_then_resumed(
+    config: RunConfig,
+    run_dir: Path,
+    killed_at_step: int,
+    on_killed: Callable[[Path], None] | None = None,
+) -> RunResult:
     """Train ``config`` until its process dies while reporting epoch ``killed_at_step + 1``,
-    then run it again from ``run_dir``, as a requeued run does."""
+    then run it again from ``run_dir``, as a requeued run does (``on_killed`` sees the run
+    folder in between)."""
 
     class Killed(Exception):
         pass
@@ -76,6 +83,8 @@ def killed_then_resumed(config: RunConfig, run_dir: Path, killed_at_step: int) -
 
     with pytest.raises(Killed):
         train_and_evaluate(config, context=Dies(run_dir=run_dir))
+    if on_killed is not None:
+        on_killed(run_dir)
     return train_and_evaluate(config, context=StandaloneContext(run_dir=run_dir))
 
 
@@ -274,12 +283,33 @@ def test_a_run_with_its_clips_resident_on_the_device_trains_the_same_run(
     assert figures("always") == figures("never")
 
 
-def test_amp_off_or_float16_trains_a_cpu_run_in_float32(synth_root: Path) -> None:
-    """``amp: false`` is float32 everywhere; float16 (a GPU type with loss scaling) is not
-    used on a CPU, which trains in float32 then."""
-    for knobs in ({"amp": False}, {"amp_dtype": "float16"}):
-        result = train_and_evaluate(tiny(synth_root, epochs=1, **knobs))
-        assert result.environment["precision"] == "float32", knobs
+def test_amp_off_trains_a_cpu_run_in_float32(synth_root: Path) -> None:
+    result = train_and_evaluate(tiny(synth_root, epochs=1, amp=False))
+    assert result.environment["precision"] == "float32"
+
+
+def test_float16_with_loss_scaling_resumes_bit_for_bit(synth_root: Path, tmp_path: Path) -> None:
+    """The GPU path for GPUs without bf16 (fp16 autocast, GradScaler), run on the CPU: the
+    scaler really skips overflowing steps and backs off, its state is checkpointed, and a
+    killed run resumes to the same figures as an uninterrupted one (a scaler started afresh
+    would skip its first steps again)."""
+    config = tiny(synth_root, amp_dtype="float16")
+    straight = train_and_evaluate(config)
+    assert straight.environment["precision"] == "float16"
+    scales: list[float] = []
+
+    def scaler_state(run_dir: Path) -> None:
+        state = load_checkpoint(run_dir, straight.config_hash)
+        assert state is not None and state["epoch"] == 1
+        scales.append(state["scaler"]["scale"])
+
+    resumed = killed_then_resumed(
+        config, tmp_path / "run", killed_at_step=1, on_killed=scaler_state
+    )
+    assert resumed.resumed_from_epoch == 1
+    assert scales and scales[0] < 2.0**16  # backed off from its initial scale: steps overflowed
+    assert [h["train/loss"] for h in resumed.history] == [h["train/loss"] for h in straight.history]
+    assert resumed.test == straight.test
 
 
 def test_deterministic_knob_pins_cudnn_and_is_the_default() -> None:
