@@ -280,19 +280,18 @@ def mixed_precision(config: RunConfig, device: torch.device) -> torch.dtype | No
     """The autocast type a run uses on ``device``, or None (float32).
 
     On CUDA: bf16 where the GPU has it (no loss scaling needed), else fp16 (with a
-    GradScaler). On a CPU: bf16 where it is native (AMX), else float32. ``amp_dtype`` forces
-    one on either (fp16 on a CPU runs the same loss scaling as on a GPU: slow where the CPU
-    has no fp16 arithmetic, but the GPU path's logic, checkpoints and resume included, can
-    be exercised without one). Never with ``amp: false``.
+    GradScaler); ``amp_dtype`` forces one. On a CPU: bf16 only where it is native (AMX), and
+    not when ``amp_dtype`` asks for fp16. Never with ``amp: false``.
     """
     if not config.amp:
         return None
-    forced = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(config.amp_dtype)
-    if forced is not None and device.type in ("cuda", "cpu"):
-        return forced
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_has_native_bf16():
+        if config.amp_dtype == "bfloat16" or (
+            config.amp_dtype == "auto" and torch.cuda.is_bf16_supported()
+        ):
+            return torch.bfloat16
+        return torch.float16
+    if device.type == "cpu" and config.amp_dtype != "float16" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
 

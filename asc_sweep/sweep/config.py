@@ -234,9 +234,8 @@ class RunConfig:
     )
     amp_dtype: str = knob(
         "auto",
-        "mixed-precision type: auto (on a GPU bfloat16 where it has it, else float16 with "
-        "loss scaling; on a CPU bfloat16 where native, else none), or bfloat16 or float16 "
-        "on either (float16 on a CPU is slow: for checking the GPU path's loss scaling)",
+        "mixed-precision type: auto (bfloat16 where the GPU has it, else float16 with loss "
+        "scaling), bfloat16, float16",
         choices=("auto", "bfloat16", "float16"),
     )
     resident: str = knob(
