@@ -8,9 +8,9 @@ takes), LogMel with ``compiled=False`` (its CPU arrangement in torch ops, what r
 C kernel is not built), and the bound: the FFT of the windowed frames alone (window and rfft
 over every frame, one clip at a time, nothing before or after it; the fastest arrangement
 measured), which no STFT-based front end can beat on this CPU. Clips/s after a warm-up
-pass over one batch, the median of ``--repeats`` rounds that take the rows in turn (so a slow phase of a
-shared machine hits every row alike); the GPU figure (when a GPU is present) includes
-host-to-device copies.
+pass over one batch, the median of ``--repeats`` rounds that take the rows in turn (so a
+slow phase of a shared machine hits every row alike); the GPU figure (when a GPU is
+present) includes host-to-device copies.
 
 Usage: python benchmarks/features.py [--clips 256] [--seconds 10] [--sample-rate 32000]
        [--batch 64] [--mels 128] [--repeats 5] [--threads N]

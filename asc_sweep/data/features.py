@@ -257,9 +257,9 @@ class LogMel(nn.Module):
         call and stays in the caches: fresh multi-megabyte tensors cost more in page faults
         than the FFT itself, and a spectrum that has left the L2 cache costs its read-back
         (both measured). Each pass windows its frames into that buffer: frames inside a
-        clip straight from it, the few at its two ends from a padded copy of them. Power and mel come from the compiled kernel where it
-        is built (:func:`kernel_available`), else from torch ops that skip the bins outside
-        each group of filters.
+        clip straight from it, the few at its two ends from a padded copy of them. Power
+        and mel come from the compiled kernel where it is built (:func:`kernel_available`),
+        else from torch ops that skip the bins outside each group of filters.
         """
         n_fft, hop = self.n_fft, self.hop_length
         batch, samples = waveforms.shape
@@ -415,7 +415,12 @@ class _FrameSource:
         """Samples ``start:stop`` of ``functional.pad(clips, (half, half), mode=pad_mode)``."""
         half, length = self.half, clips.shape[-1]
         pieces = []
-        for lo, hi, source in ((0, half, "before"), (half, half + length, None), (half + length, 2 * half + length, "after")):  # fmt: skip
+        spans = (
+            (0, half, "before"),
+            (half, half + length, None),
+            (half + length, 2 * half + length, "after"),
+        )
+        for lo, hi, source in spans:
             a, b = max(start, lo), min(stop, hi)
             if a < b:
                 part = clips if source is None else self._pad(clips, source)
