@@ -9,6 +9,11 @@
  * this: they write the power spectrum out and read it back, and a dense or banded product
  * multiplies mostly zeros.
  *
+ * `window_frames` fills the FFT's input for a pass: each frame's samples, read from the clip
+ * or from a short padded copy of one of its ends, times the window, for all the pass's frames
+ * in one call and one parallel region (three torch products and their slicing cost more in
+ * Python and thread start-up than the multiplications themselves on short clips).
+ *
  * Built by setup.py as an optional extension; asc_sweep.data.features falls back to torch
  * ops (same result to float32 rounding) when it is absent. The power tiles have AVX-512 and
  * AVX2 forms on x86-64, chosen at run time; with GCC the rest is also compiled for x86-64-v3
@@ -268,6 +273,68 @@ static int run(const Job *job, int threads)
     return failed ? -1 : 0;
 }
 
+/* Windowing: frame t of clip c is n_fft samples from one of up to three parts (the clip's
+ * head and tail read short padded copies of its ends, the frames inside it the clip itself),
+ * times the window, written to dst[(c - first) * dst_stride + (t - a) * n_fft]. */
+typedef struct {
+    const float *window;
+    float *dst;
+    Py_ssize_t dst_stride, n_fft, hop, first, clips, a, count;
+    const float *src[3];    /* each part's first frame of clip 0 */
+    Py_ssize_t stride[3];   /* clip to clip, in floats */
+    Py_ssize_t lo[3];       /* each part's first frame (lo[0] = 0, ascending) */
+} Frames;
+
+CLONES
+static void window_frame(const float *restrict src, const float *restrict window,
+                         float *restrict dst, Py_ssize_t n)
+{
+    for (Py_ssize_t j = 0; j < n; j++)
+        dst[j] = src[j] * window[j];
+}
+
+static void window_run(const Frames *job, int threads)
+{
+    const Py_ssize_t total = job->clips * job->count;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (Py_ssize_t i = 0; i < total; i++) {
+        const Py_ssize_t c = job->first + i / job->count, t = job->a + i % job->count;
+        const int part = t >= job->lo[2] ? 2 : t >= job->lo[1] ? 1 : 0;
+        const float *src = job->src[part] + c * job->stride[part] + (t - job->lo[part]) * job->hop;
+        window_frame(src, job->window,
+                     job->dst + (i / job->count) * job->dst_stride + (i % job->count) * job->n_fft,
+                     job->n_fft);
+    }
+}
+
+static PyObject *window_frames(PyObject *self, PyObject *args)
+{
+    Py_ssize_t window, dst, src[3];
+    Frames job;
+    int threads;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "nnnnnnnnnnnnnnnnni", &dst, &job.dst_stride, &job.first,
+                          &job.clips, &job.a, &job.count, &window, &job.n_fft, &job.hop,
+                          &src[0], &job.stride[0], &job.lo[1], &src[1], &job.stride[1],
+                          &job.lo[2], &src[2], &job.stride[2], &threads))
+        return NULL;
+    if (job.first < 0 || job.clips < 0 || job.a < 0 || job.count < 0 || job.n_fft < 1 ||
+        job.hop < 1 || threads < 1 || job.dst_stride < job.count * job.n_fft || job.lo[1] < 0 ||
+        job.lo[2] < job.lo[1]) {
+        PyErr_SetString(PyExc_ValueError, "window_frames: sizes out of range");
+        return NULL;
+    }
+    job.lo[0] = 0;
+    job.window = (const float *)window;
+    job.dst = (float *)dst;
+    for (int k = 0; k < 3; k++)
+        job.src[k] = (const float *)src[k];
+    Py_BEGIN_ALLOW_THREADS
+    window_run(&job, threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static int cpu_simd(void)
 {
 #ifdef HAVE_AVX2_PATH
@@ -334,6 +401,14 @@ static PyMethodDef methods[] = {
      "addresses and sizes; with multiplier (non-zero), multiplier * log10(max(power, amin)) "
      "is written instead of the power; simd caps the instruction sets used (0 none, 1 AVX2, "
      "2 AVX-512; -1 what the CPU has). See asc_sweep.data.features."},
+    {"window_frames", window_frames, METH_VARARGS,
+     "window_frames(dst, dst_clip_stride, first_clip, clips, first_frame, frames, window, "
+     "n_fft, hop, head, head_stride, inside_lo, inside, inside_stride, tail_lo, tail, "
+     "tail_stride, threads): frames first_frame .. first_frame + frames - 1 of clips "
+     "first_clip .. first_clip + clips - 1, each n_fft samples from its part (the head's frames "
+     "from 0, the inside's from inside_lo, the tail's from tail_lo; each part's address is its "
+     "first frame's of clip 0, hop floats apart frame to frame), times the window, into dst "
+     "(clips, frames, n_fft) with the given clip stride."},
     {"simd", simd, METH_NOARGS,
      "simd(): the power tiles this CPU runs: 2 AVX-512, 1 AVX2, 0 plain C."},
     {NULL, NULL, 0, NULL},

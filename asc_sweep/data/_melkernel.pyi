@@ -22,3 +22,24 @@ def power_mel(
     /,
 ) -> None: ...
 def simd() -> int: ...
+def window_frames(
+    dst: int,
+    dst_clip_stride: int,
+    first_clip: int,
+    clips: int,
+    first_frame: int,
+    frames: int,
+    window: int,
+    n_fft: int,
+    hop: int,
+    head: int,
+    head_stride: int,
+    inside_lo: int,
+    inside: int,
+    inside_stride: int,
+    tail_lo: int,
+    tail: int,
+    tail_stride: int,
+    threads: int,
+    /,
+) -> None: ...

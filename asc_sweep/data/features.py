@@ -279,12 +279,11 @@ class LogMel(nn.Module):
         left = (n_fft - window.shape[0]) // 2
         window = functional.pad(window, (left, n_fft - window.shape[0] - left))
         kernel = self._use_kernel(waveforms)
+        if kernel and waveforms.stride(-1) != 1:
+            waveforms = waveforms.contiguous()
         out = waveforms.new_empty(batch, self.packed.mels, frames)
         if not batch:  # (an FFT of no frames is an error in some FFT libraries)
             return out
-        # Where each frame reads its samples: the clip itself, or a short padded copy of
-        # one of its ends (the head and tail parts); all three views cover the whole batch.
-        parts = _FrameSource(self, samples, frames).parts(waveforms)
         bins = n_fft // 2 + 1
         chunk = CPU_CHUNK_BINS * max(1, torch.get_num_threads())
         if frames * bins <= chunk:  # several whole clips a pass
@@ -293,30 +292,28 @@ class LogMel(nn.Module):
             pieces = -(-frames * bins // CPU_CLIP_BINS)
             rows, span = 1, -(-frames // pieces)
         windowed = waveforms.new_empty(rows, span, n_fft)
-        power = None if kernel else waveforms.new_empty(rows, span, bins)
-        run = self._kernel_run(db) if kernel else None
+        # Where each frame reads its samples: the clip itself, or a short padded copy of
+        # one of its ends (the head and tail parts).
+        source = _FrameSource(self, samples, frames)
+        if kernel:
+            window_into = _kernel_windowing(source, waveforms, window.contiguous(), windowed)
+            run = self._kernel_run(out, db)
+        else:
+            window_into = _ops_windowing(source, waveforms, window)
+            power = waveforms.new_empty(rows, span, bins)
         for first in range(0, batch, rows):
             n = min(rows, batch - first)
             for a in range(0, frames, span):
                 b = min(a + span, frames)
                 buffer = windowed[:n, : b - a]
-                for lo, part in parts:  # window each part's frames that fall in [a, b)
-                    start, stop = max(a, lo), min(b, lo + part.shape[1])
-                    if start < stop:
-                        torch.mul(
-                            part[first : first + n, start - lo : stop - lo],
-                            window,
-                            out=buffer[:, start - a : stop - a],
-                        )
+                window_into(buffer, first, a)
                 # rfft's own output: with ``out=`` torch computes into a temporary and
                 # copies it (measured 0.83 against 0.48 ms for a 10 s clip's 1,001 frames).
                 spectrum = torch.fft.rfft(buffer)
-                dest = out[first : first + n, :, a:b]
-                if run is not None:
-                    run(dest, spectrum)
+                if kernel:
+                    run(spectrum, first * out.stride(0) + a)
                 else:
-                    assert power is not None
-                    self._groups_into(dest, spectrum, power[:n, : b - a])
+                    self._groups_into(out[first : first + n, :, a:b], spectrum, power[:n, : b - a])
         if not db:
             return out
         return self._db_tail_(out) if kernel else self.power_to_db_(out)
@@ -330,27 +327,29 @@ class LogMel(nn.Module):
             )
         return _melkernel is not None
 
-    def _kernel_run(self, db: bool) -> Callable[[torch.Tensor, torch.Tensor], None]:
-        """The kernel bound to this front end's filters: ``run(dest, spectrum)`` writes the
-        power mel (or with ``db``, ``multiplier * log10(max(power, amin))``) of ``spectrum``
-        (clips, frames, bins) into ``dest`` (clips, mels, frames).
+    def _kernel_run(self, out: torch.Tensor, db: bool) -> Callable[[torch.Tensor, int], None]:
+        """The kernel bound to this front end's filters and to ``out`` (clips, mels,
+        frames), contiguous: ``run(spectrum, offset)`` writes the power mel (or with ``db``,
+        ``multiplier * log10(max(power, amin))``) of ``spectrum`` (clips, frames, bins) into
+        ``out`` from element ``offset`` on (its first clip and frame).
 
-        Everything but the two tensors is fixed once per batch, so that a pass pays one call.
+        Everything but the spectrum is fixed once per batch, so that a pass pays one call.
         """
         assert _melkernel is not None
+        assert out.dtype == torch.float32 and out.is_contiguous()
         p, power_mel, threads = self.packed, _melkernel.power_mel, torch.get_num_threads()
         filters = (p.lo, p.hi, p.weights.data_ptr(), p.starts.data_ptr(),
                    p.lengths.data_ptr(), p.offsets.data_ptr(), p.mels)  # fmt: skip
         scale = (self.to_db.amin, self.to_db.multiplier) if db else (0.0, 0.0)
+        base, size, strides = out.data_ptr(), out.element_size(), out.stride()[:2]
         simd = KERNEL_SIMD
 
-        def run(dest: torch.Tensor, spectrum: torch.Tensor) -> None:
+        def run(spectrum: torch.Tensor, offset: int) -> None:
             assert spectrum.dtype == torch.complex64 and spectrum.is_contiguous()
-            assert dest.dtype == torch.float32 and dest.stride(-1) == 1
             clips, frames, bins = spectrum.shape
             power_mel(
-                spectrum.data_ptr(), clips, frames, bins, *filters, dest.data_ptr(),
-                dest.stride(0), dest.stride(1), threads, *scale, simd,
+                spectrum.data_ptr(), clips, frames, bins, *filters, base + offset * size,
+                *strides, threads, *scale, simd,
             )  # fmt: skip
 
         return run
@@ -374,6 +373,51 @@ class LogMel(nn.Module):
         return torch.clamp((samples - self.n_fft) // self.hop_length + 1, min=0)
 
 
+Windowing = Callable[[torch.Tensor, int, int], None]
+
+
+def _ops_windowing(source: _FrameSource, clips: torch.Tensor, window: torch.Tensor) -> Windowing:
+    """``window_into(buffer, first, a)``: frames ``a`` .. of clips ``first`` .. (as many as
+    ``buffer`` (clips, frames, n_fft) holds) times ``window``, with torch ops."""
+    parts = source.parts(clips)
+
+    def window_into(buffer: torch.Tensor, first: int, a: int) -> None:
+        n, b = buffer.shape[0], a + buffer.shape[1]
+        for lo, part in parts:  # window each part's frames that fall in [a, b)
+            start, stop = max(a, lo), min(b, lo + part.shape[1])
+            if start < stop:
+                torch.mul(
+                    part[first : first + n, start - lo : stop - lo],
+                    window,
+                    out=buffer[:, start - a : stop - a],
+                )
+
+    return window_into
+
+
+def _kernel_windowing(
+    source: _FrameSource, clips: torch.Tensor, window: torch.Tensor, windowed: torch.Tensor
+) -> Windowing:
+    """The same in one call of the compiled kernel a pass (no Python loop over the parts,
+    one parallel region); ``buffer`` must be a leading slice of ``windowed``."""
+    assert _melkernel is not None and clips.stride(-1) == 1 and windowed.is_contiguous()
+    sources = source.sources(clips)
+    parts: list[int] = []
+    for k, (lo, _, samples, offset) in enumerate(sources):
+        parts += [lo] if k else []
+        parts += [samples.data_ptr() + offset * samples.element_size(), samples.stride(0)]
+    window_frames, threads = _melkernel.window_frames, torch.get_num_threads()
+    fixed = (window.data_ptr(), source.n_fft, source.hop, *parts, threads)
+    dst, stride = windowed.data_ptr(), windowed.stride(0)
+    alive = (sources, window)  # what the kernel reads by address, held by the closure
+
+    def window_into(buffer: torch.Tensor, first: int, a: int) -> None:
+        assert alive and buffer.data_ptr() == dst
+        window_frames(dst, stride, first, buffer.shape[0], a, buffer.shape[1], *fixed)
+
+    return window_into
+
+
 class _FrameSource:
     """Where the STFT frames of clips of one length read their samples.
 
@@ -393,23 +437,38 @@ class _FrameSource:
             first = end = frames
         self.first, self.end = min(first, frames), min(max(end, first), frames)
 
+    def sources(self, clips: torch.Tensor) -> list[tuple[int, int, torch.Tensor, int]]:
+        """``(lo, hi, samples, offset)`` for the head, inside and tail of ``clips``: frame
+        ``t`` in ``[lo, hi)`` of clip ``c`` reads ``samples[c, offset + (t - lo) * hop :]``
+        (its first ``n_fft`` samples); ``samples`` is ``clips`` or a short padded copy of
+        their ends, contiguous along samples."""
+        n_fft, hop, half = self.n_fft, self.hop, self.half
+        empty = clips.new_zeros(clips.shape[0], 0)
+        head = tail = empty
+        if self.first:
+            head = self._padded(clips, 0, (self.first - 1) * hop + n_fft)
+        if self.end < self.frames:
+            tail = self._padded(clips, self.end * hop, (self.frames - 1) * hop + n_fft)
+        inside = (clips, self.first * hop - half) if self.end > self.first else (empty, 0)
+        return [
+            (0, self.first, head, 0),
+            (self.first, self.end, *inside),
+            (self.end, self.frames, tail, 0),
+        ]
+
     def parts(self, clips: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
         """``(first_frame, frames)`` for the head, inside and tail of ``clips``.
 
         ``frames`` is ``(clips, count, n_fft)``, ``count`` possibly 0.
         """
-        n_fft, hop, half = self.n_fft, self.hop, self.half
-        head = clips.new_zeros(clips.shape[0], 0, n_fft)
-        inside, tail = head, head
-        if self.first:
-            head = self._padded(clips, 0, (self.first - 1) * hop + n_fft).unfold(-1, n_fft, hop)
-        if self.end > self.first:
-            inside = clips[:, self.first * hop - half :].unfold(-1, n_fft, hop)
-            inside = inside[:, : self.end - self.first]
-        if self.end < self.frames:
-            tail = self._padded(clips, self.end * hop, (self.frames - 1) * hop + n_fft)
-            tail = tail.unfold(-1, n_fft, hop)
-        return [(0, head), (self.first, inside), (self.end, tail)]
+        parts = []
+        for lo, hi, samples, offset in self.sources(clips):
+            if hi > lo:
+                view = samples[:, offset:].unfold(-1, self.n_fft, self.hop)[:, : hi - lo]
+            else:
+                view = clips.new_zeros(clips.shape[0], 0, self.n_fft)
+            parts.append((lo, view))
+        return parts
 
     def _padded(self, clips: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """Samples ``start:stop`` of ``functional.pad(clips, (half, half), mode=pad_mode)``."""
