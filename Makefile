@@ -57,6 +57,8 @@ bench-quick: venv
 	$(BIN)/python benchmarks/overhead.py --repeats 1 --folds 1
 	$(BIN)/python benchmarks/cache_reuse.py --clips-per-class 8 --seconds 1
 	$(BIN)/python benchmarks/scaling.py --quick
+	$(BIN)/python benchmarks/utilisation.py --device cpu --agents-per-gpu 2 --runs 4 --epochs 1 \
+		--clips-per-class 8 --arch dcase2018_cnn  # the GPU script's launch and table, on CPU
 
 # On a GPU host: GPU tests and every GPU figure in one command (see benchmarks/gpu.sh).
 bench-gpu:
