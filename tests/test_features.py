@@ -190,13 +190,13 @@ def test_strided_batches_equal_contiguous(cpu_path: bool) -> None:
     """Clips cut out of a wider array, or with samples not adjacent in memory, give the values
     a contiguous copy gives (the kernel reads the clips by address and row stride)."""
     front = LogMel(16000, n_mels=40, win_length=400, hop_length=160, compiled=cpu_path)
-    wide = torch.from_numpy(
-        np.random.default_rng(6).standard_normal((4, 9_000)).astype(np.float32)
-    )
+    wide = torch.from_numpy(np.random.default_rng(6).standard_normal((4, 9_000)).astype(np.float32))
     with torch.inference_mode():
         for clips in (wide[1:, 500:8_000], wide.T.contiguous().T[:, :7_000]):
             assert not clips.is_contiguous()
             assert torch.equal(front.log_mel(clips), front.log_mel(clips.contiguous()))
+        # float64 clips (banded_mel called directly) are computed in float32, as log_mel does
+        assert torch.equal(front.banded_mel(wide.double()), front.banded_mel(wide))
 
 
 def test_empty_batch(cpu_path: bool) -> None:

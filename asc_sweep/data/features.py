@@ -262,6 +262,7 @@ class LogMel(nn.Module):
         else from torch ops that skip the bins outside each group of filters.
         """
         n_fft, hop = self.n_fft, self.hop_length
+        waveforms = waveforms.float()  # float32 throughout, as in log_mel (the kernel reads it)
         batch, samples = waveforms.shape
         half = n_fft // 2 if self.center else 0
         padded_len = samples + 2 * half
