@@ -257,9 +257,10 @@ class LogMel(nn.Module):
         call and stays in the caches: fresh multi-megabyte tensors cost more in page faults
         than the FFT itself, and a spectrum that has left the L2 cache costs its read-back
         (both measured). Each pass windows its frames into that buffer: frames inside a
-        clip straight from it, the few at its two ends from a padded copy of them. Power
-        and mel come from the compiled kernel where it is built (:func:`kernel_available`),
-        else from torch ops that skip the bins outside each group of filters.
+        clip straight from it, the few at its two ends from a padded copy of them. The
+        windowing, and power and mel, come from the compiled kernel where it is built
+        (:func:`kernel_available`; one call each a pass), else from torch ops (a product per
+        part of the clips, and products that skip the bins outside each group of filters).
         """
         n_fft, hop = self.n_fft, self.hop_length
         waveforms = waveforms.float()  # float32 throughout, as in log_mel (the kernel reads it)
