@@ -50,7 +50,7 @@ bench: venv
 # Every benchmark at toy sizes: proves the scripts run (CI smoke), figures mean nothing.
 bench-quick: venv
 	$(BIN)/python benchmarks/store.py --stores sqlite --agents 2 --runs 8 --bayes-runs 4
-	$(BIN)/python benchmarks/features.py --clips 8 --seconds 2
+	$(BIN)/python benchmarks/features.py --clips 8 --seconds 2 --device cpu  # the GPU rows too
 	$(BIN)/python benchmarks/synth.py --clips-per-class 8 --seconds 1
 	$(BIN)/python benchmarks/soak.py --folds 1 --inits 1 --rates 1 --agents 2 --events 2 --epochs 1
 	$(BIN)/python benchmarks/models.py --device cpu --rates 16000 --arch dcase2018_cnn m5 --repeats 1
