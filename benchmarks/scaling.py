@@ -51,7 +51,10 @@ def run_sweep(spec: dict[str, Any], work: Path, agents: int, threads: int) -> di
     store = work / f"sweeps-{time.monotonic_ns()}.db"
     with LocalBackend(store) as backend:
         sweep_id = backend.create_sweep(SweepSpec(spec, source="scaling")).id
-    env = dict(os.environ, WANDB_DIR=str(work), WANDB_SILENT="true")
+    # The audio cache in the work folder: shared by the layouts (the first decodes), removed
+    # with it (the user's own cache is left alone).
+    env = dict(os.environ, WANDB_DIR=str(work), WANDB_SILENT="true",
+               ASC_SWEEP_CACHE=str(work / "cache"))  # fmt: skip
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "asc_sweep", "launch", sweep_id, "--store", str(store),
