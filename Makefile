@@ -47,18 +47,32 @@ bench: venv
 	$(BIN)/python benchmarks/cache_reuse.py
 	$(BIN)/python benchmarks/scaling.py
 
-# Every benchmark at toy sizes: proves the scripts run (CI smoke), figures mean nothing.
+# Every benchmark at toy sizes: proves the scripts run (CI smoke), figures mean nothing. Two
+# at a time (most of their time is processes starting), each one's output kept together.
+QUICK := $(addprefix quick-,store features synth soak models overhead cache scaling utilisation)
+.PHONY: $(QUICK)
 bench-quick: venv
+	$(MAKE) --no-print-directory -j2 --output-sync=target $(QUICK)
+
+quick-store:
 	$(BIN)/python benchmarks/store.py --stores sqlite --agents 2 --runs 8 --bayes-runs 4
-	$(BIN)/python benchmarks/features.py --clips 8 --seconds 2 --device cpu  # the GPU rows too
+quick-features:  # the GPU rows too (--device cpu)
+	$(BIN)/python benchmarks/features.py --clips 8 --seconds 2 --device cpu
+quick-synth:
 	$(BIN)/python benchmarks/synth.py --clips-per-class 8 --seconds 1
+quick-soak:
 	$(BIN)/python benchmarks/soak.py --folds 1 --inits 1 --rates 1 --agents 2 --events 2 --epochs 1
+quick-models:
 	$(BIN)/python benchmarks/models.py --device cpu --rates 16000 --arch dcase2018_cnn m5 --repeats 1
+quick-overhead:
 	$(BIN)/python benchmarks/overhead.py --repeats 1 --folds 1
+quick-cache:
 	$(BIN)/python benchmarks/cache_reuse.py --clips-per-class 8 --seconds 1
+quick-scaling:
 	$(BIN)/python benchmarks/scaling.py --quick
+quick-utilisation:  # the GPU script's launch and table, on the CPU
 	$(BIN)/python benchmarks/utilisation.py --device cpu --agents-per-gpu 2 --runs 4 --epochs 1 \
-		--clips-per-class 8 --arch dcase2018_cnn  # the GPU script's launch and table, on CPU
+		--clips-per-class 8 --arch dcase2018_cnn
 
 # On a GPU host: GPU tests and every GPU figure in one command (see benchmarks/gpu.sh).
 bench-gpu:
