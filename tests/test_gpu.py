@@ -1,7 +1,7 @@
 """The GPU path, on a CUDA host (skipped, with the reason, everywhere else): every architecture
 trains under bf16 and under fp16 with loss scaling (and the frame-level loss and votes of
 frame_targets), a run killed on the GPU resumes bit for bit
-with deterministic kernels, clips held on the GPU train the same run as host batches, masked
+with deterministic kernels, the host never waits for the GPU batch by batch, clips held on the GPU train the same run as host batches, masked
 pooling under autocast matches float32, and two agents share one GPU. ``benchmarks/gpu.sh`` runs these first on a GPU host."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,27 @@ def test_a_run_killed_on_cuda_resumes_bit_for_bit(synth_root: Path, tmp_path: Pa
     assert resumed.resumed_from_epoch == 1
     assert [h["train/loss"] for h in resumed.history] == [h["train/loss"] for h in straight.history]
     assert resumed.test == straight.test
+
+
+@pytest.mark.parametrize("resident", ["always", "never"])
+def test_the_host_does_not_wait_for_the_gpu_batch_by_batch(resident: str, synth_root: Path) -> None:
+    """Training and evaluation read nothing back from the GPU a batch: the host queues the
+    next steps' kernels while the GPU runs. torch's sync debug mode warns at every wait; a run
+    with twice the batches (half the batch size) must wait as often as the other."""
+    waits = []
+    for batch_size in (4, 8):
+        config = tiny(synth_root, device="cuda", batch_size=batch_size, epochs=2, resident=resident,
+                      specaugment=True, mixup=0.2, gain_db=3.0, freq_shift=2, filter_db=3.0,
+                      mixstyle=0.5)  # fmt: skip
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                train_and_evaluate(config)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        waits.append(sum("synchroniz" in str(w.message) for w in caught))
+    assert waits[0] == waits[1], f"waits with batches of 4 and of 8: {waits}"
 
 
 def test_clips_resident_on_the_gpu_train_the_same_run_as_host_batches(synth_root: Path) -> None:

@@ -16,6 +16,16 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``, without waiting for a GPU: a CPU tensor goes to a CUDA device
+    through pinned memory, copied asynchronously. (A plain ``.to`` from pageable memory
+    waits until the GPU has run everything queued before it, so each training step's few
+    random draws would keep the host from queueing the next step's kernels ahead.)"""
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 class WaveformSource(Protocol):
     """Indexable waveforms (a ``WaveformCache``, or a list of arrays)."""
 
@@ -156,15 +166,15 @@ class ResidentBatches:
         torch.empty((), dtype=torch.int64).random_()
         for batch in self.batch_sampler:
             windows = [self.dataset.window(i, self.sizes[i]) for i in batch]
-            offsets = torch.tensor(
-                [self.starts[i] + start for i, (start, _) in zip(batch, windows, strict=True)],
-                device=self.device,
+            offsets = [self.starts[i] + start for i, (start, _) in zip(batch, windows, strict=True)]
+            lengths = [n for _, n in windows]
+            # The batch's integers in one asynchronous copy: the host never waits for the GPU.
+            moved = to_device(
+                torch.tensor([offsets, lengths, batch], dtype=torch.long), self.device
             )
-            lengths = torch.tensor([n for _, n in windows], dtype=torch.long)
-            longest = int(lengths.max()) if batch else 0
-            steps = torch.arange(longest, device=self.device)
-            on_device = lengths.to(self.device)
+            starts, on_device, index = moved[0], moved[1], moved[2]
+            steps = torch.arange(max(lengths, default=0), device=self.device)
             inside = steps[None, :] < on_device[:, None]
-            where = torch.where(inside, offsets[:, None] + steps[None, :], 0)
+            where = torch.where(inside, starts[:, None] + steps[None, :], 0)
             waves = torch.where(inside, self.flat[where], 0.0)
-            yield waves, on_device, self.labels[torch.tensor(batch, device=self.device)]
+            yield waves, on_device, self.labels[index]

@@ -1,5 +1,8 @@
 """Training-time augmentation: on waveforms (random gain), on log-mel (SpecAugment's masks,
-band shifts, random filters, Freq-MixStyle) and on batches (mixup)."""
+band shifts, random filters, Freq-MixStyle) and on batches (mixup).
+
+Random draws come from the CPU's streams (the same on every device, so a run's draws do not
+depend on where it runs) and reach a GPU through :func:`to_device`, without a wait."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import numpy as np
 import torch
 import torchaudio
 from torch import nn
+
+from asc_sweep.data.batching import to_device
 
 
 class SpecAugment(nn.Module):
@@ -41,14 +46,14 @@ def mixup(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mix each example with a shuffled partner (Zhang et al., ICLR 2018); soft targets."""
     lam = float(rng.beta(alpha, alpha))
-    perm = torch.from_numpy(rng.permutation(x.shape[0])).to(x.device)
+    perm = to_device(torch.from_numpy(rng.permutation(x.shape[0])), x.device)
     return lam * x + (1 - lam) * x[perm], lam * targets + (1 - lam) * targets[perm]
 
 
 def random_gain(waves: torch.Tensor, max_db: float) -> torch.Tensor:
     """Each clip scaled by a gain drawn uniformly in +/- ``max_db`` dB (torch's random stream)."""
     db = (torch.rand(waves.shape[0], 1) * 2 - 1) * max_db
-    return waves * (10 ** (db / 20)).to(waves.device, waves.dtype)
+    return waves * to_device((10 ** (db / 20)).to(waves.dtype), waves.device)
 
 
 def shift_bands(x: torch.Tensor, max_shift: int) -> torch.Tensor:
@@ -57,7 +62,7 @@ def shift_bands(x: torch.Tensor, max_shift: int) -> torch.Tensor:
     stand-in for pitch shifting (a constant shift on the mel scale is close to a pitch shift
     in the upper, logarithmic part of the scale)."""
     batch, bands = x.shape[0], x.shape[1]
-    shift = torch.randint(-max_shift, max_shift + 1, (batch, 1)).to(x.device)
+    shift = to_device(torch.randint(-max_shift, max_shift + 1, (batch, 1)), x.device)
     source = torch.arange(bands, device=x.device)[None, :] - shift  # (B, M)
     valid = (source >= 0) & (source < bands)
     index = source.clamp(0, bands - 1)[:, :, None].expand(-1, -1, x.shape[2])
@@ -74,8 +79,8 @@ def freq_mixstyle(x: torch.Tensor, probability: float, alpha: float = 0.3) -> to
     mean = x.mean(dim=2, keepdim=True)
     std = (x.var(dim=2, keepdim=True) + 1e-5).sqrt()
     normed = (x - mean) / std
-    lam = torch.distributions.Beta(alpha, alpha).sample((x.shape[0], 1, 1)).to(x.device, x.dtype)
-    perm = torch.randperm(x.shape[0]).to(x.device)
+    lam = torch.distributions.Beta(alpha, alpha).sample((x.shape[0], 1, 1)).to(x.dtype)
+    lam, perm = to_device(lam, x.device), to_device(torch.randperm(x.shape[0]), x.device)
     mixed_mean = lam * mean + (1 - lam) * mean[perm]
     mixed_std = lam * std + (1 - lam) * std[perm]
     return normed * mixed_std + mixed_mean
@@ -105,5 +110,5 @@ def random_filter(x: torch.Tensor, max_db: float, band_std: torch.Tensor) -> tor
     left, right = where.gather(1, k), where.gather(1, k + 1)
     t = ((band - left) / (right - left).clamp_min(1e-6)).clamp(0, 1)
     curve = gain.gather(1, k) * (1 - t) + gain.gather(1, k + 1) * t  # (B, M), dB
-    curve = curve.to(x.device, x.dtype)[:, :, None] / band_std.to(x.dtype)[None]
+    curve = to_device(curve.to(x.dtype), x.device)[:, :, None] / band_std.to(x.dtype)[None]
     return x + curve

@@ -433,7 +433,11 @@ def train_epoch(setup: Setup, state: TrainState, stop: StopFlag) -> tuple[float,
     loader, opt = setup.loaders["train"], state.optimizer
     loader.batch_sampler.set_epoch(state.epoch)
     net.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    # Sums kept on the device and read once an epoch: reading them every step would make the
+    # host wait for the GPU at every step (float64, so the mean equals Python's sum of floats).
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
     for waves, lengths, labels in loader:
         if stop.is_set:
             return None
@@ -455,10 +459,10 @@ def train_epoch(setup: Setup, state: TrainState, stop: StopFlag) -> tuple[float,
         state.scaler.step(opt)  # type: ignore[arg-type]  # it reads param_groups, calls step
         state.scaler.update()
         state.scheduler.step()
-        total_loss += loss.item() * len(labels)
-        correct += int((logits.argmax(1) == labels).sum())
+        total_loss += loss.detach().double() * len(labels)
+        correct += (logits.argmax(1) == labels).sum()
         seen += len(labels)
-    return total_loss / max(seen, 1), correct / max(seen, 1), seen
+    return float(total_loss) / max(seen, 1), int(correct) / max(seen, 1), seen
 
 
 def frame_loss(frames: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -477,32 +481,34 @@ def evaluate(setup: Setup, part: str) -> dict[str, Any]:
     net, device, config = setup.net, setup.device, setup.config
     net.eval()
     segment = config.eval_segment_seconds
-    probs, labels = [], []
+    probs, labels = [], []  # kept where they are computed and read once (no wait a batch)
     for waves, lengths, y in setup.loaders[part]:
         waves, lengths = waves.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
         if config.frame_targets:
             probs.append(frame_vote(net, waves, lengths, config.voting))
         elif segment is None:
             logits = net(waves, lengths)
-            probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+            probs.append(torch.softmax(logits.float(), dim=1))
         else:
             size, hop = round(segment * config.rate), round(config.eval_hop_seconds * config.rate)
             probs.append(segment_vote(net, waves, lengths, size, hop, config.voting))
-        labels.append(y.cpu().numpy())
+        labels.append(y)
     if not probs:
         return classification_metrics(
             np.zeros((0, setup.n_classes)), np.zeros(0, dtype=np.int64), setup.n_classes
         )
-    return classification_metrics(np.concatenate(probs), np.concatenate(labels), setup.n_classes)
+    return classification_metrics(
+        torch.cat(probs).cpu().numpy(), torch.cat(labels).cpu().numpy(), setup.n_classes
+    )
 
 
 def frame_vote(
     net: Pipeline, waves: torch.Tensor, lengths: torch.Tensor, voting: str
-) -> np.ndarray:
+) -> torch.Tensor:
     """A frame-wise model's frames voted into clip probabilities: the mean of the valid frames'
     probabilities, or the share of valid frames that chose each class."""
     frames, mask = net.frame_logits(waves, lengths)
-    return vote(torch.softmax(frames.float(), dim=1), mask, voting).cpu().numpy()
+    return vote(torch.softmax(frames.float(), dim=1), mask, voting)
 
 
 def vote(probs: torch.Tensor, mask: torch.Tensor, voting: str) -> torch.Tensor:
@@ -516,7 +522,7 @@ def vote(probs: torch.Tensor, mask: torch.Tensor, voting: str) -> torch.Tensor:
 
 def segment_vote(
     net: nn.Module, waves: torch.Tensor, lengths: torch.Tensor, size: int, hop: int, voting: str
-) -> np.ndarray:
+) -> torch.Tensor:
     """Each clip cut into segments of ``size`` samples every ``hop`` (a clip shorter than one
     segment is one segment), classified, and voted into clip probabilities: the mean of the
     segments' probabilities, or the share of segments that chose each class."""
@@ -532,7 +538,7 @@ def segment_vote(
         )
         every = torch.ones(1, len(seg_probs), dtype=torch.bool, device=wave.device)
         out.append(vote(seg_probs.T[None], every, voting)[0])
-    return torch.stack(out).cpu().numpy()
+    return torch.stack(out)
 
 
 def _cost(net: Pipeline, config: RunConfig, device: torch.device) -> tuple[int, float]:
