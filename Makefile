@@ -71,8 +71,8 @@ quick-cache:
 quick-scaling:
 	$(BIN)/python benchmarks/scaling.py --quick
 quick-utilisation:  # the GPU script's launch and table, on the CPU
-	$(BIN)/python benchmarks/utilisation.py --device cpu --agents-per-gpu 2 --runs 8 --epochs 1 \
-		--clips-per-class 8 --arch dcase2018_cnn --seconds 6
+	$(BIN)/python benchmarks/utilisation.py --device cpu --agents-per-gpu 2 --runs 64 --epochs 2 \
+		--clips-per-class 8 --arch dcase2018_cnn --seconds 5
 
 # On a GPU host: GPU tests and every GPU figure in one command (see benchmarks/gpu.sh).
 bench-gpu:

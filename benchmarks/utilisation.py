@@ -119,7 +119,9 @@ def measure(tmp: Path, data: Path, per_gpu: int, args: argparse.Namespace) -> di
         except subprocess.TimeoutExpired:
             proc.kill()
             code = proc.wait()
-    if code not in (0, 143):  # done, or stopped by the SIGTERM above
+    # Done, or stopped by the SIGTERM above (143; -15 where it came as the launcher was
+    # leaving a finished sweep, its own handler already gone).
+    if code not in (0, 143, -signal.SIGTERM):
         tail = log.read_text()[-2000:]
         raise SystemExit(f"launch with {per_gpu} agents per GPU failed ({code}):\n{tail}")
     with LocalBackend(store) as backend:
