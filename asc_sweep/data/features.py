@@ -27,6 +27,7 @@ import torchaudio
 from torch import nn
 from torch.nn import functional
 
+from asc_sweep.data.batching import to_device
 from asc_sweep.sweep.config import RunConfig, audio_problems
 
 _melkernel: types.ModuleType | None
@@ -508,18 +509,22 @@ def fit_normalization(
 
     Padding frames are left out, so the statistics describe the audio, not the zeros.
     """
-    total = torch.zeros(front_end.mean.shape[0], dtype=torch.float64)
+    device = front_end.mean.device
+    # Sums kept on the device and read once at the end (a read a batch would make the host
+    # wait for a GPU at every batch).
+    total = torch.zeros(front_end.mean.shape[0], dtype=torch.float64, device=device)
     squares = torch.zeros_like(total)
-    count = 0
+    counted = torch.zeros((), dtype=torch.int64, device=device)
     for waves, lengths in batches:
-        waves = waves.to(front_end.mean.device)
+        waves = to_device(waves, device)
         spec = front_end.log_mel(waves).double()  # (B, M, T)
-        frames = front_end.frames(lengths.to(waves.device)).clamp(max=spec.shape[-1])
+        frames = front_end.frames(to_device(lengths, device)).clamp(max=spec.shape[-1])
         mask = torch.arange(spec.shape[-1], device=spec.device)[None, :] < frames[:, None]  # (B, T)
         m = mask[:, None, :].to(spec.dtype)
-        total += (spec * m).sum(dim=(0, 2)).cpu()
-        squares += (spec.square() * m).sum(dim=(0, 2)).cpu()
-        count += int(mask.sum())
+        total += (spec * m).sum(dim=(0, 2))
+        squares += (spec.square() * m).sum(dim=(0, 2))
+        counted += mask.sum()
+    total, squares, count = total.cpu(), squares.cpu(), int(counted)
     if count == 0:
         raise ValueError("no training frames to compute normalisation statistics from")
     mean = total / count
