@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from asc_sweep.data.features import LogMel, kernel_available, kernel_description
+from asc_sweep.run.cost import timed_calls
 
 
 def librosa_pass(clips: np.ndarray, sr: int, win: int, hop: int, n_mels: int, n_fft: int) -> None:
@@ -74,14 +75,8 @@ def copy_bandwidth(device: torch.device, nbytes: int, repeats: int = 5) -> float
     """Bytes/s a device-to-device copy of ``nbytes`` moves (each byte read and written)."""
     src = torch.ones(nbytes // 4, device=device)
     dst = torch.empty_like(src)
-    times = []
-    for _ in range(repeats + 1):  # the first copy is a warm-up
-        synchronize(device)
-        t0 = time.perf_counter()
-        dst.copy_(src)
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return 2 * nbytes / statistics.median(times[1:])
+    times = timed_calls(lambda: dst.copy_(src), device, warmup=1, repeats=repeats)
+    return 2 * nbytes / statistics.median(times)
 
 
 def fused_bytes_per_clip(samples: int, mels: int, frames: int) -> int:
