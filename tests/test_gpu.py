@@ -1,8 +1,9 @@
 """The GPU path, on a CUDA host (skipped, with the reason, everywhere else): every architecture
 trains under bf16 and under fp16 with loss scaling (and the frame-level loss and votes of
-frame_targets), a run killed on the GPU resumes bit for bit
-with deterministic kernels, the host never waits for the GPU batch by batch, clips held on the GPU train the same run as host batches, masked
-pooling under autocast matches float32, and two agents share one GPU. ``benchmarks/gpu.sh`` runs these first on a GPU host."""
+frame_targets), a run killed on the GPU resumes bit for bit with deterministic kernels, the
+host never waits for the GPU batch by batch, clips held on the GPU train the same run as host
+batches, masked pooling under autocast matches float32, and two agents share one GPU.
+``benchmarks/gpu.sh`` runs these first on a GPU host."""
 
 from __future__ import annotations
 
