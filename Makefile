@@ -43,13 +43,15 @@ bench: venv
 	$(BIN)/python benchmarks/synth.py
 	$(BIN)/python benchmarks/soak.py
 	$(BIN)/python benchmarks/models.py --device cpu --repeats 3
+	$(BIN)/python benchmarks/evaluation.py --device cpu
 	$(BIN)/python benchmarks/overhead.py --repeats 2
 	$(BIN)/python benchmarks/cache_reuse.py
 	$(BIN)/python benchmarks/scaling.py
 
 # Every benchmark at toy sizes: proves the scripts run (CI smoke), figures mean nothing. Two
 # at a time (most of their time is processes starting), each one's output kept together.
-QUICK := $(addprefix quick-,store features synth soak models overhead cache scaling utilisation)
+QUICK := $(addprefix quick-,store features synth soak models evaluation overhead cache scaling \
+	utilisation)
 .PHONY: $(QUICK)
 bench-quick: venv
 	$(MAKE) --no-print-directory -j2 --output-sync=target $(QUICK)
@@ -64,6 +66,8 @@ quick-soak:
 	$(BIN)/python benchmarks/soak.py --folds 1 --inits 1 --rates 1 --agents 2 --events 2 --epochs 1
 quick-models:
 	$(BIN)/python benchmarks/models.py --device cpu --rates 16000 --arch dcase2018_cnn m5 --repeats 1
+quick-evaluation:
+	$(BIN)/python benchmarks/evaluation.py --device cpu --clips-per-class 8 --repeats 1
 quick-overhead:
 	$(BIN)/python benchmarks/overhead.py --repeats 1 --folds 1
 quick-cache:

@@ -211,6 +211,48 @@ def test_segment_vote_cuts_clips_and_combines_segments() -> None:
     assert three[0] == pytest.approx([2 / 3, 1 / 3])
 
 
+class _MomentNet(nn.Module):
+    """Logits from each segment's mean and spread over its valid length; counts its calls."""
+
+    calls = 0
+
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        assert bool((lengths == waves.shape[1]).all())  # every piece at its own length
+        return torch.stack([waves.mean(1) * 3, waves.std(1, unbiased=False), -waves.mean(1)], 1)
+
+
+def _segment_vote_clip_by_clip(
+    net: nn.Module, waves: torch.Tensor, lengths: torch.Tensor, size: int, hop: int, voting: str
+) -> torch.Tensor:
+    """The plain reading of segment voting: one clip at a time."""
+    out = []
+    for wave, n in zip(waves, lengths.tolist(), strict=True):
+        pieces = wave[:n].unfold(0, size, hop) if n >= size else wave[None, :n]
+        probs = torch.softmax(net(pieces, torch.full((len(pieces),), pieces.shape[1])), 1)
+        if voting == "majority":
+            probs = F.one_hot(probs.argmax(1), probs.shape[1]).float()
+        out.append(probs.mean(0))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("voting", ["mean", "majority"])
+def test_segment_vote_batches_segments_and_matches_clip_by_clip(voting: str) -> None:
+    """Clips of many segments (alone, as views), of a few (gathered across clips, split over
+    several calls), exactly one, and shorter than a segment, in one padded batch."""
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([400, 37, 64, 90, 10, 250, 120, 63])
+    waves = torch.randn(len(lengths), int(lengths.max()), generator=gen)
+    waves[torch.arange(waves.shape[1]) >= lengths[:, None]] = 0.0  # padding, as the loader's
+    net = _MomentNet()
+    got = segment_vote(net, waves, lengths, size=64, hop=16, voting=voting, chunk=8, alone=16)
+    want = _segment_vote_clip_by_clip(_MomentNet(), waves, lengths, 64, 16, voting)
+    assert torch.allclose(got, want, atol=1e-6)
+    # Segments: clip 0 has 22 (alone: 3 calls of <= 8); clips 2, 3, 5, 6 have 1, 2, 12, 4
+    # (19 gathered: 3 calls); clips 1, 4, 7 are shorter than a segment (a call each).
+    assert net.calls == 3 + 3 + 3
+
+
 class _FrameNet:
     """Stands in for a frame-wise pipeline: clip 0 has frames voting 0, 0, 1 (then padding
     that would vote 1), clip 1 a single frame voting 1."""

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asc_sweep.data.batching import to_device
 from asc_sweep.data.cache import cache_root
 from asc_sweep.data.features import LogMel, fit_normalization
 from asc_sweep.data.prepare import FoldData, make_loader, prepare_fold, resident_device
@@ -482,8 +483,9 @@ def evaluate(setup: Setup, part: str) -> dict[str, Any]:
     net.eval()
     segment = config.eval_segment_seconds
     probs, labels = [], []  # kept where they are computed and read once (no wait a batch)
-    for waves, lengths, y in setup.loaders[part]:
-        waves, lengths = waves.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
+    for waves, host_lengths, y in setup.loaders[part]:
+        waves = waves.to(device, non_blocking=True)
+        lengths = host_lengths.to(device, non_blocking=True)
         if config.frame_targets:
             probs.append(frame_vote(net, waves, lengths, config.voting))
         elif segment is None:
@@ -491,7 +493,7 @@ def evaluate(setup: Setup, part: str) -> dict[str, Any]:
             probs.append(torch.softmax(logits.float(), dim=1))
         else:
             size, hop = round(segment * config.rate), round(config.eval_hop_seconds * config.rate)
-            probs.append(segment_vote(net, waves, lengths, size, hop, config.voting))
+            probs.append(segment_vote(net, waves, host_lengths, size, hop, config.voting))
         labels.append(y)
     if not probs:
         return classification_metrics(
@@ -521,24 +523,64 @@ def vote(probs: torch.Tensor, mask: torch.Tensor, voting: str) -> torch.Tensor:
 
 
 def segment_vote(
-    net: nn.Module, waves: torch.Tensor, lengths: torch.Tensor, size: int, hop: int, voting: str
+    net: nn.Module,
+    waves: torch.Tensor,
+    lengths: torch.Tensor,
+    size: int,
+    hop: int,
+    voting: str,
+    chunk: int = 256,
+    alone: int = 16,
 ) -> torch.Tensor:
     """Each clip cut into segments of ``size`` samples every ``hop`` (a clip shorter than one
     segment is one segment), classified, and voted into clip probabilities: the mean of the
-    segments' probabilities, or the share of segments that chose each class."""
-    out = []
-    for wave, length in zip(waves, lengths.tolist(), strict=True):
-        pieces = wave[:length].unfold(0, size, hop) if length > size else wave[None, :length]
-        seg_len = torch.full((len(pieces),), pieces.shape[1], device=wave.device)
-        seg_probs = torch.cat(
-            [
-                torch.softmax(net(chunk, seg_len[: len(chunk)]).float(), dim=1)
-                for chunk in pieces.split(256)
-            ]
-        )
-        every = torch.ones(1, len(seg_probs), dtype=torch.bool, device=wave.device)
-        out.append(vote(seg_probs.T[None], every, voting)[0])
-    return torch.stack(out)
+    segments' probabilities, or the share of segments that chose each class.
+
+    ``lengths`` are read on the host (pass the loader's, not a copy on the device): the
+    segments are planned there, so the host never waits for a GPU. A clip of at least
+    ``alone`` segments goes through the network by itself, its segments a view of the clip
+    (they overlap: a few hundred KB that stay in cache, where copies would not); the segments
+    of the other clips are gathered ``chunk`` at a time, so that a batch of clips of a few
+    segments each costs a few calls, not one a clip; a clip shorter than a segment goes
+    through alone at its own length.
+    """
+    device = waves.device
+    windows = waves.unfold(1, size, hop) if waves.shape[1] >= size else None
+    probs: list[torch.Tensor] = []  # (segments, classes) a call, in the order of ``owners``
+    owners: list[int] = []  # the clip of each segment
+    gathered: list[tuple[int, int]] = []  # (clip, step) of segments to gather
+    short: list[tuple[int, int]] = []  # (clip, length) of clips shorter than a segment
+
+    def classify(pieces: torch.Tensor, length: int) -> None:
+        for part in pieces.split(chunk):
+            steps = torch.full((len(part),), length, device=device)
+            probs.append(torch.softmax(net(part, steps).float(), dim=1))
+
+    for i, n in enumerate(lengths.tolist()):
+        count = (n - size) // hop + 1 if n >= size else 0
+        if windows is not None and count >= alone:
+            classify(windows[i, :count], size)
+            owners += [i] * count
+        elif count:
+            gathered += [(i, step) for step in range(count)]
+        else:
+            short.append((i, n))
+    if windows is not None and gathered:
+        where = to_device(torch.tensor(gathered), device)
+        for part in where.split(chunk):
+            classify(windows[part[:, 0], part[:, 1]], size)
+        owners += [i for i, _ in gathered]
+    for i, n in short:
+        classify(waves[i : i + 1, :n], n)
+        owners.append(i)
+    seg_probs = torch.cat(probs)
+    if voting == "majority":
+        seg_probs = F.one_hot(seg_probs.argmax(1), seg_probs.shape[1]).float()
+    owner = torch.tensor(owners)
+    total = torch.zeros(len(lengths), seg_probs.shape[1], device=device)
+    total.index_add_(0, to_device(owner, device), seg_probs)
+    counts = torch.bincount(owner, minlength=len(lengths)).clamp(min=1)
+    return total / to_device(counts[:, None].float(), device)
 
 
 def _cost(net: Pipeline, config: RunConfig, device: torch.device) -> tuple[int, float]:
