@@ -1,4 +1,5 @@
-"""``asc-sweep data``: check a dataset, synthesise the demo scenes, pre-build audio caches."""
+"""``asc-sweep data``: check a dataset, synthesise the demo scenes, build, list and prune the
+audio caches."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from asc_sweep.cli.console import err, out, progress_bar, user_errors
 from asc_sweep.errors import AscSweepError
 
 data_app = typer.Typer(
-    help="Datasets: check one, generate synthetic scenes, pre-build caches.", no_args_is_help=True
+    help="Datasets: check one, generate synthetic scenes, build, list and prune audio caches.",
+    no_args_is_help=True,
 )
 
 DatasetOption = Annotated[
@@ -164,3 +166,89 @@ def cache(
                 f"{dataset} at {rate} Hz: {len(built)} clips in {built.directory}", highlight=False
             )
     err.print(f"caches live in {cache_root()} (set ASC_SWEEP_CACHE to move them)", highlight=False)
+
+
+@data_app.command("caches")
+def caches(
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Remove the stale caches (their dataset changed or its folder is gone) and "
+            "what killed builds left",
+        ),
+    ] = False,
+    unused_days: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="List only the caches no run has opened for this many days; with --prune, "
+            "remove them too",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --prune: say what would go, remove nothing")
+    ] = False,
+) -> None:
+    """List the audio caches, and prune the stale and the unused ones.
+
+    Each cache's dataset, rate, clips, size, last use, and whether runs can still open it.
+    Runs reading a cache that is removed read on."""
+    from asc_sweep.data.cache import cache_root
+    from asc_sweep.data.cache_admin import prunable, remove, scan
+
+    root = cache_root()
+    with user_errors():
+        if dry_run and not prune:
+            raise AscSweepError("--dry-run: only with --prune (listing removes nothing)")
+        entries, leftovers = scan(root)
+    listed = [e for e in entries if unused_days is None or prunable(e, unused_days)]
+    table = Table(title=f"audio caches in {root}")
+    for name in ("dataset", "Hz", "clips", "size", "last used", "state", "dataset folder"):
+        right = name in ("Hz", "clips", "size")  # the folder wraps, the rest never do
+        table.add_column(
+            name, justify="right" if right else "left", no_wrap=name != "dataset folder"
+        )
+    for e in listed:
+        state = e.state if not e.stale else f"[yellow]{e.state}[/]"
+        table.add_row(e.dataset, str(e.sample_rate), str(e.clips), _size(e.bytes),
+                      _ago(e.unused_days()), state, str(e.source or "?"))  # fmt: skip
+    if listed:
+        out.print(table)
+    for left in leftovers:
+        out.print(f"{left.directory.name}: {left.why} ({_size(left.bytes)})", highlight=False)
+    total = sum(e.bytes for e in entries) + sum(left.bytes for left in leftovers)
+    out.print(f"{_count(len(entries), 'cache')} and {_count(len(leftovers), 'leftover')}, "
+              f"{_size(total)}, in {root} (set ASC_SWEEP_CACHE to move them)", highlight=False)  # fmt: skip
+    if not prune:
+        return
+    doomed = [(e.directory, e.bytes) for e in entries if prunable(e, unused_days)]
+    doomed += [(left.directory, left.bytes) for left in leftovers]
+    freed = gone = 0
+    for directory, size in doomed:
+        if dry_run:
+            out.print(f"would remove {directory.name} ({_size(size)})", highlight=False)
+        elif remove(directory):
+            out.print(f"removed {directory.name} ({_size(size)})", highlight=False)
+        else:
+            err.print(f"kept {directory.name}: a build of it is running", highlight=False)
+            continue
+        freed, gone = freed + size, gone + 1
+    verb = "would free" if dry_run else "freed"
+    out.print(f"{verb} {_size(freed)} ({_count(gone, 'folder')})", highlight=False)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
+
+
+def _ago(days: float) -> str:
+    return "today" if days < 1 else f"{_count(round(days), 'day')} ago"

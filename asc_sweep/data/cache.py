@@ -16,8 +16,9 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,28 +89,57 @@ def open_cache(
         AudioError: a clip cannot be decoded (the cache is not written; nothing partial stays).
     """
     root = root or cache_root()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        final = root / cache_key(index, sample_rate)
-        if _complete(final):
+    final = root / cache_key(index, sample_rate)
+    for _ in range(3):
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            if not _complete(final):
+                with _locked(root / f"{final.name}.lock"):
+                    if not _complete(final):  # another process may have built it meanwhile
+                        _build(index, sample_rate, final, workers or os.cpu_count() or 1, progress)
+            _mark_used(final)
+        except OSError as exc:  # a full disk, a read-only folder, a file where the folder goes
+            raise CacheError(
+                f"{root}: cannot hold the audio cache ({exc.strerror or exc}); nothing partial "
+                "was left; free space there or set ASC_SWEEP_CACHE to another folder"
+            ) from None
+        try:
             return WaveformCache(final)
-        with _locked(root / f"{final.name}.lock"):
-            if not _complete(final):  # another process may have built it while we waited
-                _build(index, sample_rate, final, workers or os.cpu_count() or 1, progress)
-    except OSError as exc:  # a full disk, a read-only folder, a file where the folder goes
-        raise CacheError(
-            f"{root}: cannot hold the audio cache ({exc.strerror or exc}); nothing partial was "
-            "left; free space there or set ASC_SWEEP_CACHE to another folder"
-        ) from None
-    return WaveformCache(final)
+        except FileNotFoundError:  # removed (`data caches --prune`) since the check: again
+            continue
+    raise CacheError(f"{final}: removed again each time it was built; is a prune running?")
+
+
+def _mark_used(directory: Path) -> None:
+    """The folder's time stamp says when a run last opened the cache (``data caches
+    --unused-days`` reads it); a read-only cache folder keeps its own."""
+    with suppress(OSError):
+        os.utime(directory)
+
+
+_KEYS = {"dataset", "fingerprint", "sample_rate", "paths", "offsets", "lengths"}
+
+
+def read_meta(directory: Path) -> dict[str, Any] | None:
+    """A complete cache's ``index.json``; None for anything else (missing, half written, of
+    another format version, or damaged: keys missing, or audio of the wrong size)."""
+    try:
+        meta = json.loads((directory / "index.json").read_text())
+        if meta.get("version") != FORMAT_VERSION or not meta.keys() >= _KEYS:
+            return None
+        total = meta["offsets"][-1] + meta["lengths"][-1] if meta["paths"] else 0
+        if not (len(meta["paths"]) == len(meta["offsets"]) == len(meta["lengths"])):
+            return None
+        if (directory / "audio.f32").stat().st_size != 4 * total:
+            return None
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None
+    return meta
 
 
 def _complete(directory: Path) -> bool:
-    try:
-        meta = json.loads((directory / "index.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return bool(meta.get("version") == FORMAT_VERSION)
+    """Whether a run can open the cache at ``directory`` (a damaged one is built again)."""
+    return read_meta(directory) is not None
 
 
 @contextmanager
@@ -158,6 +188,7 @@ def _build(
         meta = {
             "version": FORMAT_VERSION,
             "dataset": index.name,
+            "root": str(index.root.resolve()),  # for `data caches`: is the dataset still so?
             "fingerprint": index.fingerprint(),
             "sample_rate": sample_rate,
             "paths": paths,

@@ -291,6 +291,8 @@ CASES: list[Case] = [
     Case("cli-check-unknown-dataset", lambda ws: ws.check(ws.dir, "audioset"), says="'audioset'"),
     Case("cli-synth-unknown-realism", lambda ws: ["data", "synth", str(ws.dir / "s"), "--realism", "extreme"], says="extreme"),
     Case("cli-cache-rate-zero", lambda ws: ["data", "cache", str(ws.csv_dataset()), "-d", "csv", "-r", "0"], says="--sample-rate 0: 0 is out of range; sample_rate must be >= 1000"),
+    Case("cli-caches-negative-days", lambda ws: ["data", "caches", "--prune", "--unused-days", "-1"], says="--unused-days"),
+    Case("cli-caches-dry-run-alone", lambda ws: ["data", "caches", "--dry-run"], says="--dry-run: only with --prune"),
     # --- dataset metadata -----------------------------------------------------------------
     Case("meta-path-dotdot", lambda ws: ws.check(_edit_meta(ws, lambda t: t.replace("clips/a_0.wav", "../outside.wav"))), says="meta.csv:2: path '../outside.wav' leaves the dataset folder"),
     Case("meta-path-absolute", lambda ws: ws.check(_edit_meta(ws, lambda t: t.replace("clips/a_0.wav", "/etc/hostname"))), says="meta.csv:2: path '/etc/hostname' leaves the dataset folder"),
