@@ -62,17 +62,18 @@ def test_a_run_killed_on_cuda_resumes_bit_for_bit(synth_root: Path, tmp_path: Pa
 
 
 @pytest.mark.parametrize(
-    ("resident", "voting"),
+    ("resident", "knobs"),
     [
         ("always", {}),
         ("never", {}),
+        ("never", {"arch": "crnn"}),  # its GRU over clips of several lengths
         # segments voted into clips: 7 a clip (gathered across clips) and 16 (a clip alone)
         ("never", {"eval_segment_seconds": 0.25, "eval_hop_seconds": 0.125}),
         ("never", {"eval_segment_seconds": 0.25, "eval_hop_seconds": 0.05, "voting": "majority"}),
     ],
 )
 def test_the_host_does_not_wait_for_the_gpu_batch_by_batch(
-    resident: str, voting: dict[str, object], synth_root: Path
+    resident: str, knobs: dict[str, object], synth_root: Path
 ) -> None:
     """Training and evaluation read nothing back from the GPU a batch: the host queues the
     next steps' kernels while the GPU runs. torch's sync debug mode warns at every wait; a run
@@ -81,7 +82,7 @@ def test_the_host_does_not_wait_for_the_gpu_batch_by_batch(
     for batch_size in (4, 8):
         config = tiny(synth_root, device="cuda", batch_size=batch_size, epochs=2, resident=resident,
                       specaugment=True, mixup=0.2, gain_db=3.0, freq_shift=2, filter_db=3.0,
-                      mixstyle=0.5, **voting)  # fmt: skip
+                      mixstyle=0.5, **knobs)  # fmt: skip
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")

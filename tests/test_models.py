@@ -77,6 +77,50 @@ def test_padding_does_not_change_a_clip_s_output() -> None:
     torch.testing.assert_close(model(x, torch.tensor([50])), model(padded, torch.tensor([50])))
 
 
+def _packed_gru(model: torch.nn.Module, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The CRNN's recurrent layer as it was first written: one bidirectional GRU over packed
+    sequences, with the CRNN's weights."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    fwd, bwd = model.gru_forward, model.gru_backward
+    gru = torch.nn.GRU(fwd.input_size, fwd.hidden_size, batch_first=True, bidirectional=True)
+    gru.load_state_dict(
+        {**fwd.state_dict(), **{f"{k}_reverse": v for k, v in bwd.state_dict().items()}}
+    )
+    packed = pack_padded_sequence(seq, lengths, batch_first=True, enforce_sorted=False)
+    return pad_packed_sequence(gru(packed)[0], batch_first=True, total_length=seq.shape[1])[0]
+
+
+def test_crnn_computes_what_a_packed_bidirectional_gru_does() -> None:
+    """Padding never enters either direction's state: the outputs (in time order) and
+    gradients of clips of four lengths in one padded batch are a packed GRU's."""
+    torch.manual_seed(0)
+    model = build_model("crnn", ModelSpec(n_classes=4, n_mels=64)).eval()
+    seq = torch.randn(4, 60, model.gru_forward.input_size, requires_grad=True)
+    lengths = torch.tensor([60, 33, 1, 47])
+    valid = (torch.arange(60)[None, :] < lengths[:, None])[:, :, None]
+    ours = model.recurrent(seq, lengths) * valid
+    packed = _packed_gru(model, seq, lengths) * valid
+    torch.testing.assert_close(ours, packed)
+    grads = [torch.autograd.grad(y.square().sum(), seq)[0] for y in (ours, packed)]
+    torch.testing.assert_close(*grads)
+
+
+def test_crnn_loads_checkpoints_of_its_bidirectional_form() -> None:
+    torch.manual_seed(0)
+    model = build_model("crnn", ModelSpec(n_classes=4, n_mels=64)).eval()
+    old = {}  # the keys a checkpoint of the earlier form holds
+    for key, value in model.state_dict().items():
+        for new_prefix, suffix in (("gru_forward.", ""), ("gru_backward.", "_reverse")):
+            if key.startswith(new_prefix):
+                key = f"gru.{key[len(new_prefix) :]}{suffix}"
+        old[key] = value.clone()
+    fresh = build_model("crnn", ModelSpec(n_classes=4, n_mels=64)).eval()
+    fresh.load_state_dict(old)
+    x, lengths = torch.randn(2, 64, 40), torch.tensor([40, 25])
+    torch.testing.assert_close(fresh(x, lengths), model(x, lengths))
+
+
 # Piczak's 25 M parameters behind two dropout-0.5 dense layers make large Adam steps erratic.
 OVERFIT_SCHEDULE = {"piczak_cnn": (100, 1e-3)}
 
