@@ -69,6 +69,7 @@ def test_a_run_killed_on_cuda_resumes_bit_for_bit(synth_root: Path, tmp_path: Pa
         ("never", {"arch": "crnn"}),  # its GRU over clips of several lengths
         # segments voted into clips: 7 a clip (gathered across clips) and 16 (a clip alone)
         ("never", {"eval_segment_seconds": 0.25, "eval_hop_seconds": 0.125}),
+        ("always", {"eval_segment_seconds": 0.25, "eval_hop_seconds": 0.125}),
         ("never", {"eval_segment_seconds": 0.25, "eval_hop_seconds": 0.05, "voting": "majority"}),
     ],
 )

@@ -271,14 +271,20 @@ def test_every_architecture_trains_through_the_real_loop(arch: str, synth_root: 
     assert result.macs_per_clip > 0 and result.timings["inference_ms_per_clip"] > 0
 
 
+@pytest.mark.parametrize(
+    "knobs",
+    [{}, {"eval_segment_seconds": 0.25, "eval_hop_seconds": 0.05}],
+    ids=["clips", "segments"],
+)
 def test_a_run_with_its_clips_resident_on_the_device_trains_the_same_run(
-    synth_root: Path,
+    knobs: dict[str, Any], synth_root: Path
 ) -> None:
     """``resident: always`` (the GPU path: clips held on the device, batches built there) and
-    host batches give the same run, bit for bit: same crops, batches, history and result."""
+    host batches give the same run, bit for bit: same crops, batches, history and result
+    (evaluated on whole clips, or voted over segments planned from the batches' lengths)."""
 
     def figures(resident: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        result = train_and_evaluate(tiny(synth_root, resident=resident, gain_db=3.0))
+        result = train_and_evaluate(tiny(synth_root, resident=resident, gain_db=3.0, **knobs))
         rows = [{k: v for k, v in h.items() if not k.startswith("time/")} for h in result.history]
         return rows, result.test
 

@@ -142,7 +142,9 @@ class ResidentBatches:
     The clips are copied once into one flat tensor; each batch is then one gather on the
     device (crop, pad, stack), with no per-clip work on the host and no host-to-device copy.
     Crops are drawn from the dataset's random stream in the same order as the loader draws
-    them, so both give the same batches, bit for bit, and a checkpoint restores either.
+    them, so both give the same batches, bit for bit, and a checkpoint restores either. As
+    with the loader, the lengths come on the host (pinned where the clips are on a GPU): what
+    plans work from them (segment voting) reads them without waiting for the device.
     """
 
     def __init__(
@@ -177,4 +179,9 @@ class ResidentBatches:
             inside = steps[None, :] < on_device[:, None]
             where = torch.where(inside, starts[:, None] + steps[None, :], 0)
             waves = torch.where(inside, self.flat[where], 0.0)
-            yield waves, on_device, self.labels[index]
+            host = torch.tensor(lengths, dtype=torch.long)
+            yield (
+                waves,
+                host.pin_memory() if self.device.type == "cuda" else host,
+                self.labels[index],
+            )
