@@ -202,6 +202,8 @@ def caches(
     with user_errors():
         if dry_run and not prune:
             raise AscSweepError("--dry-run: only with --prune (listing removes nothing)")
+        if root.exists() and not root.is_dir():
+            raise AscSweepError(f"{root}: not a folder; ASC_SWEEP_CACHE names the caches' folder")
         entries, leftovers = scan(root)
     listed = [e for e in entries if unused_days is None or prunable(e, unused_days)]
     table = Table(title=f"audio caches in {root}")
@@ -225,18 +227,25 @@ def caches(
         return
     doomed = [(e.directory, e.bytes) for e in entries if prunable(e, unused_days)]
     doomed += [(left.directory, left.bytes) for left in leftovers]
-    freed = gone = 0
+    freed = gone = failed = 0
     for directory, size in doomed:
-        if dry_run:
-            out.print(f"would remove {directory.name} ({_size(size)})", highlight=False)
-        elif remove(directory):
-            out.print(f"removed {directory.name} ({_size(size)})", highlight=False)
-        else:
-            err.print(f"kept {directory.name}: a build of it is running", highlight=False)
+        try:
+            if dry_run:
+                out.print(f"would remove {directory.name} ({_size(size)})", highlight=False)
+            elif remove(directory):
+                out.print(f"removed {directory.name} ({_size(size)})", highlight=False)
+            else:
+                err.print(f"kept {directory.name}: a build of it is running", highlight=False)
+                continue
+        except OSError as exc:  # a read-only cache folder: say so, go on with the others
+            err.print(f"[red]error:[/] {directory}: {exc.strerror or exc}", highlight=False)
+            failed += 1
             continue
         freed, gone = freed + size, gone + 1
     verb = "would free" if dry_run else "freed"
     out.print(f"{verb} {_size(freed)} ({_count(gone, 'folder')})", highlight=False)
+    if failed:
+        raise typer.Exit(2)
 
 
 def _size(n: int) -> str:

@@ -226,6 +226,12 @@ def _cache_on_full_disk(ws: Workspace) -> Argv:
     return ["data", "cache", str(root), "-d", "csv", "-r", "16000"]
 
 
+def _prune_read_only_caches(ws: Workspace) -> Argv:
+    """The workspace's cache folder holds a damaged cache (prunable) and cannot be written."""
+    ws.cache.chmod(0o555)
+    return ["data", "caches", "--prune"]
+
+
 def _pickle_checkpoint(ws: Workspace) -> tuple[int, str]:
     """A checkpoint holding a pickled callable is refused (weights only), the run starts over."""
     import torch
@@ -293,6 +299,8 @@ CASES: list[Case] = [
     Case("cli-cache-rate-zero", lambda ws: ["data", "cache", str(ws.csv_dataset()), "-d", "csv", "-r", "0"], says="--sample-rate 0: 0 is out of range; sample_rate must be >= 1000"),
     Case("cli-caches-negative-days", lambda ws: ["data", "caches", "--prune", "--unused-days", "-1"], says="--unused-days"),
     Case("cli-caches-dry-run-alone", lambda ws: ["data", "caches", "--dry-run"], says="--dry-run: only with --prune"),
+    Case("caches-prune-read-only", _prune_read_only_caches, unprivileged=True, says="Permission denied"),
+    Case("cli-caches-root-is-a-file", lambda ws: ["data", "caches"], env=lambda ws: {"ASC_SWEEP_CACHE": str(ws.good_spec)}, says="ASC_SWEEP_CACHE names the caches' folder"),
     # --- dataset metadata -----------------------------------------------------------------
     Case("meta-path-dotdot", lambda ws: ws.check(_edit_meta(ws, lambda t: t.replace("clips/a_0.wav", "../outside.wav"))), says="meta.csv:2: path '../outside.wav' leaves the dataset folder"),
     Case("meta-path-absolute", lambda ws: ws.check(_edit_meta(ws, lambda t: t.replace("clips/a_0.wav", "/etc/hostname"))), says="meta.csv:2: path '/etc/hostname' leaves the dataset folder"),
