@@ -573,14 +573,16 @@ def segment_vote(
     for i, n in short:
         classify(waves[i : i + 1, :n], n)
         owners.append(i)
-    seg_probs = torch.cat(probs)
-    if voting == "majority":
-        seg_probs = F.one_hot(seg_probs.argmax(1), seg_probs.shape[1]).float()
-    owner = torch.tensor(owners)
-    total = torch.zeros(len(lengths), seg_probs.shape[1], device=device)
-    total.index_add_(0, to_device(owner, device), seg_probs)
-    counts = torch.bincount(owner, minlength=len(lengths)).clamp(min=1)
-    return total / to_device(counts[:, None].float(), device)
+    # Each clip's segments side by side, padded, then the vote: a masked mean over them, in
+    # a fixed order (a scattered sum on a GPU adds in whatever order its threads run).
+    rows: list[list[int]] = [[] for _ in range(len(lengths))]
+    for row, clip in enumerate(owners):
+        rows[clip].append(row)
+    width = max(map(len, rows), default=1)
+    index = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[True] * len(r) + [False] * (width - len(r)) for r in rows])
+    parts = torch.cat(probs)[to_device(index, device)]  # (clips, width, classes)
+    return vote(parts.transpose(1, 2), to_device(mask, device), voting)
 
 
 def _cost(net: Pipeline, config: RunConfig, device: torch.device) -> tuple[int, float]:
