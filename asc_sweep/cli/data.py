@@ -174,8 +174,8 @@ def caches(
         bool,
         typer.Option(
             "--prune",
-            help="Remove the stale caches (their dataset changed or its folder is gone) and "
-            "what killed builds left",
+            help="Remove the stale caches (their dataset changed), damaged ones and what killed "
+            "builds left",
         ),
     ] = False,
     unused_days: Annotated[

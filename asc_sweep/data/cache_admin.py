@@ -4,12 +4,15 @@ Nothing else ever removes a cache, and they are large (UrbanSound8K at 44.1 kHz:
 sample rate). Three kinds become garbage:
 
 * **stale**: its dataset changed (clips added, removed, relabelled or rewritten give a new
-  fingerprint, so runs build a new cache and never read this one again), or its dataset
-  folder is gone;
+  fingerprint, so runs build a new cache and never read this one again);
 * **unused**: no run has opened it for a while (``--unused-days``; every ``open_cache`` marks
   the folder as used);
 * **leftovers** of builds that were killed (``.NAME.tmp-PID`` folders, as large as the
-  cache they were becoming).
+  cache they were becoming), and damaged caches.
+
+A cache whose dataset folder cannot be found is not called stale: the folder may be a mount
+that is absent just now (a container started without ``/data``, a network share), and its
+cache worth gigabytes of decoding. Such caches go when unused for long enough.
 
 A cache is removed under its build lock, taken without waiting (one being built is left
 alone): renamed out of the way first, then deleted, so no reader ever sees half a cache.
@@ -35,6 +38,7 @@ from asc_sweep.data.cache import cache_root, read_meta
 CURRENT = "current"
 UNKNOWN = "unknown source"  # built before caches recorded their dataset folder
 UNREADABLE = "metadata unreadable"  # kept: the metadata may be in the middle of an edit
+MISSING = "dataset folder not found"  # kept: it may be a mount that is absent just now
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class CacheEntry:
     bytes: int
     last_used: float  # seconds since the epoch: the last time a run or `data cache` opened it
     source: Path | None  # the dataset folder it was decoded from
-    state: str  # CURRENT, UNKNOWN, UNREADABLE, or "stale: why"
+    state: str  # CURRENT, UNKNOWN, UNREADABLE, MISSING, or "stale: why"
 
     @property
     def stale(self) -> bool:
@@ -121,7 +125,7 @@ def _state(
     if source is None:
         return UNKNOWN
     if not source.is_dir():
-        return "stale: folder gone"
+        return MISSING
     key = (meta["dataset"], str(source))
     if key not in indexes:
         try:
