@@ -95,6 +95,8 @@ def scan(root: Path | None = None) -> tuple[list[CacheEntry], list[Leftover]]:
             leftovers.append(Leftover(path, _size(path), why))
             continue
         meta = read_meta(path)
+        if meta is None and not path.exists():
+            continue  # removed meanwhile (another prune)
         if meta is None:
             leftovers.append(Leftover(path, _size(path), "damaged, or of an older format"))
             continue
@@ -161,7 +163,10 @@ def remove(directory: Path) -> bool:
             shutil.rmtree(directory, ignore_errors=True)
             return True
         doomed = directory.parent / f".{key}.removing-{os.getpid()}"
-        os.replace(directory, doomed)  # readers see the whole cache or none
+        try:
+            os.replace(directory, doomed)  # readers see the whole cache or none
+        except FileNotFoundError:
+            return True  # another prune took it first
     shutil.rmtree(doomed, ignore_errors=True)
     return True
 
