@@ -166,6 +166,7 @@ def test_a_cache_whose_build_lock_is_held_is_not_removed(tmp_path: Path) -> None
         building = tmp_path / "cache" / f".{directory.name}.tmp-{os.getpid()}"
         building.mkdir()
         assert not remove(building)
+        assert scan(tmp_path / "cache")[1] == []  # a build running now is no leftover
     assert directory.is_dir() and building.is_dir()
     assert remove(building) and remove(directory)
     assert not directory.exists() and not building.exists()

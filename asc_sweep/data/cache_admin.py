@@ -91,6 +91,9 @@ def scan(root: Path | None = None) -> tuple[list[CacheEntry], list[Leftover]]:
         if not path.is_dir() or not (temporary or _CACHE.fullmatch(path.name)):
             continue
         if temporary:
+            with _try_lock(root / f"{temporary[1]}.lock") as free:
+                if not free:
+                    continue  # a build (or a removal) running now, not a leftover
             why = "interrupted build" if temporary[2] == "tmp" else "interrupted removal"
             leftovers.append(Leftover(path, _size(path), why))
             continue
@@ -160,15 +163,21 @@ def remove(directory: Path) -> bool:
         if not free:
             return False
         if temporary:
-            shutil.rmtree(directory, ignore_errors=True)
+            _delete(directory)
             return True
         doomed = directory.parent / f".{key}.removing-{os.getpid()}"
         try:
             os.replace(directory, doomed)  # readers see the whole cache or none
         except FileNotFoundError:
             return True  # another prune took it first
-    shutil.rmtree(doomed, ignore_errors=True)
+        _delete(doomed)  # under the lock: a scan meanwhile sees no leftover
     return True
+
+
+def _delete(directory: Path) -> None:
+    """Delete a folder; one that another prune deletes at the same time is no error."""
+    with suppress(FileNotFoundError):
+        shutil.rmtree(directory)
 
 
 @contextmanager
