@@ -203,6 +203,7 @@ def test_cli_train_writes_a_result(
     saved = json.loads(out.read_text())
     assert saved["epochs_run"] == 1 and "accuracy" in saved["test"]
     assert "test/accuracy" in result.stdout
+    assert "epoch 1, loss" in result.stderr and "1/1" in result.stderr  # the epochs as they end
     bad = cli("train", "--set", "arch=vgg", "--tracking", "off")
     assert bad.exit_code == 2 and "arch: 'vgg' is not allowed" in bad.stderr
     no_data = cli("train", "--set", "data_root=/nowhere", "--tracking", "off")

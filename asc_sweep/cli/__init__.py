@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from asc_sweep import __version__
-from asc_sweep.cli.console import err, out, user_errors
+from asc_sweep.cli.console import epoch_progress, err, out, user_errors
 from asc_sweep.cli.data import data_app
 from asc_sweep.cli.store import store_app
 from asc_sweep.errors import AscSweepError, RunFailed
@@ -272,7 +272,8 @@ def train(
         config = RunConfig.from_dict(_parse_sets(sets or []))
         tracker = make_tracker(_tracking(tracking))
         try:
-            result = train_and_evaluate(config, tracker)
+            with epoch_progress(tracker, config.epochs) as shown:
+                result = train_and_evaluate(config, shown)
         except RuntimeError as exc:
             raise RunFailed(f"training failed: {exc}") from None
     table = Table(

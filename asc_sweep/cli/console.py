@@ -1,15 +1,18 @@
-"""Console output shared by the CLI's command groups: one-line user errors, progress bars."""
+"""Console output shared by the CLI's command groups: one-line user errors, progress bars
+(work items, and a run's epochs)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from asc_sweep.errors import AscSweepError
+from asc_sweep.run.tracking import Tracker
 
 out = Console(soft_wrap=True)  # long lines (paths, errors) are never broken mid-way
 err = Console(stderr=True, soft_wrap=True)
@@ -48,3 +51,48 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
             progress.update(task, completed=done, total=total)
 
         yield update
+
+
+@contextmanager
+def epoch_progress(tracker: Tracker, epochs: int) -> Iterator[Tracker]:
+    """``tracker``, also showing a run's epochs on stderr as they end (the loss, the validation
+    accuracy, the time left), from the moment the run starts preparing its data."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("preparing the data", total=epochs)
+        yield _ShownEpochs(tracker, lambda text, done: progress.update(task, description=text,
+                                                                       completed=done))  # fmt: skip
+
+
+class _ShownEpochs(Tracker):
+    """Passes everything on to ``inner``; each epoch's row also goes to ``show``."""
+
+    def __init__(self, inner: Tracker, show: Callable[[str, int], None]) -> None:
+        self.inner, self.show = inner, show
+
+    def start(
+        self, config: Mapping[str, Any], *, name: str, group: str, job_type: str, tags: list[str]
+    ) -> None:
+        self.inner.start(config, name=name, group=group, job_type=job_type, tags=tags)
+
+    def log(self, metrics: Mapping[str, Any], step: int) -> None:
+        self.inner.log(metrics, step)
+        shown = [f"epoch {step + 1}"]
+        for key, label in (("train/loss", "loss"), ("val/accuracy", "val accuracy")):
+            if isinstance(metrics.get(key), float):
+                shown.append(f"{label} {metrics[key]:.3f}")
+        self.show(", ".join(shown), step + 1)
+
+    def finish(
+        self, summary: Mapping[str, Any], *, confusion: list[list[int]] | None, classes: list[str]
+    ) -> None:
+        self.inner.finish(summary, confusion=confusion, classes=classes)
+
+    def abort(self, reason: str) -> None:
+        self.inner.abort(reason)
