@@ -23,7 +23,7 @@ from asc_sweep.run.checkpoint import load_checkpoint
 from asc_sweep.run.context import StandaloneContext
 from asc_sweep.run.result import RunResult
 from asc_sweep.run.runtime import cpu_has_native_bf16
-from asc_sweep.run.tracking import WandbTracker
+from asc_sweep.run.tracking import Tracker, WandbTracker
 from asc_sweep.run.train import train_and_evaluate
 from asc_sweep.sweep.config import ARCH_NAMES, RunConfig
 from asc_sweep.sweep.spec import load_spec
@@ -191,6 +191,24 @@ def test_the_api_key_never_reaches_output(
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.stat().st_size < 5_000_000:
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_the_tracker_hears_the_audio_being_decoded_where_the_run_builds_the_cache(
+    synth_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Decoding(Tracker):
+        def __init__(self) -> None:
+            self.calls: list[tuple[int, int]] = []
+
+        def decoding(self, done: int, total: int) -> None:
+            self.calls.append((done, total))
+
+    monkeypatch.setenv("ASC_SWEEP_CACHE", str(tmp_path / "cache"))
+    first, second = Decoding(), Decoding()
+    train_and_evaluate(tiny(synth_root, epochs=1), first)
+    assert first.calls[-1] == (32, 32) and len(first.calls) == 32  # every clip, in order
+    train_and_evaluate(tiny(synth_root, epochs=1), second)
+    assert second.calls == []  # the cache was there: nothing decoded
 
 
 def test_cli_train_writes_a_result(

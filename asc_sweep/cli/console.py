@@ -81,6 +81,10 @@ class _ShownEpochs(Tracker):
     ) -> None:
         self.inner.start(config, name=name, group=group, job_type=job_type, tags=tags)
 
+    def decoding(self, done: int, total: int) -> None:
+        self.inner.decoding(done, total)
+        self.show(f"decoding the audio (once a sample rate): {done}/{total} clips", 0)
+
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
         self.inner.log(metrics, step)
         shown = [f"epoch {step + 1}"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +62,12 @@ def native_rate(rates: Counter[int]) -> int:
     return int(np.sort(values)[len(values) // 2])
 
 
-def prepare_fold(config: RunConfig) -> tuple[RunConfig, FoldData]:
+def prepare_fold(
+    config: RunConfig, progress: Callable[[int, int], None] | None = None
+) -> tuple[RunConfig, FoldData]:
     """Read the dataset, leave out the skip list, resolve ``sample_rate: null`` to the data's
-    native rate, split the fold, open (or build) the cache."""
+    native rate, split the fold, open (or build) the cache: ``progress(done, total)`` is
+    called as its clips are decoded, where it is built."""
     skipped: set[str] = set()
     if config.skip_list:
         skipped = read_skip_list(Path(config.skip_list))
@@ -81,7 +85,7 @@ def prepare_fold(config: RunConfig) -> tuple[RunConfig, FoldData]:
     groups = [c.group for c in index.clips]
     names = [c.label for c in index.clips]
     train, val = carve_validation(split.train, names, groups, config.val_fraction, seed=config.seed)
-    cache = open_cache(index, config.rate)
+    cache = open_cache(index, config.rate, progress=progress)
     data = FoldData(index, cache, labels, train, val, list(split.test), sorted(skipped), upsampled)
     return config, data
 

@@ -36,6 +36,10 @@ class Tracker:
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
         pass
 
+    def decoding(self, done: int, total: int) -> None:
+        """Called as the run decodes its dataset into the audio cache (the first run at a
+        sample rate on a host), before ``start``."""
+
     def finish(
         self, summary: Mapping[str, Any], *, confusion: list[list[int]] | None, classes: list[str]
     ) -> None:

@@ -162,7 +162,7 @@ def train_and_evaluate(
     context = context or StandaloneContext()
     tracker = tracker or NullTracker()
     seed_everything(config.seed, config.deterministic)
-    setup = set_up(config)
+    setup = set_up(config, tracker)
     config = setup.config  # sample_rate resolved
     if setup.data.upsampled:
         print(
@@ -222,11 +222,12 @@ def example_frames(config: RunConfig, data: FoldData) -> int:
     return max(1, round(seconds * 1000 / config.hop_ms))
 
 
-def set_up(config: RunConfig) -> Setup:
-    """Load the fold, build the network on the run's device and the three loaders."""
+def set_up(config: RunConfig, tracker: Tracker | None = None) -> Setup:
+    """Load the fold, build the network on the run's device and the three loaders (the
+    tracker hears of the audio cache's decoding, where this run builds it)."""
     device = pick_device(config.device)
     t0 = time.perf_counter()
-    config, data = prepare_fold(config)
+    config, data = prepare_fold(config, tracker.decoding if tracker is not None else None)
     data_seconds = time.perf_counter() - t0
     spec = ModelSpec(n_classes=len(data.classes), n_mels=config.n_mels, sample_rate=config.rate)
     model = apply_init(build_model(config.arch, spec), config.init)
