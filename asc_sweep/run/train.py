@@ -90,6 +90,14 @@ class Pipeline(nn.Module):
     def features(
         self, waves: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-mel (or the waveform) and augmentations, in float32 even where the caller runs
+        under autocast (evaluation holds one autocast region open across its batches)."""
+        with torch.autocast(waves.device.type, enabled=False):
+            return self._features(waves, lengths)
+
+    def _features(
+        self, waves: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training and self.gain_db:
             waves = random_gain(waves, self.gain_db)
         if self.front is None:  # a waveform model
@@ -480,22 +488,15 @@ def frame_loss(frames: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) 
 def evaluate(setup: Setup, part: str) -> dict[str, Any]:
     """Accuracy, macro-F1, log-loss, per class and confusion on ``part`` (val or test):
     whole clips with masked pooling, or segments voted into clips (``eval_segment_seconds``)."""
-    net, device, config = setup.net, setup.device, setup.config
+    net, device = setup.net, setup.device
     net.eval()
-    segment = config.eval_segment_seconds
     probs, labels = [], []  # kept where they are computed and read once (no wait a batch)
-    for waves, host_lengths, y in setup.loaders[part]:
-        waves = waves.to(device, non_blocking=True)
-        lengths = host_lengths.to(device, non_blocking=True)
-        if config.frame_targets:
-            probs.append(frame_vote(net, waves, lengths, config.voting))
-        elif segment is None:
-            logits = net(waves, lengths)
-            probs.append(torch.softmax(logits.float(), dim=1))
-        else:
-            size, hop = round(segment * config.rate), round(config.eval_hop_seconds * config.rate)
-            probs.append(segment_vote(net, waves, host_lengths, size, hop, config.voting))
-        labels.append(y)
+    # One autocast region over every batch: the weights' low-precision copies are made once a
+    # pass, not once a call (27 M weights in Piczak's CNN: 16 ms a call on a CPU).
+    with net.autocast(device.type):
+        for waves, host_lengths, y in setup.loaders[part]:
+            probs.append(_classify(setup, waves, host_lengths))
+            labels.append(y)
     if not probs:
         return classification_metrics(
             np.zeros((0, setup.n_classes)), np.zeros(0, dtype=np.int64), setup.n_classes
@@ -503,6 +504,20 @@ def evaluate(setup: Setup, part: str) -> dict[str, Any]:
     return classification_metrics(
         torch.cat(probs).cpu().numpy(), torch.cat(labels).cpu().numpy(), setup.n_classes
     )
+
+
+def _classify(setup: Setup, waves: torch.Tensor, host_lengths: torch.Tensor) -> torch.Tensor:
+    """A batch's clip probabilities ``(batch, classes)``, on the device."""
+    net, device, config = setup.net, setup.device, setup.config
+    waves = waves.to(device, non_blocking=True)
+    lengths = host_lengths.to(device, non_blocking=True)
+    if config.frame_targets:
+        return frame_vote(net, waves, lengths, config.voting)
+    if config.eval_segment_seconds is None:
+        return torch.softmax(net(waves, lengths).float(), dim=1)
+    size = round(config.eval_segment_seconds * config.rate)
+    hop = round(config.eval_hop_seconds * config.rate)
+    return segment_vote(net, waves, host_lengths, size, hop, config.voting)
 
 
 def frame_vote(
