@@ -34,17 +34,16 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+def _bar() -> Progress:
+    """A progress display on stderr: what is being done, a bar, done of total, time left."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    return Progress(*columns, TimeRemainingColumn(), console=err, transient=False)
+
+
 @contextmanager
 def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
     """A progress bar on stderr, driven by calls ``update(done, total)``."""
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    ) as progress:
+    with _bar() as progress:
         task = progress.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:
@@ -57,17 +56,13 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
 def epoch_progress(tracker: Tracker, epochs: int) -> Iterator[Tracker]:
     """``tracker``, also showing a run's epochs on stderr as they end (the loss, the validation
     accuracy, the time left), from the moment the run starts preparing its data."""
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    ) as progress:
+    with _bar() as progress:
         task = progress.add_task("preparing the data", total=epochs)
-        yield _ShownEpochs(tracker, lambda text, done: progress.update(task, description=text,
-                                                                       completed=done))  # fmt: skip
+
+        def show(text: str, done: int) -> None:
+            progress.update(task, description=text, completed=done)
+
+        yield _ShownEpochs(tracker, show)
 
 
 class _ShownEpochs(Tracker):
