@@ -310,6 +310,30 @@ def test_a_run_with_its_clips_resident_on_the_device_trains_the_same_run(
     assert figures("always") == figures("never")
 
 
+@pytest.mark.parametrize("path", ["kernel", "banded", "torchaudio"])
+def test_the_front_end_stays_float32_inside_evaluation_s_autocast_region(
+    path: str, synth_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``evaluate`` holds one autocast region open over a pass (weights cast once); the
+    log-mel front end inside it still computes in float32, as in training, on every path:
+    the compiled kernel, banded torch ops, and torchaudio's transform (what GPUs run: its mel
+    product would be lowered otherwise)."""
+    from asc_sweep.data import features
+
+    if path != "kernel":
+        monkeypatch.setattr(features, "_melkernel", None)
+    setup = train.set_up(tiny(synth_root, arch="dcase2018_cnn"))
+    assert setup.net.front is not None
+    if path == "torchaudio":
+        setup.net.front.banded = False
+    setup.net.eval()
+    waves, lengths, _ = next(iter(setup.loaders["test"]))
+    plain, _ = setup.net.features(waves, lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside, _ = setup.net.features(waves, lengths)
+    assert inside.dtype == torch.float32 and torch.equal(inside, plain)
+
+
 def test_amp_off_or_float16_trains_a_cpu_run_in_float32(synth_root: Path) -> None:
     """``amp: false`` is float32 everywhere; float16 (a GPU type with loss scaling) is not
     used on a CPU, which trains in float32 then (fp16 is emulated there: 28x slower for
