@@ -94,7 +94,7 @@ def open_cache(
         try:
             root.mkdir(parents=True, exist_ok=True)
             if not _complete(final):
-                with _locked(root / f"{final.name}.lock"):
+                with build_lock(root, final.name):
                     if not _complete(final):  # another process may have built it meanwhile
                         _build(index, sample_rate, final, workers or os.cpu_count() or 1, progress)
             _mark_used(final)
@@ -143,11 +143,22 @@ def _complete(directory: Path) -> bool:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def build_lock(root: Path, key: str, *, wait: bool = True) -> Iterator[bool]:
+    """The exclusive lock a build of cache ``key`` under ``root`` holds (``KEY.lock``): waited
+    for, or with ``wait=False`` taken only if free (yields whether it was). Without the lock
+    file no build ever ran or runs (a build creates it), so the lock counts as free."""
+    path = root / f"{key}.lock"
+    if not wait and not path.exists():
+        yield True
+        return
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 

@@ -21,19 +21,17 @@ Runs that already have it memory-mapped keep reading it (the space is freed when
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from asc_sweep.data.base import DataError, DatasetIndex
-from asc_sweep.data.cache import cache_root, read_meta
+from asc_sweep.data.cache import build_lock, cache_root, read_meta
 
 CURRENT = "current"
 UNKNOWN = "unknown source"  # built before caches recorded their dataset folder
@@ -91,7 +89,7 @@ def scan(root: Path | None = None) -> tuple[list[CacheEntry], list[Leftover]]:
         if not path.is_dir() or not (temporary or _CACHE.fullmatch(path.name)):
             continue
         if temporary:
-            with _try_lock(root / f"{temporary[1]}.lock") as free:
+            with build_lock(root, temporary[1], wait=False) as free:
                 if not free:
                     continue  # a build (or a removal) running now, not a leftover
             why = "interrupted build" if temporary[2] == "tmp" else "interrupted removal"
@@ -159,7 +157,7 @@ def remove(directory: Path) -> bool:
     build of the same cache runs; False when it is."""
     temporary = _TEMPORARY.fullmatch(directory.name)
     key = temporary[1] if temporary else directory.name
-    with _try_lock(directory.parent / f"{key}.lock") as free:
+    with build_lock(directory.parent, key, wait=False) as free:
         if not free:
             return False
         if temporary:
@@ -178,25 +176,6 @@ def _delete(directory: Path) -> None:
     """Delete a folder; one that another prune deletes at the same time is no error."""
     with suppress(FileNotFoundError):
         shutil.rmtree(directory)
-
-
-@contextmanager
-def _try_lock(path: Path) -> Iterator[bool]:
-    """The build lock at ``path`` if nobody holds it (yields False when somebody does); no
-    lock file, no build (``open_cache`` creates it before it builds)."""
-    if not path.exists():
-        yield True
-        return
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _size(path: Path) -> int:
