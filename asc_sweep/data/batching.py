@@ -171,17 +171,11 @@ class ResidentBatches:
             offsets = [self.starts[i] + start for i, (start, _) in zip(batch, windows, strict=True)]
             lengths = [n for _, n in windows]
             # The batch's integers in one asynchronous copy: the host never waits for the GPU.
-            moved = to_device(
-                torch.tensor([offsets, lengths, batch], dtype=torch.long), self.device
-            )
-            starts, on_device, index = moved[0], moved[1], moved[2]
+            numbers = torch.tensor([offsets, lengths, batch], dtype=torch.long)
+            starts, on_device, index = to_device(numbers, self.device)
             steps = torch.arange(max(lengths, default=0), device=self.device)
             inside = steps[None, :] < on_device[:, None]
             where = torch.where(inside, starts[:, None] + steps[None, :], 0)
             waves = torch.where(inside, self.flat[where], 0.0)
-            host = torch.tensor(lengths, dtype=torch.long)
-            yield (
-                waves,
-                host.pin_memory() if self.device.type == "cuda" else host,
-                self.labels[index],
-            )
+            host = numbers[1].pin_memory() if self.device.type == "cuda" else numbers[1]
+            yield waves, host, self.labels[index]
