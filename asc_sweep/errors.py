@@ -67,5 +67,10 @@ class DeviceUnavailable(AscSweepError):
     environment problem, so an agent puts the run back and stops (exit 2) instead of failing it."""
 
 
+class CheckpointError(AscSweepError):
+    """A run's checkpoint cannot be written (a full disk, a read-only folder): a problem of the
+    host, so an agent puts the run back and stops (exit 2) instead of failing it."""
+
+
 class RunFunctionError(AscSweepError):
     """The run function given to an agent (``--function``) cannot be loaded."""

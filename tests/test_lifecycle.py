@@ -215,6 +215,36 @@ def test_device_cuda_on_a_host_without_a_gpu_puts_the_run_back_and_exits_2(
         assert run.state == "pending"  # not failed: the grid is intact for a host with a GPU
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this host")
+def test_a_full_disk_at_a_checkpoint_puts_the_run_back_and_exits_2(
+    synth_root: Path, store: Path
+) -> None:
+    """A checkpoint that cannot be written (here: its file leads to /dev/full, which answers
+    every write with ENOSPC) is the host's problem: the run goes back to the queue with no
+    attempt spent, its earlier checkpoint intact, and the agent stops with one line instead of
+    failing run after run. Once there is room again, the run trains to the end."""
+    sweep_id = make_sweep(store, synth_root, epochs=2)
+    run_dir = store.parent / "asc-sweep-runs" / sweep_id / f"{sweep_id}-0001"
+    run_dir.mkdir(parents=True)
+    (run_dir / ".checkpoint.pt.tmp").symlink_to("/dev/full")
+    proc = subprocess.run(agent_cmd(store, sweep_id), env=agent_env(), capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot write the run's checkpoint (No space left on device)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (run_dir / ".checkpoint.pt.tmp").exists()  # the half-written file is gone
+    with LocalBackend(store) as backend:
+        (run,) = backend.runs(sweep_id)
+        assert run.state == "pending" and run.attempts == 0
+    proc = subprocess.run(agent_cmd(store, sweep_id), env=agent_env(), capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with LocalBackend(store) as backend:
+        (run,) = backend.runs(sweep_id)
+        assert run.state == "finished" and run.attempts == 1
+        assert len(backend.history(run.id)) == 2
+
+
 class FlakyStore:
     """A store whose heartbeat fails twice (a busy database), then works."""
 

@@ -371,6 +371,23 @@ def test_float16_with_loss_scaling_resumes_bit_for_bit(
     assert resumed.test == straight.test
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this host")
+def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tmp_path: Path) -> None:
+    from asc_sweep.errors import CheckpointError
+    from asc_sweep.run.checkpoint import CHECKPOINT, save_checkpoint
+
+    run_dir = tmp_path / "run"
+    save_checkpoint(run_dir, {"config_hash": "h", "epoch": 1, "w": torch.arange(4.0)})
+    (run_dir / f".{CHECKPOINT}.tmp").symlink_to("/dev/full")  # every write: ENOSPC
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt: cannot write .*No space left"):
+        save_checkpoint(run_dir, {"config_hash": "h", "epoch": 2, "w": torch.zeros(1 << 20)})
+    assert sorted(p.name for p in run_dir.iterdir()) == [CHECKPOINT]
+    state = load_checkpoint(run_dir, "h")
+    assert state is not None and state["epoch"] == 1 and torch.equal(state["w"], torch.arange(4.0))
+    with pytest.raises(CheckpointError, match="cannot write"):  # a file where the folder goes
+        save_checkpoint(run_dir / CHECKPOINT / "sub", {"epoch": 3})
+
+
 def test_deterministic_knob_pins_cudnn_and_is_the_default() -> None:
     from asc_sweep.run.runtime import seed_everything
 

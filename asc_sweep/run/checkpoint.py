@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from asc_sweep.errors import CheckpointError
+
 CHECKPOINT = "checkpoint.pt"
 # What a checkpoint's state holds; one written under another layout (an older asc-sweep, with
 # torch.optim's optimiser state) is not resumed: the run starts over.
@@ -17,10 +19,28 @@ FORMAT = 2
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``state`` as the run's checkpoint; a crash mid-write leaves the previous one.
+
+    Raises:
+        CheckpointError: the folder cannot take it (a full disk or quota, a read-only or
+            missing mount): a problem of the host, not of the run, so an agent puts the run
+            back (its previous checkpoint intact) and stops instead of failing it.
+    """
     tmp = run_dir / f".{CHECKPOINT}.tmp"
-    torch.save({**state, "format": FORMAT}, tmp)
-    os.replace(tmp, run_dir / CHECKPOINT)  # a crash mid-write leaves the previous epoch's
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # Through a Python file, so that a failed write raises the system's error (torch's
+        # own writer reports a full disk as an "unexpected pos" assertion).
+        with open(tmp, "wb") as f:
+            torch.save({**state, "format": FORMAT}, f)
+        os.replace(tmp, run_dir / CHECKPOINT)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise CheckpointError(
+            f"{run_dir / CHECKPOINT}: cannot write the run's checkpoint ({exc.strerror or exc}); "
+            "the run keeps its previous one; free space there or make it writable"
+        ) from None
 
 
 def load_checkpoint(run_dir: Path | None, config_hash: str) -> dict[str, Any] | None:
