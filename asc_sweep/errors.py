@@ -49,6 +49,10 @@ class RunNotFound(AscSweepError):
     """No run with that id in the store."""
 
 
+class RetryRefused(AscSweepError):
+    """``retry`` named a run that is not failed, or was retried already."""
+
+
 class LeaseLost(AscSweepError):
     """The run is no longer held by this agent: its lease expired and it went back to the queue,
     or it reached a terminal state. The agent must drop its result."""

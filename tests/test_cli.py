@@ -115,3 +115,62 @@ def test_a_process_that_loaded_torch_leaves_fast_with_its_exit_code_and_output(
     assert handlers.returncode == 0, handlers.stderr
     assert handlers.stdout.startswith("before") and "asc-sweep" in handlers.stdout
     assert "exit handler ran" in handlers.stdout
+
+
+def test_retry_queues_failed_runs_again_and_the_report_counts_the_new_runs(
+    cli: Callable[..., Any], write_spec: Callable[..., Path], store: Path
+) -> None:
+    from asc_sweep.backends.registry import open_sweep
+
+    sweep_id = cli("create", write_spec(GRID), "--store", store).stdout.strip()
+    with LocalBackend(store) as backend:
+        while (claim := backend.claim(sweep_id, "a")).status == "claimed":
+            assert claim.run and claim.token
+            if claim.run.number in (2, 3):
+                backend.fail(claim.run.id, claim.token, "Traceback...\nOSError: disk full")
+            else:
+                backend.finish(claim.run.id, claim.token, {"test/accuracy": 0.5})
+    table = cli("status", "--store", store)
+    assert f"queue them again: asc-sweep retry {sweep_id}" in table.stdout
+
+    named = cli("retry", "--store", store, "--run", f"{sweep_id}-0003")
+    assert named.exit_code == 0, named.output
+    assert named.stdout.strip() == f"queued 1 run again: {sweep_id}-0005"
+    refused = cli("retry", "--store", store, "--run", "1")
+    assert refused.exit_code == 2
+    assert refused.stderr.strip() == (
+        f"error: run {sweep_id}-0001 is finished: only failed runs not yet retried can be "
+        "retried; nothing was queued"
+    )
+    status = json.loads(cli("status", "--store", store, "--json").stdout)
+    assert (status["pending"], status["finished"], status["failed"], status["retried"]) == (
+        1, 2, 1, 1,
+    )  # fmt: skip
+    assert status["created"] == 4 and status["state"] == "running"
+
+    everything = cli("retry", "--store", store)  # the rest: run 2
+    assert everything.stdout.strip() == f"queued 1 run again: {sweep_id}-0006"
+    assert "no failed runs to retry" in cli("retry", "--store", store).stderr
+    with LocalBackend(store) as backend:
+        while (claim := backend.claim(sweep_id, "a")).status == "claimed":
+            assert claim.run and claim.token
+            backend.finish(claim.run.id, claim.token, {"test/accuracy": 0.75})
+    table = cli("status", "--store", store)
+    assert "failed:" not in table.stdout
+    assert "2 failed runs were retried: kept on record" in table.stdout
+    controller = open_sweep(sweep_id, str(store))
+    try:
+        records = controller.records()
+    finally:
+        controller.close()
+    assert sorted((r.params["fold"], r.state) for r in records) == [
+        (1, "finished"), (2, "finished"), (3, "finished"), (4, "finished"),
+    ]  # fmt: skip
+    report = cli("report", "--store", store, "--out", store.parent / "report")
+    assert report.exit_code == 0, report.output
+    markdown = (store.parent / "report" / "report.md").read_text()
+    assert "4 runs, 4 finished" in markdown
+    assert (
+        "2 failed runs were run again (`asc-sweep retry`), and the new runs count in their place "
+        f"({sweep_id}-0002: OSError: disk full; {sweep_id}-0003: OSError: disk full)."
+    ) in markdown

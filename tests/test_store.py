@@ -16,7 +16,7 @@ import pytest
 
 from asc_sweep.backends import LocalBackend
 from asc_sweep.backends.sql import SqlStore
-from asc_sweep.errors import LeaseLost, StoreError, SweepNotFound
+from asc_sweep.errors import LeaseLost, RetryRefused, RunNotFound, StoreError, SweepNotFound
 from asc_sweep.sweep import engine
 from asc_sweep.sweep.spec import parse_spec
 
@@ -178,6 +178,66 @@ def test_random_search_honours_run_cap(backend: SqlStore) -> None:
         backend.finish(claim.run.id, claim.token, {})
     assert len(lrs) == 4 and len(set(lrs)) == 4
     assert all(0.0001 <= lr <= 0.1 for lr in lrs)
+
+
+def run_out(backend: SqlStore, sweep_id: str, fail: set[int]) -> None:
+    """Claim every run of the sweep; fail those numbered in ``fail``, finish the others."""
+    while (claim := backend.claim(sweep_id, "a")).status == "claimed":
+        assert claim.run and claim.token
+        if claim.run.number in fail:
+            backend.fail(claim.run.id, claim.token, "CUDA out of memory")
+        else:
+            backend.finish(claim.run.id, claim.token, {"val/accuracy": 0.5})
+
+
+def test_retry_queues_failed_runs_again_and_keeps_them_on_record(backend: SqlStore) -> None:
+    sweep = backend.create_sweep(parse_spec(GRID))
+    run_out(backend, sweep.id, fail={2, 5})
+    assert backend.get_sweep(sweep.id).state == "finished"
+    before = {r.number: r for r in backend.runs(sweep.id)}
+    queued = backend.retry(sweep.id)
+    assert [r.number for r in queued] == [7, 8]
+    assert [r.params for r in queued] == [before[2].params, before[5].params]
+    assert [r.config_hash for r in queued] == [before[2].config_hash, before[5].config_hash]
+    assert {r.state for r in queued} == {"pending"} and {r.attempts for r in queued} == {0}
+    assert backend.get_sweep(sweep.id).state == "running"
+    counts = backend.counts(sweep.id)
+    assert (counts["finished"], counts["pending"], counts["failed"], counts.retried) == (4, 2, 0, 2)
+    assert counts.created == 6 and counts.outstanding(sweep.total) == 2
+    # The failed runs are on record, unchanged; they leave the list of current runs.
+    assert {r.number: r for r in backend.runs(sweep.id) if r.number <= 6} == before
+    assert [r.number for r in backend.runs(sweep.id, retried=False)] == [1, 3, 4, 6, 7, 8]
+    assert backend.retry(sweep.id) == []  # retried already: nothing more to queue
+    run_out(backend, sweep.id, fail=set())
+    assert backend.get_sweep(sweep.id).state == "finished"
+    counts = backend.counts(sweep.id)
+    assert (counts["finished"], counts.done, counts.retried) == (6, 6, 2)
+
+
+def test_retry_of_named_runs_refuses_any_that_did_not_fail(backend: SqlStore) -> None:
+    sweep = backend.create_sweep(parse_spec(GRID))
+    run_out(backend, sweep.id, fail={2, 5})
+    with pytest.raises(RetryRefused, match=r"-0001 is finished: only failed runs"):
+        backend.retry(sweep.id, [5, 1])
+    with pytest.raises(RunNotFound, match="has no run 9"):
+        backend.retry(sweep.id, [9])
+    assert len(backend.runs(sweep.id)) == 6  # nothing was queued
+    (again,) = backend.retry(sweep.id, [5, 5])
+    assert again.params == backend.runs(sweep.id)[4].params
+    with pytest.raises(RetryRefused, match="-0005 was retried already"):
+        backend.retry(sweep.id, [5])
+    assert [r.number for r in backend.retry(sweep.id)] == [8]  # run 2, still unretried
+
+
+def test_a_retry_counts_once_against_run_cap(backend: SqlStore) -> None:
+    sweep = backend.create_sweep(parse_spec(RANDOM), seed=1)
+    run_out(backend, sweep.id, fail={3})
+    (again,) = backend.retry(sweep.id)
+    run_out(backend, sweep.id, fail=set())
+    runs = backend.runs(sweep.id)
+    assert len(runs) == 5 and len({r.config_hash for r in runs}) == 4  # 4 configurations
+    assert runs[-1].number == again.number and runs[-1].state == "finished"
+    assert backend.counts(sweep.id).created == 4
 
 
 def test_same_seed_same_suggestions(make_sql_store: Callable[[], SqlStore]) -> None:

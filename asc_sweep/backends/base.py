@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from asc_sweep.errors import AscSweepError
 from asc_sweep.report.records import RunRecord
 
 RunState = Literal["pending", "running", "finished", "stopped", "failed"]
@@ -100,7 +101,13 @@ class SweepCounts:
 
     @property
     def created(self) -> int:
-        return sum(self.by_state.values())
+        """Runs that speak for a configuration: every run but the failed ones since retried."""
+        return sum(self[state] for state in RUN_STATES)
+
+    @property
+    def retried(self) -> int:
+        """Failed runs whose configuration was queued again (``retry``): on record, not counted."""
+        return self["retried"]
 
     @property
     def done(self) -> int:
@@ -200,6 +207,10 @@ class Controller(ABC):
     def failures(self, limit: int = 10) -> list[Failure]:
         return []
 
+    def retried_failures(self) -> list[Failure]:
+        """Failed runs whose configurations ran again (``retry``): left out of ``records``."""
+        return []
+
     def ended_since(self, started_at: float) -> int:
         """Runs that ended since ``started_at`` (for throughput)."""
         return 0
@@ -228,6 +239,13 @@ class Controller(ABC):
     def start_hint(self) -> str:
         """How to start agents on this sweep, for the user."""
         return f"asc-sweep launch {self.ref} --agents N"
+
+    def retry(self, runs: Sequence[str] | None = None) -> list[str]:
+        """Queue a fresh attempt of the failed runs (all, or those named); their new names."""
+        raise AscSweepError(
+            f"{self.label} {self.ref}: `retry` works on sweeps in asc-sweep's own stores (an "
+            "SQLite file, PostgreSQL); this sweep's controller decides which runs it has"
+        )
 
     def check_agents(self, tracking: str) -> None:  # noqa: B027 - most backends take any
         """Raise if agents cannot join this sweep from here with ``--tracking tracking``."""

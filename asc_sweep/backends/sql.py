@@ -11,7 +11,9 @@ function of (spec, runs). Every call that changes state is one transaction:
   (id, token, state='running'), so an agent that lost its lease cannot overwrite the run;
 * lease times come from the database's clock (``SqlStore.now``): for a server database, the
   server's, so agents with skewed clocks still agree on when a lease ran out;
-* finished, stopped (early-terminated) and failed runs are immutable (database triggers).
+* finished, stopped (early-terminated) and failed runs are immutable (database triggers);
+  ``retry`` queues a failed configuration again as a new run, and from then on the failed run
+  is *retried*: on record, but no longer counted, reported or listed as a failure.
 
 A dialect (:class:`LocalBackend` for SQLite, ``PostgresStore``) says how to connect, begin a
 write, lock, read the clock, and create or migrate the schema; the SQL of the operations is
@@ -36,7 +38,7 @@ from asc_sweep.backends.base import (
     Sweep,
     SweepCounts,
 )
-from asc_sweep.errors import LeaseLost, RunNotFound, StoreError, SweepNotFound
+from asc_sweep.errors import LeaseLost, RetryRefused, RunNotFound, StoreError, SweepNotFound
 from asc_sweep.report.records import RunRecord
 from asc_sweep.sweep import engine
 from asc_sweep.sweep.config import config_hash
@@ -57,6 +59,14 @@ RUN_COLUMNS = (
 )
 
 T = TypeVar("T")
+
+# A failed run is retried once a later run of its sweep has its configuration (``retry`` queues
+# one): that later run speaks for the configuration in counts, the report and ``status``.
+# Written for ``FROM runs`` (unaliased), in the SQL that SQLite and PostgreSQL share.
+RETRIED = (
+    "(runs.state = 'failed' AND EXISTS (SELECT 1 FROM runs later WHERE later.sweep_id = "
+    "runs.sweep_id AND later.config_hash = runs.config_hash AND later.number > runs.number))"
+)
 
 
 class Row(Protocol):
@@ -305,7 +315,8 @@ class SqlStore(ABC):
         created = conn.execute(
             "SELECT COUNT(*) FROM runs WHERE sweep_id = ?", (sweep.id,)
         ).fetchone()[0]
-        if sweep.run_cap is not None and created >= sweep.run_cap:
+        # The cap counts configurations: a retried run and its retry are one.
+        if sweep.run_cap is not None and created - _retried(conn, sweep.id) >= sweep.run_cap:
             conn.execute("UPDATE sweeps SET exhausted = 1 WHERE id = ?", (sweep.id,))
             return None
         # Random search draws independently of past runs, so they need not be loaded.
@@ -440,6 +451,62 @@ class SqlStore(ABC):
 
         return self._write(body)
 
+    def retry(self, sweep_id: str, numbers: Sequence[int] | None = None) -> list[Run]:
+        """Queue a fresh attempt of each failed run of the sweep (or of the runs numbered): a new
+        pending run with the same configuration, attempts starting again at zero. The failed
+        runs stay on record, unchanged; from now on they count as retried. Failed runs already
+        retried are left out. A finished sweep runs again until the new runs end.
+
+        Raises:
+            RunNotFound: a numbered run is not in the sweep.
+            RetryRefused: a numbered run is not failed, or was retried already; nothing is queued.
+        """
+
+        def body(conn: Conn, retried: bool) -> list[Run]:
+            self._sweep_row(conn, sweep_id, lock=True)  # serialised with claims
+            rows = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE sweep_id = ? ORDER BY number", (sweep_id,)
+            ).fetchall()
+            done_before = {
+                number
+                for (number,) in conn.execute(
+                    f"SELECT number FROM runs WHERE sweep_id = ? AND {RETRIED}", (sweep_id,)
+                ).fetchall()
+            }
+            runs = {r.number: (r, r.number in done_before) for r in map(_to_run, rows)}
+            if numbers is None:
+                chosen = [r for r, done in runs.values() if r.state == "failed" and not done]
+            else:
+                chosen = []
+                for number in dict.fromkeys(numbers):
+                    if number not in runs:
+                        raise RunNotFound(f"{self.location}: sweep {sweep_id} has no run {number}")
+                    run, done = runs[number]
+                    if done and retried:  # an earlier try of this transaction committed
+                        continue
+                    if run.state != "failed" or done:
+                        why = "was retried already" if done else f"is {run.state}"
+                        raise RetryRefused(
+                            f"run {run.name} {why}: only failed runs not yet retried can be "
+                            "retried; nothing was queued"
+                        )
+                    chosen.append(run)
+            now, number = self.now(conn), len(runs)
+            new = []
+            for run in chosen:
+                number += 1
+                row = conn.execute(
+                    "INSERT INTO runs (sweep_id, number, params, config_hash, state, created_at) "
+                    "VALUES (?, ?, ?, ?, 'pending', ?) RETURNING id",
+                    (sweep_id, number, json.dumps(run.params), run.config_hash, now),
+                ).fetchone()
+                new.append(int(row[0]))
+            if new:
+                conn.execute("UPDATE sweeps SET state = 'running' WHERE id = ?", (sweep_id,))
+            return [self._run(conn, run_id) for run_id in new]
+
+        return self._write(body)
+
     # --- reads -------------------------------------------------------------------------------
 
     def _sweep_row(self, conn: Conn, sweep_id: str, lock: bool = False) -> Any:
@@ -460,9 +527,15 @@ class SqlStore(ABC):
     def get_run(self, run_id: int) -> Run:
         return self._read(lambda conn: self._run(conn, run_id))
 
-    def runs(self, sweep_id: str, states: Sequence[str] | None = None) -> list[Run]:
+    def runs(
+        self, sweep_id: str, states: Sequence[str] | None = None, *, retried: bool = True
+    ) -> list[Run]:
+        """The sweep's runs in number order (of ``states`` only, where given); without the
+        retried ones when ``retried`` is False."""
         query = f"SELECT {RUN_COLUMNS} FROM runs WHERE sweep_id = ?"
         args: list[Any] = [sweep_id]
+        if not retried:
+            query += f" AND NOT {RETRIED}"
         if states:
             query += f" AND state IN ({','.join('?' * len(states))})"
             args += list(states)
@@ -482,9 +555,12 @@ class SqlStore(ABC):
         return self._read(lambda conn: _histories(conn, sweep_id))
 
     def counts(self, sweep_id: str) -> SweepCounts:
+        """Runs in each state; failed runs since retried count as ``retried`` alone."""
         rows = self._read(
             lambda conn: conn.execute(
-                "SELECT state, COUNT(*) FROM runs WHERE sweep_id = ? GROUP BY state", (sweep_id,)
+                f"SELECT CASE WHEN {RETRIED} THEN 'retried' ELSE runs.state END AS s, COUNT(*) "
+                "FROM runs WHERE sweep_id = ? GROUP BY s",
+                (sweep_id,),
             ).fetchall()
         )
         return SweepCounts({state: int(n) for state, n in rows})
@@ -599,6 +675,12 @@ def copy_sweeps(
     ]
 
 
+def _retried(conn: Conn, sweep_id: str) -> int:
+    """How many failed runs of the sweep were retried."""
+    row = conn.execute(f"SELECT COUNT(*) FROM runs WHERE sweep_id = ? AND {RETRIED}", (sweep_id,))
+    return int(row.fetchone()[0])
+
+
 def _histories(conn: Conn, sweep_id: str) -> dict[int, list[dict[str, Any]]]:
     """Run id -> its per-epoch history, in step order, for every run of the sweep."""
     out: dict[int, list[dict[str, Any]]] = {}
@@ -660,7 +742,7 @@ class StoreController(Controller):
                 dict(run.summary or {}),
                 histories.get(run.id, []),
             )
-            for run in self.backend.runs(self.ref)
+            for run in self.backend.runs(self.ref, retried=False)
         ]
 
     def expected_folds(self) -> list[Any] | None:
@@ -669,11 +751,17 @@ class StoreController(Controller):
         return list(values) if values else None
 
     def failures(self, limit: int = 10) -> list[Failure]:
-        out = []
-        for run in self.backend.runs(self.ref, ["failed"])[:limit]:
-            last = (run.error or "").strip().splitlines()[-1:] or ["(no error kept)"]
-            out.append(Failure(run.name, last[0]))
-        return out
+        return [
+            _failure(run) for run in self.backend.runs(self.ref, ["failed"], retried=False)[:limit]
+        ]
+
+    def retried_failures(self) -> list[Failure]:
+        current = {run.id for run in self.backend.runs(self.ref, ["failed"], retried=False)}
+        return [
+            _failure(run)
+            for run in self.backend.runs(self.ref, ["failed"])
+            if run.id not in current
+        ]
 
     def ended_since(self, started_at: float) -> int:
         return len([t for t in self.backend.end_times(self.ref) if t >= started_at])
@@ -684,8 +772,28 @@ class StoreController(Controller):
     def agent_args(self) -> list[str]:
         return [self.ref, "--store", self._agent_store]
 
+    def retry(self, runs: Sequence[str] | None = None) -> list[str]:
+        numbers = None if runs is None else [self._number(name) for name in runs]
+        return [run.name for run in self.backend.retry(self.ref, numbers)]
+
+    def _number(self, name: str) -> int:
+        """A run's number from its name (``SWEEP-0007``) or the number alone (``7``)."""
+        text = name.strip().removeprefix(f"{self.ref}-")
+        if not text.isdigit():
+            raise RunNotFound(
+                f"{name!r}: not a run of sweep {self.ref}; name it as `status` and the report "
+                f"do ({self.ref}-0007) or by its number (7)"
+            )
+        return int(text)
+
     def close(self) -> None:
         self.backend.close()
+
+
+def _failure(run: Run) -> Failure:
+    """A failed run and the last line of its error."""
+    last = (run.error or "").strip().splitlines()[-1:] or ["(no error kept)"]
+    return Failure(run.name, last[0])
 
 
 class SqlBackendEntry(ABC):

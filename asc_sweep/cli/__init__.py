@@ -425,6 +425,7 @@ def status(
                     "total": total,
                     "created": counts.created,
                     **{s: counts[s] for s in columns},
+                    "retried": counts.retried,
                 }
             )
         )
@@ -445,6 +446,40 @@ def status(
     out.print(table)
     for failure in failed:
         out.print(f"[red]{failure.run}[/] failed: {failure.error}", highlight=False)
+    if failed:
+        out.print(f"queue them again: asc-sweep retry {controller.ref}", highlight=False)
+    if counts.retried:
+        out.print(
+            f"{counts.retried} failed {'run was' if counts.retried == 1 else 'runs were'} "
+            "retried: kept on record, left out of the counts above and of the report",
+            highlight=False,
+        )
+
+
+@app.command()
+def retry(
+    sweep_id: SweepArg = None,
+    runs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--run",
+            help="Only this failed run (its name, e.g. abc123-0007, or number); repeatable",
+        ),
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Queue the failed runs of a sweep again (a GPU out of memory, a full disk, a host lost
+    more often than --max-attempts allows): each gets a new run with the same configuration.
+    The failed runs stay on record; the report and `status` count the new runs instead."""
+    with user_errors():
+        controller = _open(sweep_id, store)
+        queued = controller.retry(runs or None)
+    if not queued:
+        err.print(f"sweep {controller.ref}: no failed runs to retry", highlight=False)
+        return
+    runs_word = "run" if len(queued) == 1 else "runs"
+    out.print(f"queued {len(queued)} {runs_word} again: {', '.join(queued)}", highlight=False)
+    err.print(f"next: {controller.start_hint()}", highlight=False)
 
 
 @app.command()
@@ -516,6 +551,7 @@ def report(
             references=references,
             expected_folds=controller.expected_folds(),
             rope=rope,
+            retried=[(f.run, f.error) for f in controller.retried_failures()],
             include_stopped=include_stopped,
         )
         if to_wandb if to_wandb is not None else controller.label == "W&B sweep":

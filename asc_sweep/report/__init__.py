@@ -80,8 +80,10 @@ def write_report(
     expected_folds: Sequence[Any] | None = None,
     rope: float = 0.01,
     include_stopped: bool = False,
+    retried: Sequence[tuple[str, str]] = (),
 ) -> tuple[ReportData, ReportFiles]:
-    """Analyse ``records`` and write every report file under ``out``."""
+    """Analyse ``records`` and write every report file under ``out``; ``retried`` names the
+    failed runs left out because their configurations ran again, each with its error."""
     from asc_sweep.report.render import (
         render_html,
         render_latex,
@@ -95,6 +97,7 @@ def write_report(
     data = analyse(records, sweep_id=sweep_id, sweep_name=sweep_name, factors=swept_factors(records), metric=metric,
                    references=references, expected_folds=expected_folds, rope=rope,
                    include_stopped=include_stopped)  # fmt: skip
+    data.retried = list(retried)
     from asc_sweep.report.plots import draw_plots  # matplotlib: seconds to import, so only here
 
     plots = draw_plots(data, out / "plots")

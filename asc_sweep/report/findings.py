@@ -67,4 +67,10 @@ def findings(data: ReportData) -> list[str]:
         out.append(
             f"{len(data.excluded)} runs are left out of means and tests ({'; '.join(reasons)})."
         )
+    if data.retried:
+        failures = "; ".join(f"{name}: {why}" for name, why in data.retried)
+        out.append(
+            f"{len(data.retried)} failed {'run was' if len(data.retried) == 1 else 'runs were'} "
+            f"run again (`asc-sweep retry`), and the new runs count in their place ({failures})."
+        )
     return out

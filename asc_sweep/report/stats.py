@@ -503,6 +503,7 @@ class ReportData:
     simple_effects: dict[str, list[Effect]] = field(default_factory=dict)
     rankings: dict[str, Ranking] = field(default_factory=dict)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (run, why)
+    retried: list[tuple[str, str]] = field(default_factory=list)  # failed, run again: (run, why)
     fold_table: FoldTable | None = None
     class_tables: list[ClassTable] = field(default_factory=list)
     confusions: dict[Any, tuple[list[str], np.ndarray]] = field(default_factory=dict)
