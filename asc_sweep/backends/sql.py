@@ -61,11 +61,14 @@ RUN_COLUMNS = (
 T = TypeVar("T")
 
 # A failed run is retried once a later run of its sweep has its configuration (``retry`` queues
-# one): that later run speaks for the configuration in counts, the report and ``status``.
-# Written for ``FROM runs`` (unaliased), in the SQL that SQLite and PostgreSQL share.
-RETRIED = (
-    "(runs.state = 'failed' AND EXISTS (SELECT 1 FROM runs later WHERE later.sweep_id = "
-    "runs.sweep_id AND later.config_hash = runs.config_hash AND later.number > runs.number))"
+# one): that later run speaks for the configuration in counts, the report and ``status``. The
+# failed runs' configurations first, then the last run of each: one pass over the sweep's runs
+# (a correlated look-up per failed run would scan them all once per failure).
+RETRIED_NUMBERS = (
+    "SELECT f.number FROM runs f JOIN (SELECT config_hash, MAX(number) AS last FROM runs "
+    "WHERE sweep_id = ? AND config_hash IN (SELECT config_hash FROM runs WHERE sweep_id = ? "
+    "AND state = 'failed') GROUP BY config_hash) latest ON latest.config_hash = f.config_hash "
+    "WHERE f.sweep_id = ? AND f.state = 'failed' AND f.number < latest.last"
 )
 
 
@@ -316,7 +319,8 @@ class SqlStore(ABC):
             "SELECT COUNT(*) FROM runs WHERE sweep_id = ?", (sweep.id,)
         ).fetchone()[0]
         # The cap counts configurations: a retried run and its retry are one.
-        if sweep.run_cap is not None and created - _retried(conn, sweep.id) >= sweep.run_cap:
+        retried = len(_retried_numbers(conn, sweep.id))
+        if sweep.run_cap is not None and created - retried >= sweep.run_cap:
             conn.execute("UPDATE sweeps SET exhausted = 1 WHERE id = ?", (sweep.id,))
             return None
         # Random search draws independently of past runs, so they need not be loaded.
@@ -467,12 +471,7 @@ class SqlStore(ABC):
             rows = conn.execute(
                 f"SELECT {RUN_COLUMNS} FROM runs WHERE sweep_id = ? ORDER BY number", (sweep_id,)
             ).fetchall()
-            done_before = {
-                number
-                for (number,) in conn.execute(
-                    f"SELECT number FROM runs WHERE sweep_id = ? AND {RETRIED}", (sweep_id,)
-                ).fetchall()
-            }
+            done_before = _retried_numbers(conn, sweep_id)
             runs = {r.number: (r, r.number in done_before) for r in map(_to_run, rows)}
             if numbers is None:
                 chosen = [r for r, done in runs.values() if r.state == "failed" and not done]
@@ -534,13 +533,16 @@ class SqlStore(ABC):
         retried ones when ``retried`` is False."""
         query = f"SELECT {RUN_COLUMNS} FROM runs WHERE sweep_id = ?"
         args: list[Any] = [sweep_id]
-        if not retried:
-            query += f" AND NOT {RETRIED}"
         if states:
             query += f" AND state IN ({','.join('?' * len(states))})"
             args += list(states)
-        rows = self._read(lambda conn: conn.execute(query + " ORDER BY number", args).fetchall())
-        return [_to_run(r) for r in rows]
+
+        def body(conn: Conn) -> tuple[list[Any], set[int]]:
+            rows = conn.execute(query + " ORDER BY number", args).fetchall()
+            return rows, set() if retried else _retried_numbers(conn, sweep_id)
+
+        rows, left_out = self._read(body)
+        return [run for run in map(_to_run, rows) if run.number not in left_out]
 
     def history(self, run_id: int) -> list[dict[str, Any]]:
         rows = self._read(
@@ -556,14 +558,19 @@ class SqlStore(ABC):
 
     def counts(self, sweep_id: str) -> SweepCounts:
         """Runs in each state; failed runs since retried count as ``retried`` alone."""
-        rows = self._read(
-            lambda conn: conn.execute(
-                f"SELECT CASE WHEN {RETRIED} THEN 'retried' ELSE runs.state END AS s, COUNT(*) "
-                "FROM runs WHERE sweep_id = ? GROUP BY s",
-                (sweep_id,),
+
+        def body(conn: Conn) -> dict[str, int]:
+            rows = conn.execute(
+                "SELECT state, COUNT(*) FROM runs WHERE sweep_id = ? GROUP BY state", (sweep_id,)
             ).fetchall()
-        )
-        return SweepCounts({state: int(n) for state, n in rows})
+            counts = {state: int(n) for state, n in rows}
+            if counts.get("failed"):
+                retried = len(_retried_numbers(conn, sweep_id))
+                counts["failed"] -= retried
+                counts["retried"] = retried
+            return counts
+
+        return SweepCounts(self._read(body))
 
     def end_times(self, sweep_id: str) -> list[float]:
         """When each ended run ended, oldest first (for throughput and ETA)."""
@@ -675,10 +682,10 @@ def copy_sweeps(
     ]
 
 
-def _retried(conn: Conn, sweep_id: str) -> int:
-    """How many failed runs of the sweep were retried."""
-    row = conn.execute(f"SELECT COUNT(*) FROM runs WHERE sweep_id = ? AND {RETRIED}", (sweep_id,))
-    return int(row.fetchone()[0])
+def _retried_numbers(conn: Conn, sweep_id: str) -> set[int]:
+    """The numbers of the sweep's failed runs that were retried."""
+    rows = conn.execute(RETRIED_NUMBERS, (sweep_id, sweep_id, sweep_id)).fetchall()
+    return {int(number) for (number,) in rows}
 
 
 def _histories(conn: Conn, sweep_id: str) -> dict[int, list[dict[str, Any]]]:
