@@ -135,3 +135,23 @@ def paced_trainer(params: dict[str, Any], ctx: RunContext) -> Any:
 
     ctx.log = paced  # type: ignore[method-assign]
     return run_for_agent(params, ctx)
+
+
+def trainer_crashing_once_in_epoch_3(params: dict[str, Any], ctx: RunContext) -> Any:
+    """The built-in trainer, crashing in its third epoch (after two checkpoints) the first
+    time it runs: a transient failure, such as a GPU out of memory while another agent
+    held it. ``CRASH_MARKER`` names the file that says it has crashed once."""
+    from asc_sweep.run.train import run_for_agent
+
+    marker = Path(os.environ["CRASH_MARKER"])
+    if not marker.exists():
+        log = ctx.log
+
+        def crash_in_epoch_3(metrics: Any, step: int | None = None, **kw: Any) -> None:
+            if step == 2 and not kw.get("replay"):
+                marker.touch()
+                raise RuntimeError("CUDA out of memory (simulated)")
+            log(metrics, step, **kw)
+
+        ctx.log = crash_in_epoch_3  # type: ignore[method-assign]
+    return run_for_agent(params, ctx)

@@ -245,6 +245,39 @@ def test_a_full_disk_at_a_checkpoint_puts_the_run_back_and_exits_2(
         assert len(backend.history(run.id)) == 2
 
 
+def test_a_retried_run_takes_over_its_failed_attempts_checkpoint(
+    synth_root: Path, store: Path, tmp_path: Path
+) -> None:
+    """A run that fails in its third epoch (a transient error) and is retried resumes from
+    the two epochs its failed attempt checkpointed on this host, and ends exactly as a run
+    that never failed."""
+    sweep_id = make_sweep(store, synth_root, epochs=4)
+    crashing = agent_cmd(store, sweep_id, "--function", "runfns:trainer_crashing_once_in_epoch_3")
+    env = agent_env(CRASH_MARKER=str(tmp_path / "crashed"))
+    first = subprocess.run(crashing, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    runs_dir = store.parent / "asc-sweep-runs" / sweep_id
+    with LocalBackend(store) as backend:
+        (failed,) = backend.runs(sweep_id)
+        assert failed.state == "failed" and "CUDA out of memory" in (failed.error or "")
+        (retry,) = backend.retry(sweep_id)
+    assert (runs_dir / failed.name).is_dir()
+    second = subprocess.run(crashing, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert f"{retry.name} takes over the checkpoint of {failed.name}" in second.stderr
+    with LocalBackend(store) as backend:
+        done = backend.get_run(retry.id)
+        history = backend.history(retry.id)
+    assert done.state == "finished" and done.summary is not None
+    assert done.summary["resumed_from_epoch"] == 2
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]  # the whole history, replayed
+    assert not (runs_dir / failed.name).exists() and not (runs_dir / retry.name).exists()
+    config = RunConfig.from_dict(failed.params)
+    straight = train_and_evaluate(config)
+    assert [h["train/loss"] for h in history] == [h["train/loss"] for h in straight.history]
+    assert done.summary["test/accuracy"] == straight.test["accuracy"]
+
+
 class FlakyStore:
     """A store whose heartbeat fails twice (a busy database), then works."""
 

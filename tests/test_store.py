@@ -208,6 +208,8 @@ def test_retry_queues_failed_runs_again_and_keeps_them_on_record(backend: SqlSto
     assert {r.number: r for r in backend.runs(sweep.id) if r.number <= 6} == before
     assert [r.number for r in backend.runs(sweep.id, retried=False)] == [1, 3, 4, 6, 7, 8]
     assert backend.retry(sweep.id) == []  # retried already: nothing more to queue
+    assert [backend.failed_attempts(r) for r in queued] == [[before[2].name], [before[5].name]]
+    assert backend.failed_attempts(before[1]) == []
     run_out(backend, sweep.id, fail=set())
     assert backend.get_sweep(sweep.id).state == "finished"
     counts = backend.counts(sweep.id)

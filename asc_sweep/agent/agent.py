@@ -273,6 +273,7 @@ class Agent:
             self._execute(claim.run, claim.token)
 
     def _execute(self, run: Run, token: str) -> None:
+        self._adopt_failed_attempt(run)
         ctx = AgentRunContext(
             run_id=run.id,
             run_name=run.name,
@@ -303,6 +304,28 @@ class Agent:
         finally:
             self._current = None
         self._settle(run, token, ctx, summary, error)
+
+    def _adopt_failed_attempt(self, run: Run) -> None:
+        """A retried configuration resumes from the last checkpoint its failed attempt left on
+        this host (a GPU out of memory at epoch 38 of 40 costs two epochs, not forty): the
+        failed run's folder becomes the new run's. Elsewhere the run starts afresh."""
+        if self.runs_dir is None or (self.runs_dir / run.name).exists():
+            return
+        try:
+            earlier = self.store.failed_attempts(run)
+        except STORE_ERRORS as exc:  # no store, no adoption: the run starts afresh
+            self.console.print(f"[yellow]{run.name}: earlier attempts unknown ({exc})[/]")
+            return
+        # A run's folder exists once it wrote a checkpoint (one of another configuration, or
+        # an unreadable one, is ignored at resume: the run then starts afresh).
+        for name in earlier:
+            if (self.runs_dir / name).is_dir():
+                try:
+                    os.replace(self.runs_dir / name, self.runs_dir / run.name)
+                except OSError:
+                    return
+                self.console.print(f"{run.name} takes over the checkpoint of {name}")
+                return
 
     def _settle(
         self,

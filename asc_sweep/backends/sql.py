@@ -523,6 +523,18 @@ class SqlStore(ABC):
             raise RunNotFound(f"{self.location}: no run {run_id}")
         return _to_run(row)
 
+    def failed_attempts(self, run: Run) -> list[str]:
+        """Names of the sweep's failed runs of ``run``'s configuration before it, newest first:
+        the attempts a retry follows (``retry``)."""
+        rows = self._read(
+            lambda conn: conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE sweep_id = ? AND config_hash = ? "
+                "AND number < ? AND state = 'failed' ORDER BY number DESC",
+                (run.sweep_id, run.config_hash, run.number),
+            ).fetchall()
+        )
+        return [_to_run(row).name for row in rows]
+
     def get_run(self, run_id: int) -> Run:
         return self._read(lambda conn: self._run(conn, run_id))
 
