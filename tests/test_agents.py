@@ -139,6 +139,11 @@ def test_a_run_that_raises_is_recorded_and_the_agent_goes_on(store: Path) -> Non
     assert states[2].state == "failed"
     assert "ValueError: cannot train fold 2" in (states[2].error or "")
     assert "1 failed" in out
+    launched = launch(store, sweep.id, "--agents", "1", "--function", "runfns:quick")
+    assert launched.returncode == 0, launched.stderr
+    assert f"sweep {sweep.id} is done; 1 failed: queue them again with `asc-sweep retry " in (
+        launched.stderr
+    )
 
 
 def test_agent_with_unknown_function_exits_2(store: Path) -> None:

@@ -791,6 +791,13 @@ class StoreController(Controller):
     def agent_args(self) -> list[str]:
         return [self.ref, "--store", self._agent_store]
 
+    def done_message(self, exit_codes: Sequence[int | None]) -> str | None:
+        message = super().done_message(exit_codes)
+        failed = self.counts()["failed"]
+        if message and failed:
+            message += f"; {failed} failed: queue them again with `asc-sweep retry {self.ref}`"
+        return message
+
     def retry(self, runs: Sequence[str] | None = None) -> list[str]:
         numbers = None if runs is None else [self._number(name) for name in runs]
         return [run.name for run in self.backend.retry(self.ref, numbers)]
