@@ -307,7 +307,7 @@ class Agent:
 
     def _adopt_failed_attempt(self, run: Run) -> None:
         """A retried configuration resumes from the last checkpoint its failed attempt left on
-        this host (a GPU out of memory at epoch 38 of 40 costs two epochs, not forty): the
+        this host (a GPU out of memory in epoch 38 of 40 costs that epoch, not 38): the
         failed run's folder becomes the new run's. Elsewhere the run starts afresh."""
         if self.runs_dir is None or (self.runs_dir / run.name).exists():
             return
