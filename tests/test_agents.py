@@ -288,7 +288,8 @@ def test_launch_gives_up_on_agents_that_cannot_start(store: Path) -> None:
     result = launch(store, "--agents", "2", "--function", "runfns:nope")
     assert result.returncode == 1
     assert (
-        "stopped on a usage error, not restarted: error: --function 'runfns:nope'" in result.stderr
+        "stopped on a usage or environment error, not restarted: error: --function 'runfns:nope'"
+        in result.stderr
     )
     assert "all agents stopped before sweep" in result.stderr
 

@@ -214,7 +214,8 @@ class Launcher:
         if code == USAGE_ERROR:
             slot.state = "gave_up"
             self._event(
-                f"{where} stopped on a usage error, not restarted: {_last_line(slot.log_path)}"
+                f"{where} stopped on a usage or environment error, not restarted: "
+                f"{_last_line(slot.log_path)}"
             )
             return
         if slot.restarts >= self.max_restarts:
