@@ -206,7 +206,8 @@ def test_retry_queues_failed_runs_again_and_keeps_them_on_record(backend: SqlSto
     assert counts.created == 6 and counts.outstanding(sweep.total) == 2
     # The failed runs are on record, unchanged; they leave the list of current runs.
     assert {r.number: r for r in backend.runs(sweep.id) if r.number <= 6} == before
-    assert [r.number for r in backend.runs(sweep.id, retried=False)] == [1, 3, 4, 6, 7, 8]
+    assert [r.number for r in backend.runs(sweep.id, retried="without")] == [1, 3, 4, 6, 7, 8]
+    assert [r.number for r in backend.runs(sweep.id, ["failed"], retried="only")] == [2, 5]
     assert backend.retry(sweep.id) == []  # retried already: nothing more to queue
     assert [backend.failed_attempts(r) for r in queued] == [[before[2].name], [before[5].name]]
     assert backend.failed_attempts(before[1]) == []

@@ -27,7 +27,7 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from asc_sweep.backends.base import (
     Claim,
@@ -319,8 +319,10 @@ class SqlStore(ABC):
             "SELECT COUNT(*) FROM runs WHERE sweep_id = ?", (sweep.id,)
         ).fetchone()[0]
         # The cap counts configurations: a retried run and its retry are one.
-        retried = len(_retried_numbers(conn, sweep.id))
-        if sweep.run_cap is not None and created - retried >= sweep.run_cap:
+        if (
+            sweep.run_cap is not None
+            and created - len(_retried_numbers(conn, sweep.id)) >= sweep.run_cap
+        ):
             conn.execute("UPDATE sweeps SET exhausted = 1 WHERE id = ?", (sweep.id,))
             return None
         # Random search draws independently of past runs, so they need not be loaded.
@@ -539,10 +541,14 @@ class SqlStore(ABC):
         return self._read(lambda conn: self._run(conn, run_id))
 
     def runs(
-        self, sweep_id: str, states: Sequence[str] | None = None, *, retried: bool = True
+        self,
+        sweep_id: str,
+        states: Sequence[str] | None = None,
+        *,
+        retried: Literal["with", "without", "only"] = "with",
     ) -> list[Run]:
-        """The sweep's runs in number order (of ``states`` only, where given); without the
-        retried ones when ``retried`` is False."""
+        """The sweep's runs in number order (of ``states`` only, where given), with the failed
+        runs since retried, without them, or only those."""
         query = f"SELECT {RUN_COLUMNS} FROM runs WHERE sweep_id = ?"
         args: list[Any] = [sweep_id]
         if states:
@@ -551,10 +557,13 @@ class SqlStore(ABC):
 
         def body(conn: Conn) -> tuple[list[Any], set[int]]:
             rows = conn.execute(query + " ORDER BY number", args).fetchall()
-            return rows, set() if retried else _retried_numbers(conn, sweep_id)
+            return rows, set() if retried == "with" else _retried_numbers(conn, sweep_id)
 
-        rows, left_out = self._read(body)
-        return [run for run in map(_to_run, rows) if run.number not in left_out]
+        rows, marked = self._read(body)
+        runs = list(map(_to_run, rows))
+        if retried == "with":
+            return runs
+        return [run for run in runs if (run.number in marked) == (retried == "only")]
 
     def history(self, run_id: int) -> list[dict[str, Any]]:
         rows = self._read(
@@ -761,7 +770,7 @@ class StoreController(Controller):
                 dict(run.summary or {}),
                 histories.get(run.id, []),
             )
-            for run in self.backend.runs(self.ref, retried=False)
+            for run in self.backend.runs(self.ref, retried="without")
         ]
 
     def expected_folds(self) -> list[Any] | None:
@@ -770,17 +779,11 @@ class StoreController(Controller):
         return list(values) if values else None
 
     def failures(self, limit: int = 10) -> list[Failure]:
-        return [
-            _failure(run) for run in self.backend.runs(self.ref, ["failed"], retried=False)[:limit]
-        ]
+        failed = self.backend.runs(self.ref, ["failed"], retried="without")
+        return [_failure(run) for run in failed[:limit]]
 
     def retried_failures(self) -> list[Failure]:
-        current = {run.id for run in self.backend.runs(self.ref, ["failed"], retried=False)}
-        return [
-            _failure(run)
-            for run in self.backend.runs(self.ref, ["failed"])
-            if run.id not in current
-        ]
+        return [_failure(run) for run in self.backend.runs(self.ref, ["failed"], retried="only")]
 
     def ended_since(self, started_at: float) -> int:
         return len([t for t in self.backend.end_times(self.ref) if t >= started_at])
