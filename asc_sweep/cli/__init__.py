@@ -468,9 +468,11 @@ def retry(
     ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Queue the failed runs of a sweep again (a GPU out of memory, a full disk, a host lost
-    more often than --max-attempts allows): each gets a new run with the same configuration.
-    The failed runs stay on record; the report and `status` count the new runs instead."""
+    """Queue the failed runs of a sweep again (a GPU out of memory while another agent held
+    it, a host lost more often than --max-attempts allows): each gets a new run with the same
+    configuration, which resumes from the failed attempt's last checkpoint where it starts on
+    the same host. The failed runs stay on record; the report and `status` count the new runs
+    instead."""
     with user_errors():
         controller = _open(sweep_id, store)
         queued = controller.retry(runs or None)
