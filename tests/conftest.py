@@ -137,6 +137,23 @@ def wait_for(
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def run_out(
+    backend: Any,
+    sweep_id: str,
+    fail: set[int],
+    error: str = "CUDA out of memory",
+    summary: dict[str, Any] | None = None,
+) -> None:
+    """Claim every run of the sweep in a store; fail those numbered in ``fail`` with
+    ``error``, finish the others with ``summary``."""
+    while (claim := backend.claim(sweep_id, "a")).status == "claimed":
+        assert claim.run and claim.token
+        if claim.run.number in fail:
+            backend.fail(claim.run.id, claim.token, error)
+        else:
+            backend.finish(claim.run.id, claim.token, summary or {"val/accuracy": 0.5})
+
+
 def agent_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT), env.get("PYTHONPATH", "")])

@@ -9,6 +9,8 @@ from typing import Any
 
 from asc_sweep.backends import LocalBackend
 
+from .conftest import run_out
+
 GRID = "method: grid\nname: folds\nparameters:\n  fold: {values: [1, 2, 3, 4]}\n"
 
 
@@ -124,12 +126,8 @@ def test_retry_queues_failed_runs_again_and_the_report_counts_the_new_runs(
 
     sweep_id = cli("create", write_spec(GRID), "--store", store).stdout.strip()
     with LocalBackend(store) as backend:
-        while (claim := backend.claim(sweep_id, "a")).status == "claimed":
-            assert claim.run and claim.token
-            if claim.run.number in (2, 3):
-                backend.fail(claim.run.id, claim.token, "Traceback...\nOSError: disk full")
-            else:
-                backend.finish(claim.run.id, claim.token, {"test/accuracy": 0.5})
+        run_out(backend, sweep_id, fail={2, 3}, error="Traceback...\nOSError: disk full",
+                summary={"test/accuracy": 0.5})  # fmt: skip
     table = cli("status", "--store", store)
     assert f"queue them again: asc-sweep retry {sweep_id}" in table.stdout
 
@@ -152,9 +150,7 @@ def test_retry_queues_failed_runs_again_and_the_report_counts_the_new_runs(
     assert everything.stdout.strip() == f"queued 1 run again: {sweep_id}-0006"
     assert "no failed runs to retry" in cli("retry", "--store", store).stderr
     with LocalBackend(store) as backend:
-        while (claim := backend.claim(sweep_id, "a")).status == "claimed":
-            assert claim.run and claim.token
-            backend.finish(claim.run.id, claim.token, {"test/accuracy": 0.75})
+        run_out(backend, sweep_id, fail=set(), summary={"test/accuracy": 0.75})
     table = cli("status", "--store", store)
     assert "failed:" not in table.stdout
     assert "2 failed runs were retried: kept on record" in table.stdout

@@ -20,6 +20,8 @@ from asc_sweep.errors import LeaseLost, RetryRefused, RunNotFound, StoreError, S
 from asc_sweep.sweep import engine
 from asc_sweep.sweep.spec import parse_spec
 
+from .conftest import run_out
+
 GRID = """
 method: grid
 metric: {name: val/accuracy, goal: maximize}
@@ -178,16 +180,6 @@ def test_random_search_honours_run_cap(backend: SqlStore) -> None:
         backend.finish(claim.run.id, claim.token, {})
     assert len(lrs) == 4 and len(set(lrs)) == 4
     assert all(0.0001 <= lr <= 0.1 for lr in lrs)
-
-
-def run_out(backend: SqlStore, sweep_id: str, fail: set[int]) -> None:
-    """Claim every run of the sweep; fail those numbered in ``fail``, finish the others."""
-    while (claim := backend.claim(sweep_id, "a")).status == "claimed":
-        assert claim.run and claim.token
-        if claim.run.number in fail:
-            backend.fail(claim.run.id, claim.token, "CUDA out of memory")
-        else:
-            backend.finish(claim.run.id, claim.token, {"val/accuracy": 0.5})
 
 
 def test_retry_queues_failed_runs_again_and_keeps_them_on_record(backend: SqlStore) -> None:
