@@ -21,6 +21,27 @@ def test_help_lists_the_commands(cli: Callable[..., Any]) -> None:
         assert command in result.stdout
 
 
+def test_every_command_lists_a_one_line_summary() -> None:
+    """A command's first help paragraph is its line in ``--help``'s list, where a line break
+    in the docstring would show as a break mid-sentence."""
+    import typer.main
+
+    from asc_sweep.cli import app
+
+    def summaries(group: Any, path: str) -> list[tuple[str, str]]:
+        found = []
+        for name, command in group.commands.items():
+            first = (command.help or "").split("\n\n")[0]
+            found.append((f"{path} {name}", first))
+            if hasattr(command, "commands"):
+                found += summaries(command, f"{path} {name}")
+        return found
+
+    listed = summaries(typer.main.get_command(app), "asc-sweep")
+    assert len(listed) > 15
+    assert [(name, first) for name, first in listed if "\n" in first.strip()] == []
+
+
 def test_status_and_agent_default_to_the_latest_sweep(
     cli: Callable[..., Any], write_spec: Callable[..., Path], store: Path
 ) -> None:

@@ -312,8 +312,9 @@ def demo(
     ] = False,
     tracking: TrackingOption = "auto",
 ) -> None:
-    """Synthesise scenes, run the demo sweep (sample rate x init x architecture x fold) with
-    live progress, and print the cross-fold summary."""
+    """Synthesise scenes, run the demo sweep with live progress, print the cross-fold summary.
+
+    The demo sweep is sample rate x init x architecture x fold (sweeps/demo.yaml)."""
     from asc_sweep.backends import default_store_path
     from asc_sweep.cli.demo import run_demo
 
@@ -468,11 +469,12 @@ def retry(
     ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Queue the failed runs of a sweep again (a GPU out of memory while another agent held
-    it, a host lost more often than --max-attempts allows): each gets a new run with the same
-    configuration, which resumes from the failed attempt's last checkpoint where it starts on
-    the same host. The failed runs stay on record; the report and `status` count the new runs
-    instead."""
+    """Queue the failed runs of a sweep again: new runs with the same configurations.
+
+    For failures that may not recur (a GPU out of memory while another agent held it, a host
+    lost more often than --max-attempts allows). Each new run resumes from the failed
+    attempt's last checkpoint where it starts on the same host. The failed runs stay on
+    record; the report and `status` count the new runs instead."""
     with user_errors():
         controller = _open(sweep_id, store)
         queued = controller.retry(runs or None)
@@ -534,8 +536,9 @@ def report(
     ] = None,
     tracking: TrackingOption = "auto",
 ) -> None:
-    """Cross-fold tables, paired main effects, interactions, convergence and cost of a sweep:
-    report.md, report.html, runs.csv, summary.csv, tables.tex and plots/."""
+    """Cross-fold tables, paired main effects, interactions, convergence and cost of a sweep.
+
+    Writes report.md, report.html, runs.csv, summary.csv, tables.tex and plots/."""
     from asc_sweep.report import check_arguments, console_table, write_report
 
     with user_errors():

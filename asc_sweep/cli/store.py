@@ -31,8 +31,9 @@ def migrate(
         typer.Argument(help="Sweep ids to copy [default: every sweep in the source]"),
     ] = None,
 ) -> None:
-    """Copy sweeps with their runs, summaries and per-epoch histories into another store,
-    keeping their ids (runs that were running are queued again there). The source is not
+    """Copy sweeps with their runs, summaries and per-epoch histories into another store.
+
+    Sweeps keep their ids; runs that were running are queued again there. The source is not
     changed: stop its agents first, then start agents on the new store."""
     from asc_sweep.backends.registry import open_store
     from asc_sweep.backends.sql import copy_sweeps
