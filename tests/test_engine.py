@@ -4,7 +4,10 @@ every SQL store."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pydantic
 
@@ -108,3 +111,31 @@ def test_hyperband_stops_a_run_whose_stored_history_is_poor(
     assert run.state == "stopped"
     states = {r.params["lr"]: r.state for r in backend.runs(sweep.id)}
     assert states == {0.1: "finished", 0.01: "finished", 0.001: "stopped"}
+
+
+def test_an_agent_imports_the_engine_before_it_takes_the_sweeps_lock(tmp_path: Path) -> None:
+    """The engine imports scipy.stats and scikit-learn on its first call (about a second): an
+    agent's first claim of a random, bayes or early-terminating sweep must not spend that second
+    holding the lock every other agent's claim waits for. A fresh process, since this one has
+    imported the engine already."""
+    probe = f"""
+import sys
+from asc_sweep.backends.local import LocalBackend
+from asc_sweep.sweep.spec import parse_spec
+store = LocalBackend({str(tmp_path / "s.db")!r})
+sweep = store.create_sweep(parse_spec({BAYES!r}))
+assert "sweeps.bayes_search" not in sys.modules  # creating a bayes sweep does not load it
+locked = []
+real = store._write
+def write(body):
+    locked.append("sweeps.bayes_search" in sys.modules and "sklearn" in sys.modules)
+    return real(body)
+store._write = write
+assert store.claim(sweep.id, "a").status == "claimed"
+print(locked)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[True]"

@@ -114,6 +114,76 @@ def test_leases_run_on_the_servers_clock_not_the_agents(
     other.close()
 
 
+def test_the_servers_clock_is_read_once_a_minute_and_carried_forward(
+    new_postgres_store: Callable[[], PostgresStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asc_sweep.backends import postgres
+
+    store = new_postgres_store()
+    reads = statements(monkeypatch)
+    conn = postgres._PgConn(store._conn)
+    first = store.now(conn)
+    server = psql(store.url, "SELECT extract(epoch FROM clock_timestamp())")[0][0]
+    assert abs(float(server) - store.now(conn)) < 0.05
+    assert store.now(conn) >= first
+    assert sum("clock_timestamp" in sql for sql in reads) == 1  # carried forward, not asked
+    # This host's wall clock jumps: the carried clock does not (it runs on time.monotonic).
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)
+    assert abs(store.now(conn) - first) < 5
+    # A minute on, the server is asked again.
+    later = time.monotonic() + postgres.CLOCK_SYNC_SECONDS + 1
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    store.now(conn)
+    assert sum("clock_timestamp" in sql for sql in reads) == 2
+
+
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement the PostgreSQL stores send from now on (one round trip each), in order."""
+    from asc_sweep.backends import postgres
+
+    sent: list[str] = []
+    real = postgres._PgConn.execute
+
+    def execute(self: Any, sql: str, args: Any = ()) -> Any:
+        sent.append(" ".join(sql.split()))
+        return real(self, sql, args)
+
+    monkeypatch.setattr(postgres._PgConn, "execute", execute)
+    return sent
+
+
+def test_a_run_costs_a_handful_of_round_trips(
+    new_postgres_store: Callable[[], PostgresStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every statement is a round trip to the server, and a claim's hold the sweep's lock that
+    every other agent's claim waits for: a run's orchestration stays a few statements."""
+    store = new_postgres_store()
+    sweep = store.create_sweep(parse_spec(GRID))
+    sent = statements(monkeypatch)  # (create_sweep read the server's clock)
+    claim = store.claim(sweep.id, "a")
+    assert claim.run and claim.token
+    # Whether the sweep needs its engine (once, before the lock); then the sweep's lock,
+    # expired leases, the next pending run, taking it.
+    assert len(sent) == 1 + 4, sent
+    for epoch in range(3):
+        store.log(claim.run.id, claim.token, epoch, {"val/accuracy": 0.5})
+    # Each epoch: renew the lease, store the metrics; the spec once, for early termination.
+    assert len(sent) == 5 + 3 * 2 + 1, sent[5:]
+    store.finish(claim.run.id, claim.token, {"val/accuracy": 0.5})
+    assert len(sent) == 12 + 1, sent[12:]
+    assert not any("clock_timestamp" in sql for sql in sent)
+    # A run put back and claimed again drops its earlier attempt's epochs, at one more.
+    second = store.claim(sweep.id, "a")
+    assert second.run and second.token
+    store.log(second.run.id, second.token, 0, {"val/accuracy": 0.5})
+    store.requeue(second.run.id, second.token, "stopping")
+    before = len(sent)
+    again = store.claim(sweep.id, "b")
+    assert again.run and again.run.id == second.run.id and len(sent) == before + 4 + 1
+    assert store.history(second.run.id) == []
+
+
 def test_a_connection_dropped_mid_transaction_is_retried_once(
     new_postgres_store: Callable[[], PostgresStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:

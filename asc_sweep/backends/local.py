@@ -129,6 +129,7 @@ class LocalBackend(SqlStore):
     """A sweep store in one SQLite file (WAL mode). One instance per thread."""
 
     def __init__(self, path: str | Path | None = None) -> None:
+        super().__init__()
         self.path = Path(path) if path is not None else default_store_path()
         if "://" in str(path or ""):
             raise StoreError(

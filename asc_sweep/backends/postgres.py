@@ -8,7 +8,8 @@ store's; here is how PostgreSQL runs them:
   every run before it, so two claims must not ask it at once. Everything else (heartbeats,
   history, final writes) is a compare-and-set on the run's token and takes no sweep lock;
 * lease times are the server's clock (``clock_timestamp()``), never an agent's, so agents
-  whose clocks are minutes apart still agree on when a lease ran out;
+  whose clocks are minutes apart still agree on when a lease ran out (a store reads it once a
+  minute and carries it forward on the host's monotonic clock in between);
 * a connection that drops (the server restarted, a network blip) is reopened with backoff
   for up to ``retry_seconds`` and the transaction retried, so a restart does not reach the
   agent; a deadlock or serialisation failure is retried at once;
@@ -24,6 +25,7 @@ no operation this store needs.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -42,6 +44,9 @@ T = TypeVar("T")
 SCHEMES = ("postgresql://", "postgres://")
 RETRY_SECONDS = 120.0  # how long a dropped connection is retried before the call fails
 CONNECT_TIMEOUT = 10  # seconds, per connection attempt
+# How often a store reads the server's clock again; in between it is carried forward on the
+# host's monotonic clock, whose rate differs from the server's by parts per million.
+CLOCK_SYNC_SECONDS = 60.0
 # pg_advisory_xact_lock key for schema creation and migration (any constant shared by all).
 MIGRATION_LOCK = 0x61736373  # "ascs"
 
@@ -223,12 +228,15 @@ class PostgresStore(SqlStore):
     insertion_order = "seq"
 
     def __init__(self, url: str, *, retry_seconds: float = RETRY_SECONDS) -> None:
+        super().__init__()
         if not is_postgres_url(url):
             raise StoreError(f"{url}: not a PostgreSQL URL; give postgresql://USER@HOST:PORT/DB")
         self.url = url
         self.retry_seconds = retry_seconds
         self._pg = _psycopg()
         self._conn: Any = None
+        self._clock_synced_at = -math.inf  # time.monotonic() of the last read of the server's
+        self._server_clock = 0.0  # clock, and what it read
         self._connect(initial=True)
         self._migrate()
 
@@ -300,7 +308,21 @@ class PostgresStore(SqlStore):
         return self._with_retry(lambda conn, retried: body(_PgConn(conn)))
 
     def now(self, conn: Conn) -> float:
-        return float(conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()[0])
+        """The server's clock: read from the server once every ``CLOCK_SYNC_SECONDS`` and
+        carried forward on this host's monotonic clock in between (which no clock change on
+        this host moves), so that a claim or a heartbeat does not spend a round trip on it."""
+        elapsed = time.monotonic() - self._clock_synced_at
+        if elapsed > CLOCK_SYNC_SECONDS or elapsed < 0:
+            asked = time.monotonic()
+            server = float(
+                conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()[0]
+            )
+            answered = time.monotonic()
+            # The server read its clock somewhere in the round trip: call it the middle.
+            self._clock_synced_at = (asked + answered) / 2
+            self._server_clock = server
+            elapsed = answered - self._clock_synced_at
+        return self._server_clock + elapsed
 
     # --- schema --------------------------------------------------------------------------------
 

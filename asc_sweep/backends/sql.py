@@ -101,6 +101,11 @@ class Conn(Protocol):
 class SqlStore(ABC):
     """A sweep store in an SQL database. One instance per thread (:meth:`reopen`)."""
 
+    def __init__(self) -> None:
+        # Run id -> its sweep and early-termination spec, for the runs this connection logs.
+        self._specs: dict[int, tuple[str, dict[str, Any] | None]] = {}
+        self._warm: set[str] = set()  # sweeps whose engine this process has imported
+
     # --- the dialect -------------------------------------------------------------------------
 
     @property
@@ -253,6 +258,13 @@ class SqlStore(ABC):
 
     def claim(self, sweep_id: str, agent: str) -> Claim:
         """Hand the next run to ``agent``: a requeued or pending run first, else a new one."""
+        if sweep_id not in self._warm:
+            # The engine's first call imports its search modules (a second): not while this
+            # claim holds the lock every other agent's claim waits for.
+            sweep = self.find_sweep(sweep_id)
+            if sweep is not None and (sweep.method != "grid" or sweep.spec.get("early_terminate")):
+                engine.warm_up()
+            self._warm.add(sweep_id)
 
         def body(conn: Conn, retried: bool) -> Claim:
             sweep = _to_sweep(self._sweep_row(conn, sweep_id, lock=True))
@@ -261,22 +273,23 @@ class SqlStore(ABC):
             now = self.now(conn)
             self._expire_leases(conn, sweep, now)
             row = conn.execute(
-                "SELECT id FROM runs WHERE sweep_id = ? AND state = 'pending' "
-                "ORDER BY number LIMIT 1",
+                "SELECT id, EXISTS (SELECT 1 FROM history h WHERE h.run_id = runs.id) "
+                "FROM runs WHERE sweep_id = ? AND state = 'pending' ORDER BY number LIMIT 1",
                 (sweep_id,),
             ).fetchone()
             run_id = row[0] if row else self._new_run(conn, sweep, now)
             if run_id is not None:
+                if row and row[1]:  # an earlier attempt's epochs: this attempt logs its own
+                    conn.execute("DELETE FROM history WHERE run_id = ?", (run_id,))
                 token = secrets.token_hex(16)
-                updated = conn.execute(
+                claimed = conn.execute(
                     "UPDATE runs SET state = 'running', attempts = attempts + 1, agent = ?, "
                     "token = ?, lease_expires = ?, started_at = ?, should_stop = 0, "
-                    "ended_at = NULL WHERE id = ? AND state = 'pending'",
+                    f"ended_at = NULL WHERE id = ? AND state = 'pending' RETURNING {RUN_COLUMNS}",
                     (agent, token, now + sweep.lease_seconds, now, run_id),
-                ).rowcount
-                assert updated == 1, "a pending run changed while claims were serialised"
-                conn.execute("DELETE FROM history WHERE run_id = ?", (run_id,))  # a new attempt
-                return Claim("claimed", self._run(conn, run_id), token)
+                ).fetchall()
+                assert len(claimed) == 1, "a pending run changed while claims were serialised"
+                return Claim("claimed", _to_run(claimed[0]), token)
             running = conn.execute(
                 "SELECT COUNT(*) FROM runs WHERE sweep_id = ? AND state = 'running'", (sweep_id,)
             ).fetchone()[0]
@@ -315,14 +328,18 @@ class SqlStore(ABC):
         """Ask the engine for the next configuration and queue it; None when there is none."""
         if sweep.exhausted:
             return None
-        created = conn.execute(
-            "SELECT COUNT(*) FROM runs WHERE sweep_id = ?", (sweep.id,)
-        ).fetchone()[0]
-        # The cap counts configurations: a retried run and its retry are one.
-        if (
-            sweep.run_cap is not None
-            and created - len(_retried_numbers(conn, sweep.id)) >= sweep.run_cap
-        ):
+        retried = 0
+        if sweep.run_cap is None:
+            created = conn.execute(
+                "SELECT COUNT(*) FROM runs WHERE sweep_id = ?", (sweep.id,)
+            ).fetchone()[0]
+        else:  # the cap counts configurations: a retried run and its retry are one
+            created, retried = conn.execute(
+                f"SELECT (SELECT COUNT(*) FROM runs WHERE sweep_id = ?), "
+                f"(SELECT COUNT(*) FROM ({RETRIED_NUMBERS}) retried)",
+                (sweep.id, sweep.id, sweep.id, sweep.id),
+            ).fetchone()
+        if sweep.run_cap is not None and created - retried >= sweep.run_cap:
             conn.execute("UPDATE sweeps SET exhausted = 1 WHERE id = ?", (sweep.id,))
             return None
         # Random search draws independently of past runs, so they need not be loaded.
@@ -361,24 +378,19 @@ class SqlStore(ABC):
             LeaseLost: the run is no longer this agent's.
         """
 
-        def body(conn: Conn, retried: bool) -> bool:
-            self._renew(conn, run_id, token)
-            return self._should_stop(conn, run_id)
+        return self._write(lambda conn, retried: self._renew(conn, run_id, token))
 
-        return self._write(body)
-
-    def _should_stop(self, conn: Conn, run_id: int) -> bool:
-        row = conn.execute("SELECT should_stop FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return bool(row[0])
-
-    def _renew(self, conn: Conn, run_id: int, token: str) -> None:
-        updated = conn.execute(
+    def _renew(self, conn: Conn, run_id: int, token: str) -> bool:
+        """Renew the run's lease; returns whether it should stop."""
+        renewed = conn.execute(
             "UPDATE runs SET lease_expires = ? + (SELECT lease_seconds FROM sweeps s "
-            "WHERE s.id = runs.sweep_id) WHERE id = ? AND token = ? AND state = 'running'",
+            "WHERE s.id = runs.sweep_id) WHERE id = ? AND token = ? AND state = 'running' "
+            "RETURNING should_stop",
             (self.now(conn), run_id, token),
-        ).rowcount
-        if updated != 1:
+        ).fetchall()
+        if len(renewed) != 1:
             raise LeaseLost(self._lost_message(conn, run_id))
+        return bool(renewed[0][0])
 
     def _lost_message(self, conn: Conn, run_id: int) -> str:
         row = conn.execute("SELECT state, agent FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -393,26 +405,39 @@ class SqlStore(ABC):
         """
 
         def body(conn: Conn, retried: bool) -> bool:
-            self._renew(conn, run_id, token)
+            should_stop = self._renew(conn, run_id, token)
             conn.execute(
                 "INSERT INTO history (run_id, step, metrics) VALUES (?, ?, ?) "
                 "ON CONFLICT (run_id, step) DO UPDATE SET metrics = excluded.metrics",
                 (run_id, step, json.dumps(dict(metrics))),
             )
-            sweep_id, spec = conn.execute(
-                "SELECT s.id, s.spec FROM runs r JOIN sweeps s ON s.id = r.sweep_id WHERE r.id = ?",
-                (run_id,),
-            ).fetchone()
-            spec = json.loads(spec)
-            if spec.get("early_terminate"):
+            sweep_id, spec = self._early_terminate(conn, run_id)
+            if spec:
                 for name in engine.runs_to_stop(spec, self._engine_runs(conn, sweep_id)):
                     conn.execute(
                         "UPDATE runs SET should_stop = 1 WHERE id = ? AND state = 'running'",
                         (int(name),),
                     )
-            return self._should_stop(conn, run_id)
+                    should_stop = should_stop or int(name) == run_id
+            return should_stop
 
         return self._write(body)
+
+    def _early_terminate(self, conn: Conn, run_id: int) -> tuple[str, dict[str, Any] | None]:
+        """The run's sweep, and that sweep's spec where it asks for early termination (else
+        None). Remembered for the runs this connection logs: a spec never changes."""
+        known = self._specs.get(run_id)
+        if known is None:
+            sweep_id, spec = conn.execute(
+                "SELECT s.id, s.spec FROM runs r JOIN sweeps s ON s.id = r.sweep_id WHERE r.id = ?",
+                (run_id,),
+            ).fetchone()
+            spec = json.loads(spec)
+            known = (sweep_id, spec if spec.get("early_terminate") else None)
+            if len(self._specs) >= 64:  # an agent logs one run at a time: keep a few
+                self._specs.clear()
+            self._specs[run_id] = known
+        return known
 
     def finish(self, run_id: int, token: str, summary: Mapping[str, Any]) -> Run:
         """Record the run's summary; ``stopped`` when early termination had asked it to stop."""
@@ -442,18 +467,19 @@ class SqlStore(ABC):
         self, run_id: int, token: str, assignments: str, args: tuple[Any, ...], ended: bool = True
     ) -> Run:
         def body(conn: Conn, retried: bool) -> Run:
-            updated = conn.execute(
+            ended_row = conn.execute(
                 f"UPDATE runs SET {assignments}, token = NULL, lease_expires = NULL, "
-                "ended_at = ? WHERE id = ? AND token = ? AND state = 'running'",
+                "ended_at = ? WHERE id = ? AND token = ? AND state = 'running' "
+                f"RETURNING {RUN_COLUMNS}",
                 (*args, self.now(conn) if ended else None, run_id, token),
-            ).rowcount
-            if updated != 1:
+            ).fetchall()
+            if len(ended_row) != 1:
                 run = self._run(conn, run_id)
                 # The connection dropped around an earlier try's COMMIT, which went through.
                 if retried and run.state != "running":
                     return run
                 raise LeaseLost(self._lost_message(conn, run_id))
-            return self._run(conn, run_id)
+            return _to_run(ended_row[0])
 
         return self._write(body)
 
