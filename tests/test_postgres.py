@@ -121,21 +121,25 @@ def test_the_servers_clock_is_read_once_a_minute_and_carried_forward(
 
     store = new_postgres_store()
     reads = statements(monkeypatch)
+    real = time.time
     conn = postgres._PgConn(store._conn)
     first = store.now(conn)
     server = psql(store.url, "SELECT extract(epoch FROM clock_timestamp())")[0][0]
     assert abs(float(server) - store.now(conn)) < 0.05
     assert store.now(conn) >= first
     assert sum("clock_timestamp" in sql for sql in reads) == 1  # carried forward, not asked
-    # This host's wall clock jumps: the carried clock does not (it runs on time.monotonic).
-    real = time.time
-    monkeypatch.setattr(time, "time", lambda: real() + 3600)
-    assert abs(store.now(conn) - first) < 5
-    # A minute on, the server is asked again.
-    later = time.monotonic() + postgres.CLOCK_SYNC_SECONDS + 1
-    monkeypatch.setattr(time, "monotonic", lambda: later)
-    store.now(conn)
+    # A minute on (by this host's clocks; the server's did not move), the server is asked
+    # again: its clock, not the host's minute, is the answer.
+    real_monotonic = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real_monotonic() + 61)
+    monkeypatch.setattr(time, "time", lambda: real() + 61)
+    assert abs(store.now(conn) - float(server)) < 5
     assert sum("clock_timestamp" in sql for sql in reads) == 2
+    # The host was suspended for an hour (its wall clock moved on, its monotonic clock stood
+    # still): the server is asked at once, and the lease times follow the server's clock.
+    monkeypatch.setattr(time, "time", lambda: real() + 3661)
+    assert abs(store.now(conn) - float(server)) < 5
+    assert sum("clock_timestamp" in sql for sql in reads) == 3
 
 
 def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -9,7 +9,8 @@ store's; here is how PostgreSQL runs them:
   history, final writes) is a compare-and-set on the run's token and takes no sweep lock;
 * lease times are the server's clock (``clock_timestamp()``), never an agent's, so agents
   whose clocks are minutes apart still agree on when a lease ran out (a store reads it once a
-  minute and carries it forward on the host's monotonic clock in between);
+  minute, or when the host's clocks disagree, and carries it forward on the host's monotonic
+  clock in between);
 * a connection that drops (the server restarted, a network blip) is reopened with backoff
   for up to ``retry_seconds`` and the transaction retried, so a restart does not reach the
   agent; a deadlock or serialisation failure is retried at once;
@@ -235,8 +236,11 @@ class PostgresStore(SqlStore):
         self.retry_seconds = retry_seconds
         self._pg = _psycopg()
         self._conn: Any = None
-        self._clock_synced_at = -math.inf  # time.monotonic() of the last read of the server's
-        self._server_clock = 0.0  # clock, and what it read
+        # The last read of the server's clock: this host's monotonic and wall clocks then, and
+        # the server's.
+        self._clock_synced_at = -math.inf
+        self._wall_at_sync = 0.0
+        self._server_clock = 0.0
         self._connect(initial=True)
         self._migrate()
 
@@ -309,17 +313,20 @@ class PostgresStore(SqlStore):
 
     def now(self, conn: Conn) -> float:
         """The server's clock: read from the server once every ``CLOCK_SYNC_SECONDS`` and
-        carried forward on this host's monotonic clock in between (which no clock change on
-        this host moves), so that a claim or a heartbeat does not spend a round trip on it."""
-        elapsed = time.monotonic() - self._clock_synced_at
-        if elapsed > CLOCK_SYNC_SECONDS or elapsed < 0:
-            asked = time.monotonic()
+        carried forward on this host's monotonic clock in between, so that a claim or a
+        heartbeat does not spend a round trip on it. Read again at once where this host's
+        wall clock moved otherwise than its monotonic clock (a suspended host, whose
+        monotonic clock stood still; a clock set by hand)."""
+        mono, wall = time.monotonic(), time.time()
+        elapsed = mono - self._clock_synced_at
+        if not 0 <= elapsed <= CLOCK_SYNC_SECONDS or abs(wall - self._wall_at_sync - elapsed) > 1:
             server = float(
                 conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()[0]
             )
             answered = time.monotonic()
             # The server read its clock somewhere in the round trip: call it the middle.
-            self._clock_synced_at = (asked + answered) / 2
+            self._clock_synced_at = (mono + answered) / 2
+            self._wall_at_sync = wall + (answered - mono) / 2
             self._server_clock = server
             elapsed = answered - self._clock_synced_at
         return self._server_clock + elapsed
