@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from asc_sweep.backends.sql import SqlStore
 from asc_sweep.sweep import engine
@@ -59,11 +60,13 @@ def open_only(store: str) -> SqlStore:
     return LocalBackend(store)
 
 
-def agent(store: str, sweep_id: str, start: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def agent(store: str, sweep_id: str, ready: Any, out: mp.Queue) -> None:  # type: ignore[type-arg]
     backend = open_only(store)
+    # Agents import the sweep engine (a second) before their first claim, outside the lock:
+    # that start-up is not orchestration, so it ends before the clock starts.
+    engine.warm_up()
     times: list[float] = []
-    while time.time() < start:  # all agents begin together
-        time.sleep(0.001)
+    ready.wait()  # all agents begin together, once every one has started up
     began = time.time()
     while True:
         t0 = time.perf_counter()
@@ -86,15 +89,12 @@ def measure(new_store: Callable[[], str], method: str, runs: int, agents: int) -
         sweep = backend.create_sweep(parse_spec(SPECS[method].format(runs=runs)), seed=0)
     ctx = mp.get_context("spawn")
     queue: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-    start = time.time() + 3.0 + agents / 4  # every agent spawned and connected
-    procs = [ctx.Process(target=agent, args=(store, sweep.id, start, queue)) for _ in range(agents)]
+    ready = ctx.Barrier(agents)
+    procs = [ctx.Process(target=agent, args=(store, sweep.id, ready, queue)) for _ in range(agents)]
     for p in procs:
         p.start()
     results = [queue.get() for _ in procs]
     times = [t for agent_times, _, _ in results for t in agent_times]
-    late = max(began for _, began, _ in results) - start
-    if late > 0.5:
-        print(f"(warning: the last agent began {late:.1f} s late)", file=sys.stderr)
     wall = max(ended for _, _, ended in results) - min(began for _, began, _ in results)
     for p in procs:
         p.join()
