@@ -47,11 +47,12 @@ bench: venv
 	$(BIN)/python benchmarks/overhead.py --repeats 2
 	$(BIN)/python benchmarks/cache_reuse.py
 	$(BIN)/python benchmarks/scaling.py
+	$(BIN)/python benchmarks/report.py --seeds 5
 
 # Every benchmark at toy sizes: proves the scripts run (CI smoke), figures mean nothing. Two
 # at a time (most of their time is processes starting), each one's output kept together.
 QUICK := $(addprefix quick-,store features synth soak models evaluation overhead cache scaling \
-	utilisation)
+	utilisation report)
 .PHONY: $(QUICK)
 bench-quick: venv
 	$(MAKE) --no-print-directory -j2 --output-sync=target $(QUICK)
@@ -74,6 +75,8 @@ quick-cache:
 	$(BIN)/python benchmarks/cache_reuse.py --clips-per-class 8 --seconds 1
 quick-scaling:
 	$(BIN)/python benchmarks/scaling.py --quick
+quick-report:
+	$(BIN)/python benchmarks/report.py --epochs 5 --repeats 1
 quick-utilisation:  # the GPU script's launch and table, on the CPU
 	$(BIN)/python benchmarks/utilisation.py --device cpu --agents-per-gpu 2 --runs 64 --epochs 2 \
 		--clips-per-class 8 --arch dcase2018_cnn --seconds 5

@@ -21,16 +21,17 @@ from asc_sweep.sweep.spec import parse_spec
 SPEC = """
 method: grid
 parameters:
-  sample_rate: {values: [8000, 16000, 22050, 32000, 44100]}
-  init: {values: [default, he_normal, he_uniform, xavier_uniform]}
-  arch: {values: [dcase2018_cnn, sb_cnn, cnn6, cp_resnet]}
-  fold: {values: [1, 2, 3, 4]}
+  sample_rate: {{values: [8000, 16000, 22050, 32000, 44100]}}
+  init: {{values: [default, he_normal, he_uniform, xavier_uniform]}}
+  arch: {{values: [dcase2018_cnn, sb_cnn, cnn6, cp_resnet]}}
+  fold: {{values: [1, 2, 3, 4]}}
+  seed: {{values: {seeds}}}
 """
 
 
-def fill(backend: LocalBackend, epochs: int) -> str:
+def fill(backend: LocalBackend, epochs: int, seeds: int) -> str:
     rng = np.random.default_rng(0)
-    sweep = backend.create_sweep(parse_spec(SPEC))
+    sweep = backend.create_sweep(parse_spec(SPEC.format(seeds=list(range(seeds)))))
     while (claim := backend.claim(sweep.id, "bench")).status == "claimed":
         assert claim.run and claim.token
         for e in range(epochs):
@@ -53,9 +54,10 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=1, help="320 runs a seed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, LocalBackend(Path(tmp) / "s.db") as backend:
-        sweep_id = fill(backend, args.epochs)
+        sweep_id = fill(backend, args.epochs, args.seeds)
         times = []
         for i in range(args.repeats):
             t0 = time.perf_counter()
