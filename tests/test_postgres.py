@@ -188,6 +188,33 @@ def test_a_run_costs_a_handful_of_round_trips(
     assert store.history(second.run.id) == []
 
 
+def test_a_grid_and_a_moved_history_go_in_as_batches_not_a_statement_a_row(
+    new_postgres_store: Callable[[], PostgresStore], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A 100,000-run grid, or a sweep moved with its histories (a row an epoch), would
+    otherwise cost a round trip a row."""
+    store = new_postgres_store()
+    sent = statements(monkeypatch)
+    sweep = store.create_sweep(
+        parse_spec("method: grid\nparameters:\n  seed: {min: 1, max: 500}\n")
+    )
+    assert sweep.total == 500 and len(store.runs(sweep.id)) == 500
+    assert len(sent) < 10, sent
+    with LocalBackend(tmp_path / "laptop.db") as laptop:
+        moved = laptop.create_sweep(parse_spec(GRID))
+        claim = laptop.claim(moved.id, "a")
+        assert claim.run and claim.token
+        for epoch in range(50):
+            laptop.log(claim.run.id, claim.token, epoch, {"val/accuracy": epoch / 100})
+        laptop.finish(claim.run.id, claim.token, {"val/accuracy": 0.49})
+        before = len(sent)
+        store.import_sweep(
+            laptop.get_sweep(moved.id), laptop.runs(moved.id), laptop.histories(moved.id)
+        )
+    assert len(sent) - before < 6 + 3 * 6, sent[before:]  # a few a run, none an epoch
+    assert [len(store.history(run.id)) for run in store.runs(moved.id)] == [50] + [0] * 5
+
+
 def test_a_connection_dropped_mid_transaction_is_retried_once(
     new_postgres_store: Callable[[], PostgresStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:

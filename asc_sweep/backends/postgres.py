@@ -196,6 +196,11 @@ class _PgConn:
             return self._conn.execute(sql)
         return self._conn.execute(_placeholders(sql), tuple(args))
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        # psycopg pipelines the rows (libpq 14 and later): one round trip, not one a row.
+        with self._conn.cursor() as cursor:
+            cursor.executemany(_placeholders(sql), [tuple(row) for row in rows])
+
 
 def _reason(exc: BaseException) -> str:
     """A driver error on one line (libpq's messages name host and port, never the password)."""

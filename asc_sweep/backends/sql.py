@@ -97,6 +97,10 @@ class Conn(Protocol):
 
     def execute(self, sql: str, args: Sequence[Any] = ...) -> Cursor: ...
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
+        """``sql`` once per row, sent together where the driver can (one round trip, not one
+        a row)."""
+
 
 class SqlStore(ABC):
     """A sweep store in an SQL database. One instance per thread (:meth:`reopen`)."""
@@ -199,11 +203,11 @@ class SqlStore(ABC):
         return self.get_sweep(self._write(body))
 
     def _insert_runs(self, conn: Conn, rows: list[tuple[Any, ...]]) -> None:
-        for row in rows:
-            conn.execute(
+        if rows:
+            conn.executemany(
                 "INSERT INTO runs (sweep_id, number, params, config_hash, state, created_at) "
                 "VALUES (?, ?, ?, ?, 'pending', ?)",
-                row,
+                rows,
             )
 
     def _new_id(self, conn: Conn) -> str:
@@ -691,10 +695,13 @@ class SqlStore(ABC):
                 if moving:
                     continue  # a new attempt starts a new history
                 new_id = int(row[0])
-                for step, metrics in enumerate(histories.get(run.id, [])):
-                    conn.execute(
+                if history := histories.get(run.id, []):
+                    conn.executemany(
                         "INSERT INTO history (run_id, step, metrics) VALUES (?, ?, ?)",
-                        (new_id, step, json.dumps(metrics)),
+                        [
+                            (new_id, step, json.dumps(metrics))
+                            for step, metrics in enumerate(history)
+                        ],
                     )
                 if run.state != "pending":
                     conn.execute("UPDATE runs SET state = ? WHERE id = ?", (run.state, new_id))
