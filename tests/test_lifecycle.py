@@ -25,6 +25,7 @@ from rich.console import Console
 
 from asc_sweep.agent.agent import Agent, AgentRunContext, Heartbeat
 from asc_sweep.backends import LocalBackend
+from asc_sweep.errors import StoreError
 from asc_sweep.run.context import RunInterrupted, StandaloneContext, StopFlag
 from asc_sweep.run.metrics import epochs_to_fraction
 from asc_sweep.run.tracking import Tracker
@@ -309,6 +310,36 @@ def test_a_heartbeat_reports_store_errors_and_keeps_beating() -> None:
     assert text.count("heartbeat failed (database is locked)") == 1
     assert "heartbeat back after 2 failures" in text
     assert not ctx.stop.is_set
+
+
+class UnreachableAtFirst(FlakyStore):
+    """A store that refuses the heartbeat's own connection twice (a server at its
+    max_connections), then takes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = 0
+        self.calls = 2  # its heartbeats work
+
+    def reopen(self) -> FlakyStore:
+        self.opened += 1
+        if self.opened <= 2:
+            raise StoreError("postgresql://asc@db/asc: cannot connect (too many clients already)")
+        return self
+
+
+def test_a_heartbeat_whose_connection_is_refused_tries_again() -> None:
+    store = UnreachableAtFirst()
+    ctx = AgentRunContext(run_id=1, run_name="abc-0001", sweep_id="abc", attempt=1, agent="a",
+                          run_dir=None, _store=store, _token="t")  # type: ignore[arg-type]  # fmt: skip
+    console = Console(record=True, width=200)
+    with Heartbeat(store, ctx, interval=0.05, console=console) as beat:  # type: ignore[arg-type]
+        wait_for(lambda: store.calls >= 4, 10, "two beats once connected")
+        assert beat.thread.is_alive()
+    assert store.opened == 3
+    text = console.export_text()
+    assert text.count("heartbeat failed (postgresql://asc@db/asc: cannot connect") == 1
+    assert "heartbeat back after 2 failures" in text
 
 
 def test_report_checks_every_argument_before_writing_anything(

@@ -30,6 +30,7 @@ import threading
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -137,11 +138,16 @@ class Heartbeat:
         self.thread.join()
 
     def _beat(self) -> None:
-        store, ctx = self.store.reopen(), self.context
+        ctx = self.context
+        store: SweepStore | None = None
         try:
             while not self.done.wait(self.interval):
                 try:
-                    if not ctx.heed(lambda: store.heartbeat(ctx.run_id, ctx._token)):
+                    # Its own connection, opened here and tried again at the next beat if it
+                    # cannot be: a server that takes no more connections for now is one more
+                    # store error to retry, not the end of the heartbeats.
+                    store = store or self.store.reopen()
+                    if not ctx.heed(partial(store.heartbeat, ctx.run_id, ctx._token)):
                         return
                 except STORE_ERRORS as exc:
                     self.errors += 1
@@ -159,7 +165,8 @@ class Heartbeat:
                     )
                     self.errors = 0
         finally:
-            store.close()
+            if store is not None:
+                store.close()
 
 
 def host_name() -> str:
