@@ -82,6 +82,25 @@ def test_the_password_may_come_from_pgpassword(
         assert store.create_sweep(parse_spec(GRID)).total == 6
 
 
+def test_a_server_out_of_connections_is_one_clear_error_that_says_what_to_raise(
+    pg_server: Any, new_pg_database: Callable[[], str]
+) -> None:
+    owner = f"limited{os.getpid()}"
+    psql(pg_server.url(), f"CREATE ROLE {owner} LOGIN PASSWORD 'pw' CONNECTION LIMIT 1")
+    database = new_pg_database().rsplit("/", 1)[1]
+    psql(pg_server.url(), f'ALTER DATABASE "{database}" OWNER TO {owner}')
+    psql(pg_server.url(database), f"ALTER SCHEMA public OWNER TO {owner}")
+    url = f"postgresql://{owner}:pw@127.0.0.1:{pg_server.port}/{database}"
+    with PostgresStore(url) as first:
+        assert first.create_sweep(parse_spec(GRID)).total == 6
+        with pytest.raises(StoreError) as caught:
+            PostgresStore(url)
+    message = str(caught.value)
+    assert "cannot connect" in message and "too many connections" in message
+    assert "each agent holds two connections" in message and "max_connections" in message
+    assert "\n" not in message and "pw@" not in message
+
+
 def test_an_unreachable_server_is_one_clear_error(pg_server: Any) -> None:
     from tests.pgserver import free_port
 

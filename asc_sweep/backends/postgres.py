@@ -277,7 +277,17 @@ class PostgresStore(SqlStore):
             )
         except self._pg.OperationalError as exc:
             if initial:
-                raise StoreError(f"{self.location}: cannot connect ({_reason(exc)})") from None
+                hint = ""
+                if "too many" in str(exc) or "connection slots are reserved" in str(exc):
+                    hint = (
+                        "; each agent holds two connections (its own and its heartbeat's) "
+                        "and each launcher one: raise the server's max_connections (or the "
+                        "role's or database's CONNECTION LIMIT), or put PgBouncer in "
+                        "transaction mode in front"
+                    )
+                raise StoreError(
+                    f"{self.location}: cannot connect ({_reason(exc)}){hint}"
+                ) from None
             raise
         self._conn.row_factory = _keyed_rows
         return self._conn
