@@ -284,8 +284,10 @@ class FlakyStore:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.opened = 0
 
     def reopen(self) -> FlakyStore:
+        self.opened += 1
         return self
 
     def close(self) -> None:
@@ -298,48 +300,42 @@ class FlakyStore:
         return False
 
 
-def test_a_heartbeat_reports_store_errors_and_keeps_beating() -> None:
-    store = FlakyStore()
-    ctx = AgentRunContext(run_id=1, run_name="abc-0001", sweep_id="abc", attempt=1, agent="a",
-                          run_dir=None, _store=store, _token="t")  # type: ignore[arg-type]  # fmt: skip
-    console = Console(record=True, width=200)
-    with Heartbeat(store, ctx, interval=0.05, console=console) as beat:  # type: ignore[arg-type]
-        wait_for(lambda: store.calls >= 4, 10, "four beats")
-        assert beat.thread.is_alive()
-    text = console.export_text()
-    assert text.count("heartbeat failed (database is locked)") == 1
-    assert "heartbeat back after 2 failures" in text
-    assert not ctx.stop.is_set
-
-
 class UnreachableAtFirst(FlakyStore):
     """A store that refuses the heartbeat's own connection twice (a server at its
-    max_connections), then takes it."""
+    max_connections), then takes it; its heartbeats work."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.opened = 0
-        self.calls = 2  # its heartbeats work
+        self.calls = 2
 
     def reopen(self) -> FlakyStore:
-        self.opened += 1
-        if self.opened <= 2:
+        if super().reopen().opened <= 2:
             raise StoreError("postgresql://asc@db/asc: cannot connect (too many clients already)")
         return self
 
 
-def test_a_heartbeat_whose_connection_is_refused_tries_again() -> None:
-    store = UnreachableAtFirst()
+@pytest.mark.parametrize(
+    ("flaky", "failure", "opened"),
+    [
+        (FlakyStore, "database is locked", 1),
+        (UnreachableAtFirst, "postgresql://asc@db/asc: cannot connect", 3),
+    ],
+)
+def test_a_heartbeat_reports_store_errors_and_keeps_beating(
+    flaky: type[FlakyStore], failure: str, opened: int
+) -> None:
+    store = flaky()
     ctx = AgentRunContext(run_id=1, run_name="abc-0001", sweep_id="abc", attempt=1, agent="a",
                           run_dir=None, _store=store, _token="t")  # type: ignore[arg-type]  # fmt: skip
     console = Console(record=True, width=200)
     with Heartbeat(store, ctx, interval=0.05, console=console) as beat:  # type: ignore[arg-type]
-        wait_for(lambda: store.calls >= 4, 10, "two beats once connected")
+        wait_for(lambda: store.calls >= 4, 10, "two beats that worked")
         assert beat.thread.is_alive()
-    assert store.opened == 3
+    assert store.opened == opened  # the heartbeat's own connection, tried at each beat
     text = console.export_text()
-    assert text.count("heartbeat failed (postgresql://asc@db/asc: cannot connect") == 1
+    assert text.count(f"heartbeat failed ({failure}") == 1
     assert "heartbeat back after 2 failures" in text
+    assert not ctx.stop.is_set
 
 
 def test_report_checks_every_argument_before_writing_anything(
