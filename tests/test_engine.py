@@ -6,10 +6,14 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pydantic
+import pytest
 
 from asc_sweep.backends.sql import SqlStore
 from asc_sweep.sweep import engine
@@ -111,6 +115,42 @@ def test_hyperband_stops_a_run_whose_stored_history_is_poor(
     assert run.state == "stopped"
     states = {r.params["lr"]: r.state for r in backend.runs(sweep.id)}
     assert states == {0.1: "finished", 0.01: "finished", 0.001: "stopped"}
+
+
+def test_early_termination_decides_outside_the_write_transaction(
+    make_sql_store: Callable[[], SqlStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's early-termination pass reads every run's history and grows with the sweep:
+    while it runs, the run's own heartbeat (from its agent's heartbeat thread) and another
+    agent's calls must not wait for it (a write transaction locks the run's row on PostgreSQL,
+    the whole store on SQLite)."""
+    backend = make_sql_store()
+    sweep = backend.create_sweep(parse_spec(HYPERBAND))
+    first, second = backend.claim(sweep.id, "a"), backend.claim(sweep.id, "b")
+    assert first.run and first.token and second.run and second.token
+    waited: list[float] = []
+    passes: list[Any] = []
+    real = engine.runs_to_stop
+
+    def other_agent() -> None:  # their own connection, in their own thread
+        with backend.reopen() as other:
+            assert other.heartbeat(first.run.id, first.token) is False  # type: ignore[union-attr]
+            other.log(second.run.id, second.token, 0, {"val/loss": 1.0})  # type: ignore[union-attr]
+
+    def deciding(spec: Any, runs: Any) -> list[str]:
+        if not passes:  # the first agent's pass: the other agent's calls, with a deadline
+            passes.append(spec)
+            t0 = time.monotonic()
+            thread = threading.Thread(target=other_agent)
+            thread.start()
+            thread.join(timeout=5)
+            waited.append(time.monotonic() - t0)
+        return real(spec, runs)
+
+    monkeypatch.setattr(engine, "runs_to_stop", deciding)
+    assert backend.log(first.run.id, first.token, 0, {"val/loss": 1.0}) is False
+    assert waited and waited[0] < 5
+    assert [len(backend.history(run.id)) for run in (first.run, second.run)] == [1, 1]
 
 
 def test_an_agent_imports_the_engine_before_it_takes_the_sweeps_lock(tmp_path: Path) -> None:

@@ -415,17 +415,27 @@ class SqlStore(ABC):
                 "ON CONFLICT (run_id, step) DO UPDATE SET metrics = excluded.metrics",
                 (run_id, step, json.dumps(dict(metrics))),
             )
-            sweep_id, spec = self._early_terminate(conn, run_id)
-            if spec:
-                for name in engine.runs_to_stop(spec, self._engine_runs(conn, sweep_id)):
-                    conn.execute(
-                        "UPDATE runs SET should_stop = 1 WHERE id = ? AND state = 'running'",
-                        (int(name),),
-                    )
-                    should_stop = should_stop or int(name) == run_id
             return should_stop
 
-        return self._write(body)
+        should_stop = self._write(body)
+        sweep_id, spec = self._read(lambda conn: self._early_terminate(conn, run_id))
+        if not spec:
+            return should_stop
+        # Early termination reads every run's history, and the engine's time grows with the
+        # sweep: outside the write transaction, which every agent's claims and heartbeats
+        # wait for (on SQLite, the whole store's). A snapshot a moment old decides as well
+        # (W&B's own controller decides on a timer).
+        runs = self._read(lambda conn: self._engine_runs(conn, sweep_id))
+        stop = [int(name) for name in engine.runs_to_stop(spec, runs)]
+        if stop:
+            self._write(lambda conn, retried: self._ask_to_stop(conn, stop))
+        return should_stop or run_id in stop
+
+    def _ask_to_stop(self, conn: Conn, run_ids: Sequence[int]) -> None:
+        for stopping in run_ids:
+            conn.execute(
+                "UPDATE runs SET should_stop = 1 WHERE id = ? AND state = 'running'", (stopping,)
+            )
 
     def _early_terminate(self, conn: Conn, run_id: int) -> tuple[str, dict[str, Any] | None]:
         """The run's sweep, and that sweep's spec where it asks for early termination (else
