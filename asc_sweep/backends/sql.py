@@ -83,8 +83,6 @@ class Row(Protocol):
 
 
 class Cursor(Protocol):
-    rowcount: int
-
     def fetchone(self) -> Any: ...
 
     def fetchall(self) -> list[Any]: ...
