@@ -155,7 +155,7 @@ def test_early_termination_decides_outside_the_write_transaction(
 
 def test_an_agent_imports_the_engine_before_it_takes_the_sweeps_lock(tmp_path: Path) -> None:
     """The engine imports scipy.stats and scikit-learn on its first call (about a second): an
-    agent's first claim of a random, bayes or early-terminating sweep must not spend that second
+    agent's first claim of a random or bayes sweep must not spend that second
     holding the lock every other agent's claim waits for. A fresh process, since this one has
     imported the engine already."""
     probe = f"""

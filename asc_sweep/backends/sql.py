@@ -261,10 +261,11 @@ class SqlStore(ABC):
     def claim(self, sweep_id: str, agent: str) -> Claim:
         """Hand the next run to ``agent``: a requeued or pending run first, else a new one."""
         if sweep_id not in self._warm:
-            # The engine's first call imports its search modules (a second): not while this
-            # claim holds the lock every other agent's claim waits for.
+            # A random or bayes claim asks the engine, whose first call imports its search
+            # modules (a second): not while this claim holds the lock every other agent's
+            # claim waits for.
             sweep = self.find_sweep(sweep_id)
-            if sweep is not None and (sweep.method != "grid" or sweep.spec.get("early_terminate")):
+            if sweep is not None and sweep.method != "grid":
                 engine.warm_up()
             self._warm.add(sweep_id)
 

@@ -39,15 +39,14 @@ def _import_sweeps() -> ModuleType:
 
 
 def warm_up() -> None:
-    """Import the engine's search and stopping modules, which it imports on first use:
-    scipy.stats and scikit-learn, about a second. A store calls this before it takes the
-    sweep's lock, so that no agent's first claim holds every other agent up for that second."""
+    """Import the engine's search modules, which it imports on first use: scipy.stats and
+    scikit-learn, about a second. A store calls this before it takes the sweep's lock, so
+    that no agent's first claim holds every other agent up for that second."""
     _import_sweeps()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import sweeps.bayes_search
         import sweeps.grid_search
-        import sweeps.hyperband_stopping
         import sweeps.random_search  # noqa: F401
 
 
