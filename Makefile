@@ -58,7 +58,7 @@ bench-quick: venv
 	$(MAKE) --no-print-directory -j2 --output-sync=target $(QUICK)
 
 quick-store:
-	$(BIN)/python benchmarks/store.py --stores sqlite --agents 2 --runs 8 --bayes-runs 4
+	$(BIN)/python benchmarks/store.py --stores sqlite --agents 2 --runs 8 --bayes-runs 4 --hyperband-runs 8
 quick-features:  # the GPU rows too (--device cpu)
 	$(BIN)/python benchmarks/features.py --clips 8 --seconds 2 --device cpu
 quick-synth:

@@ -7,7 +7,9 @@ contention from N processes on this host, or PostgreSQL transactions over TCP on
 
 * grid: configurations are expanded at create, a claim takes the next pending row;
 * random: the engine is asked for every new configuration (run_cap bounds the sweep);
-* bayes: the engine fits a Gaussian process over all runs for every new configuration.
+* bayes: the engine fits a Gaussian process over all runs for every new configuration;
+* hyperband: a grid with early termination; each run logs up to 9 epochs (random scores), and
+  every epoch the engine reads every run's history to decide which runs to stop.
 
 The last column times the bare engine call in one process with no store at all: what any
 controller built on this engine (W&B's own local controller included) pays per suggestion.
@@ -16,7 +18,8 @@ The PostgreSQL rows use ``--postgres URL`` (an empty database), else a temporary
 started from Debian's binaries as the tests start one; ``--stores sqlite`` skips them.
 
 Usage: python benchmarks/store.py [--agents 8 32] [--runs 512] [--bayes-runs 64]
-                                  [--stores sqlite postgres] [--postgres URL]
+                                  [--hyperband-runs 128] [--stores sqlite postgres]
+                                  [--postgres URL]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import multiprocessing as mp
+import random
 import signal
 import statistics
 import sys
@@ -45,7 +49,13 @@ SPECS = {
         "method: bayes\nrun_cap: {runs}\nmetric: {{name: val/accuracy, goal: maximize}}\n"
         "parameters:\n  lr: {{min: 0.0001, max: 0.1}}\n  mixup: {{min: 0.0, max: 1.0}}\n"
     ),
+    "hyperband": (
+        "method: grid\nmetric: {{name: val/accuracy, goal: maximize}}\n"
+        "early_terminate: {{type: hyperband, min_iter: 3, eta: 3}}\n"
+        "parameters:\n  seed: {{min: 1, max: {runs}}}\n"
+    ),
 }
+EPOCHS = {"hyperband": 9}  # history steps a run logs (1 for the other methods)
 
 
 def open_only(store: str) -> SqlStore:
@@ -60,7 +70,7 @@ def open_only(store: str) -> SqlStore:
     return LocalBackend(store)
 
 
-def agent(store: str, sweep_id: str, ready: Any, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def agent(store: str, sweep_id: str, epochs: int, ready: Any, out: mp.Queue) -> None:  # type: ignore[type-arg]
     backend = open_only(store)
     # Agents import the sweep engine (a second) before their first claim, outside the lock:
     # that start-up is not orchestration, so it ends before the clock starts.
@@ -77,7 +87,11 @@ def agent(store: str, sweep_id: str, ready: Any, out: mp.Queue) -> None:  # type
             time.sleep(0.01)
             continue
         assert claim.run is not None and claim.token is not None
-        backend.log(claim.run.id, claim.token, 0, {"val/accuracy": claim.run.number / 1000})
+        scores = random.Random(claim.run.number)
+        for epoch in range(epochs):
+            score = {"val/accuracy": scores.random()}
+            if backend.log(claim.run.id, claim.token, epoch, score):
+                break  # stopped early
         backend.finish(claim.run.id, claim.token, {"val/accuracy": claim.run.number / 1000})
         times.append(time.perf_counter() - t0)
     out.put((times, began, time.time()))
@@ -90,7 +104,11 @@ def measure(new_store: Callable[[], str], method: str, runs: int, agents: int) -
     ctx = mp.get_context("spawn")
     queue: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
     ready = ctx.Barrier(agents)
-    procs = [ctx.Process(target=agent, args=(store, sweep.id, ready, queue)) for _ in range(agents)]
+    epochs = EPOCHS.get(method, 1)
+    procs = [
+        ctx.Process(target=agent, args=(store, sweep.id, epochs, ready, queue))
+        for _ in range(agents)
+    ]
     for p in procs:
         p.start()
     results = [queue.get() for _ in procs]
@@ -158,12 +176,15 @@ def main() -> None:
     parser.add_argument("--agents", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--runs", type=int, default=512)
     parser.add_argument("--bayes-runs", type=int, default=64)
+    parser.add_argument("--hyperband-runs", type=int, default=128)
     parser.add_argument(
         "--stores", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"]
     )
     parser.add_argument("--postgres", metavar="URL", help="an empty PostgreSQL database")
     args = parser.parse_args()
-    print("agent processes each loop claim + 1 history step + finish per run\n")
+    print(
+        "agent processes each loop claim + 1 history step (hyperband: up to 9) + finish per run\n"
+    )
     print(
         "| store | agents | method | runs | median ms | p95 ms | runs/s (all agents) "
         "| engine alone, median ms |"
@@ -175,8 +196,10 @@ def main() -> None:
         stores = sqlite_stores() if kind == "sqlite" else postgres_stores(args.postgres)
         with stores as new_store:
             for agents in args.agents:
-                for method in ("grid", "random", "bayes"):
-                    n = args.bayes_runs if method == "bayes" else args.runs
+                for method in ("grid", "random", "bayes", "hyperband"):
+                    n = {"bayes": args.bayes_runs, "hyperband": args.hyperband_runs}.get(
+                        method, args.runs
+                    )
                     r = measure(new_store, method, n, agents)
                     bare = f"{alone[method]:.1f}" if method in alone else "-"
                     print(
