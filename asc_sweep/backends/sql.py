@@ -531,19 +531,22 @@ class SqlStore(ABC):
                             "retried; nothing was queued"
                         )
                     chosen.append(run)
-            now, number = self.now(conn), len(runs)
-            new = []
-            for run in chosen:
-                number += 1
-                row = conn.execute(
-                    "INSERT INTO runs (sweep_id, number, params, config_hash, state, created_at) "
-                    "VALUES (?, ?, ?, ?, 'pending', ?) RETURNING id",
-                    (sweep_id, number, json.dumps(run.params), run.config_hash, now),
-                ).fetchone()
-                new.append(int(row[0]))
-            if new:
-                conn.execute("UPDATE sweeps SET state = 'running' WHERE id = ?", (sweep_id,))
-            return [self._run(conn, run_id) for run_id in new]
+            if not chosen:
+                return []
+            now, last = self.now(conn), len(runs)
+            self._insert_runs(
+                conn,
+                [
+                    (sweep_id, last + i, json.dumps(run.params), run.config_hash, now)
+                    for i, run in enumerate(chosen, start=1)
+                ],
+            )
+            conn.execute("UPDATE sweeps SET state = 'running' WHERE id = ?", (sweep_id,))
+            rows = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE sweep_id = ? AND number > ? ORDER BY number",
+                (sweep_id, last),
+            ).fetchall()
+            return [_to_run(row) for row in rows]
 
         return self._write(body)
 
