@@ -3,6 +3,7 @@ every SQL store."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -151,6 +152,218 @@ def test_early_termination_decides_outside_the_write_transaction(
     assert backend.log(first.run.id, first.token, 0, {"val/loss": 1.0}) is False
     assert waited and waited[0] < 5
     assert [len(backend.history(run.id)) for run in (first.run, second.run)] == [1, 1]
+
+
+def _full_view(store: SqlStore, sweep_id: str) -> list[engine.EngineRun]:
+    """Every run of the sweep with every metric of its history and summary, read afresh."""
+    histories = store.histories(sweep_id)
+    return [
+        engine.EngineRun(str(r.id), r.state, r.params, histories.get(r.id, []), r.summary or {})
+        for r in store.runs(sweep_id)
+    ]
+
+
+def _seen(runs: Any, metric: str) -> list[tuple[str, Any, list[Any], Any]]:
+    """What the engine reads of each run: name, state, the metric's history and summary."""
+    records = [
+        r.record if isinstance(r, engine.PreparedRun) else engine.to_sweep_run(r) for r in runs
+    ]
+    return [
+        (r.name, r.state, r.metric_history(metric), (r.summary_metrics or {}).get(metric))
+        for r in records
+    ]
+
+
+def _epoch(loss: float, epoch: int) -> dict[str, Any]:
+    """A step as the trainer logs it: many metrics beside the spec's."""
+    return {
+        "epoch": epoch,
+        "train/loss": loss * 1.1,
+        "train/accuracy": 1 - loss / 3,
+        "lr": 0.003,
+        "val/loss": loss,
+        "val/accuracy": 1 - loss / 4,
+        "val/macro_f1": 1 - loss / 5,
+        "time/epoch_seconds": 0.5,
+    }
+
+
+HYPERBAND_GRID = """
+method: grid
+metric: {name: val/loss, goal: minimize}
+early_terminate: {type: hyperband, min_iter: 2, eta: 2}
+parameters:
+  seed: {values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]}
+"""
+
+
+def test_the_engine_decides_on_the_stores_kept_view_as_on_every_runs_full_record(
+    make_sql_store: Callable[[], SqlStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store hands the engine each run's metric alone and keeps the ended runs' records
+    between calls; the engine must stop the same runs as on every run's full record, read
+    afresh, through runs that end, fail, are put back mid-run, and log a NaN or a step
+    without the metric."""
+    backend = make_sql_store()
+    sweep = backend.create_sweep(parse_spec(HYPERBAND_GRID))
+    compared: list[list[str]] = []
+    real = engine.runs_to_stop
+
+    def both(spec: Any, runs: Any) -> list[str]:
+        kept = real(spec, runs)
+        with backend.reopen() as fresh:
+            full = [r for r in _full_view(fresh, sweep.id) if r.history]
+            assert _seen(runs, "val/loss") == _seen(full, "val/loss")
+            assert sorted(kept) == sorted(real(spec, full))
+        compared.append(kept)
+        return kept
+
+    monkeypatch.setattr(engine, "runs_to_stop", both)
+    flying: list[tuple[int, str, float, int]] = []  # run id, token, its loss level, epochs logged
+    claimed = 0
+    step = 0
+    while True:
+        while len(flying) < 3:
+            claim = backend.claim(sweep.id, f"agent-{claimed % 3}")
+            if claim.status != "claimed":
+                break
+            assert claim.run and claim.token
+            claimed += 1
+            flying.append((claim.run.id, claim.token, 0.2 + (claimed * 7 % 11) / 10, 0))
+        if not flying:
+            break
+        step += 1
+        run_id, token, level, logged = flying.pop(0)
+        metrics = _epoch(level + 1 / (logged + 1), logged)
+        if step == 9:
+            metrics["val/loss"] = math.nan  # a diverged epoch
+        if step == 13:
+            del metrics["val/loss"]  # a step without the spec's metric
+        stop = backend.log(run_id, token, logged, metrics)
+        logged += 1
+        if step == 20:  # its agent is stopping: back in the queue, its history kept
+            backend.requeue(run_id, token, "SIGTERM")
+        elif step == 25:
+            backend.fail(run_id, token, "CUDA out of memory")
+        elif stop or logged == 6:
+            backend.finish(run_id, token, {"val/loss": level})
+        else:
+            flying.append((run_id, token, level, logged))
+    states = [run.state for run in backend.runs(sweep.id)]
+    assert len(compared) == step > 40
+    assert "stopped" in states and "finished" in states and "failed" in states
+    assert sum(1 for kept in compared if kept) >= 3  # the comparison had stops to compare
+
+
+def test_bayes_suggests_on_the_stores_kept_view_as_on_every_runs_full_record(
+    make_sql_store: Callable[[], SqlStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for the bayes search at each claim: runs running, finished and failed, each
+    with a history of many metrics."""
+    backend = make_sql_store()
+    sweep = backend.create_sweep(parse_spec(BAYES), seed=11)
+    compared: list[Any] = []
+    real = engine.suggest
+
+    def both(spec: Any, runs: Any, seed: int) -> Any:
+        kept = real(spec, runs, seed)
+        with backend.reopen() as fresh:
+            full = _full_view(fresh, sweep.id)
+            assert _seen(runs, "val/accuracy") == _seen(full, "val/accuracy")
+            assert kept == real(spec, full, seed)
+        compared.append(kept)
+        return kept
+
+    monkeypatch.setattr(engine, "suggest", both)
+    waiting = backend.claim(sweep.id, "b")  # in flight throughout
+    assert waiting.run and waiting.token
+    backend.log(waiting.run.id, waiting.token, 0, _epoch(0.5, 0))
+    for i in range(6):
+        claim = backend.claim(sweep.id, "a")
+        assert claim.run and claim.token
+        mixup = claim.run.params["mixup"]
+        for epoch in range(3):
+            backend.log(claim.run.id, claim.token, epoch, _epoch(mixup + 1 / (epoch + 1), epoch))
+        if i == 2:
+            backend.fail(claim.run.id, claim.token, "diverged")
+        else:
+            backend.finish(claim.run.id, claim.token, {"val/accuracy": 1 - mixup / 4})
+    assert len(compared) == 7 and len({str(c) for c in compared}) == 7
+
+
+def test_a_claim_that_rolls_back_leaves_no_ended_run_behind(
+    make_sql_store: Callable[[], SqlStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim ends a run whose lease ran out on its last attempt, then fails before it
+    commits: the run is still running (its agent was only slow), and finishes. The store
+    must not have kept the failed record its rolled-back claim read."""
+    backend = make_sql_store()
+    sweep = backend.create_sweep(parse_spec(BAYES), seed=5, lease_seconds=0.5, max_attempts=1)
+    slow = backend.claim(sweep.id, "slow")
+    assert slow.run and slow.token
+    backend.log(slow.run.id, slow.token, 0, _epoch(0.4, 0))
+    time.sleep(0.7)  # its lease runs out
+    real = engine.suggest
+    calls: list[int] = []
+
+    def failing_once(spec: Any, runs: Any, seed: int) -> Any:
+        calls.append(1)
+        if len(calls) == 1:  # the claim that expired the slow run's lease fails
+            with backend.reopen() as fresh:
+                assert [r.state for r in _full_view(fresh, sweep.id)] == ["running"]
+            raise RuntimeError("the claim fails before it commits")
+        kept = real(spec, runs, seed)
+        with backend.reopen() as fresh:
+            full = _full_view(fresh, sweep.id)
+            assert [r.state for r in full] == ["finished"]
+            assert _seen(runs, "val/accuracy") == _seen(full, "val/accuracy")
+            assert kept == real(spec, full, seed)
+        return kept
+
+    monkeypatch.setattr(engine, "suggest", failing_once)
+    with pytest.raises(RuntimeError, match="before it commits"):
+        backend.claim(sweep.id, "quick")
+    assert backend.heartbeat(slow.run.id, slow.token) is False  # still its run: renewed
+    backend.finish(slow.run.id, slow.token, {"val/accuracy": 0.9})
+    assert backend.claim(sweep.id, "quick").status == "claimed"
+    assert len(calls) == 2
+
+
+def test_a_log_reads_the_ended_runs_histories_once(
+    make_sql_store: Callable[[], SqlStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ended run's history never changes: the early-termination pass of each log reads the
+    histories of the runs still going (and of those that ended since), not every epoch of the
+    sweep again (a sweep of 1,000 runs of 50 epochs read and parsed 50,000 steps a log)."""
+    from asc_sweep.backends import sql
+
+    backend = make_sql_store()
+    sweep = backend.create_sweep(parse_spec(HYPERBAND_GRID))
+    for _ in range(10):
+        claim = backend.claim(sweep.id, "a")
+        assert claim.run and claim.token
+        for epoch in range(20):
+            backend.log(claim.run.id, claim.token, epoch, _epoch(0.3, epoch))
+        backend.finish(claim.run.id, claim.token, {"val/loss": 0.3})
+    live = backend.claim(sweep.id, "a")
+    assert live.run and live.token
+    backend.log(live.run.id, live.token, 0, _epoch(0.3, 0))  # reads the ended runs once
+
+    parsed: list[str] = []
+
+    class Counting:
+        dumps = staticmethod(json.dumps)
+
+        @staticmethod
+        def loads(text: str) -> Any:
+            parsed.append(text)
+            return json.loads(text)
+
+    monkeypatch.setattr(sql, "json", Counting)
+    for epoch in range(1, 4):
+        parsed.clear()
+        backend.log(live.run.id, live.token, epoch, _epoch(0.3, epoch))
+        assert len(parsed) <= epoch + 3  # its own steps, its params; not the 200 ended steps
 
 
 def test_an_agent_imports_the_engine_before_it_takes_the_sweeps_lock(tmp_path: Path) -> None:

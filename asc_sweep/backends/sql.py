@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 from asc_sweep.backends.base import (
+    TERMINAL_STATES,
     Claim,
     Controller,
     CreateOptions,
@@ -107,6 +108,8 @@ class SqlStore(ABC):
         # Run id -> its sweep and early-termination spec, for the runs this connection logs.
         self._specs: dict[int, tuple[str, dict[str, Any] | None]] = {}
         self._warm: set[str] = set()  # sweeps whose engine this process has imported
+        # Sweep id -> run id -> the engine's record of an ended run (immutable: read once).
+        self._ended: dict[str, dict[int, engine.PreparedRun]] = {}
 
     # --- the dialect -------------------------------------------------------------------------
 
@@ -346,7 +349,13 @@ class SqlStore(ABC):
             conn.execute("UPDATE sweeps SET exhausted = 1 WHERE id = ?", (sweep.id,))
             return None
         # Random search draws independently of past runs, so they need not be loaded.
-        runs = [] if sweep.method == "random" else self._engine_runs(conn, sweep.id)
+        runs = (
+            []
+            if sweep.method == "random"
+            else self._engine_runs(
+                conn, sweep.id, sweep.spec.get("metric", {}).get("name"), keep_before=now
+            )
+        )
         params = engine.suggest(sweep.spec, runs, seed=sweep.seed + created)
         if params is None:
             conn.execute("UPDATE sweeps SET exhausted = 1 WHERE id = ?", (sweep.id,))
@@ -358,21 +367,79 @@ class SqlStore(ABC):
         ).fetchone()
         return int(row[0])
 
-    def _engine_runs(self, conn: Conn, sweep_id: str) -> list[engine.EngineRun]:
-        histories = _histories(conn, sweep_id)
-        return [
-            engine.EngineRun(
+    def _engine_runs(
+        self,
+        conn: Conn,
+        sweep: str,
+        metric: str | None,
+        *,
+        with_history_only: bool = False,
+        keep_before: float = float("inf"),
+    ) -> list[engine.EngineRun | engine.PreparedRun]:
+        """The sweep's runs as the engine sees them, in order: state, parameters, and the
+        spec's ``metric`` in their history and summary, the one metric the engine's searches
+        and its hyperband read (every metric where the spec names none).
+
+        An ended run never changes (the store refuses it), so this store reads each one's
+        history and summary once and keeps its record for the engine: a call reads the runs'
+        states, and the details of the runs still going and of those that ended since the
+        last call, not every epoch of the sweep again (a hyperband sweep asks at every epoch
+        of every run). ``with_history_only`` leaves out the runs with no history yet, to
+        which hyperband gives no weight. Inside a write transaction, ``keep_before`` is its
+        time: a run it ended itself (an expired lease's last attempt) is not kept, as the
+        transaction may yet roll back."""
+        ended = self._ended.setdefault(sweep, {})
+        if len(self._ended) > 8:  # an agent works on one sweep at a time: keep a few
+            self._ended = {sweep: ended}
+        has_history = "EXISTS (SELECT 1 FROM history h WHERE h.run_id = r.id)"
+        states = conn.execute(
+            f"SELECT r.id, r.state, r.ended_at FROM runs r WHERE r.sweep_id = ? "
+            f"{'AND ' + has_history if with_history_only else ''} ORDER BY r.number",
+            (sweep,),
+        ).fetchall()
+        read = [run_id for run_id, _, _ in states if run_id not in ended]
+        details: dict[int, tuple[Any, Any]] = {}
+        histories: dict[int, list[dict[str, Any]]] = {}
+        for start in range(0, len(read), 500):  # placeholders a statement: SQLite allows 999
+            chunk = read[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for run_id, params, summary in conn.execute(
+                f"SELECT id, params, summary FROM runs WHERE id IN ({marks})", chunk
+            ).fetchall():
+                details[run_id] = (params, summary)
+            for run_id, metrics in conn.execute(
+                f"SELECT run_id, metrics FROM history WHERE run_id IN ({marks}) "
+                "ORDER BY run_id, step",
+                chunk,
+            ).fetchall():
+                step = json.loads(metrics)
+                if metric is None:
+                    histories.setdefault(run_id, []).append(step)
+                elif metric in step:
+                    histories.setdefault(run_id, []).append({metric: step[metric]})
+        out: list[engine.EngineRun | engine.PreparedRun] = []
+        for run_id, state, ended_at in states:
+            if run_id in ended:
+                out.append(ended[run_id])
+                continue
+            params, summary = details[run_id]
+            summary = json.loads(summary) if summary else {}
+            if metric is not None:
+                summary = {metric: summary[metric]} if metric in summary else {}
+            run = engine.EngineRun(
                 name=str(run_id),
                 state=state,
                 params=json.loads(params),
                 history=histories.get(run_id, []),
-                summary=json.loads(summary) if summary else {},
+                summary=summary,
             )
-            for run_id, state, params, summary in conn.execute(
-                "SELECT id, state, params, summary FROM runs WHERE sweep_id = ? ORDER BY number",
-                (sweep_id,),
-            ).fetchall()
-        ]
+            # Its state was read before its history: an ended run's history was whole.
+            if state in TERMINAL_STATES and ended_at is not None and ended_at < keep_before:
+                ended[run_id] = engine.prepare(run)
+                out.append(ended[run_id])
+            else:
+                out.append(run)
+        return out
 
     def heartbeat(self, run_id: int, token: str) -> bool:
         """Renew the run's lease. Returns whether the run should stop (early termination).
@@ -424,7 +491,10 @@ class SqlStore(ABC):
         # sweep: outside the write transaction, which every agent's claims and heartbeats
         # wait for (on SQLite, the whole store's). A snapshot a moment old decides as well
         # (W&B's own controller decides on a timer).
-        runs = self._read(lambda conn: self._engine_runs(conn, sweep_id))
+        metric = spec.get("metric", {}).get("name")
+        runs = self._read(
+            lambda conn: self._engine_runs(conn, sweep_id, metric, with_history_only=True)
+        )
         stop = [int(name) for name in engine.runs_to_stop(spec, runs)]
         if stop:
             self._write(lambda conn, retried: self._ask_to_stop(conn, stop))

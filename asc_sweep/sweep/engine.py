@@ -66,6 +66,26 @@ class EngineRun:
     summary: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run already built as the engine's record (:func:`prepare`), for a caller that passes
+    the same unchanging run again and again: a store's ended runs, whose records would
+    otherwise be built anew for every decision."""
+
+    name: str
+    record: Any
+
+
+def prepare(run: EngineRun) -> PreparedRun:
+    """The engine's record of a run that no longer changes (the engine alters only the records
+    of running runs, where it notes why it stopped one)."""
+    return PreparedRun(run.name, to_sweep_run(run))
+
+
+def _records(runs: Sequence[EngineRun | PreparedRun]) -> list[Any]:
+    return [run.record if isinstance(run, PreparedRun) else to_sweep_run(run) for run in runs]
+
+
 def to_sweep_run(run: EngineRun) -> Any:
     """Build the engine's ``SweepRun``; raises if history or summary did not reach it."""
     sweeps = _import_sweeps()
@@ -95,7 +115,9 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def suggest(spec: Mapping[str, Any], runs: Sequence[EngineRun], seed: int) -> dict[str, Any] | None:
+def suggest(
+    spec: Mapping[str, Any], runs: Sequence[EngineRun | PreparedRun], seed: int
+) -> dict[str, Any] | None:
     """The next configuration from the engine, or None when the search space is exhausted.
 
     The engine draws from numpy's and Python's global generators; they are seeded from ``seed`` and restored
@@ -109,7 +131,7 @@ def suggest(spec: Mapping[str, Any], runs: Sequence[EngineRun], seed: int) -> di
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = sweeps.next_run(dict(spec), [to_sweep_run(r) for r in runs])
+            result = sweeps.next_run(dict(spec), _records(runs))
     finally:
         np.random.set_state(np_state)
         random.setstate(py_state)
@@ -123,12 +145,12 @@ def grid(spec: Mapping[str, Any], limit: int) -> list[dict[str, Any]]:
     return [_params(s) for s in suggestions if s is not None]
 
 
-def runs_to_stop(spec: Mapping[str, Any], runs: Sequence[EngineRun]) -> list[str]:
+def runs_to_stop(spec: Mapping[str, Any], runs: Sequence[EngineRun | PreparedRun]) -> list[str]:
     """Names of running runs that the spec's ``early_terminate`` (hyperband) would stop."""
     if not spec.get("early_terminate"):
         return []
     sweeps = _import_sweeps()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        stopped = sweeps.stop_runs(dict(spec), [to_sweep_run(r) for r in runs])
+        stopped = sweeps.stop_runs(dict(spec), _records(runs))
     return [str(r.name) for r in stopped]
