@@ -39,6 +39,7 @@ demo: venv
 # The CPU tables, under 15 minutes on 2 cores (store's 32-agent rows: benchmarks/store.py).
 bench: venv
 	$(BIN)/python benchmarks/store.py --agents 8
+	$(BIN)/python benchmarks/early_termination.py
 	$(BIN)/python benchmarks/features.py --repeats 3
 	$(BIN)/python benchmarks/synth.py
 	$(BIN)/python benchmarks/soak.py
@@ -51,7 +52,7 @@ bench: venv
 
 # Every benchmark at toy sizes: proves the scripts run (CI smoke), figures mean nothing. Two
 # at a time (most of their time is processes starting), each one's output kept together.
-QUICK := $(addprefix quick-,store features synth soak models evaluation overhead cache scaling \
+QUICK := $(addprefix quick-,store early features synth soak models evaluation overhead cache scaling \
 	utilisation report)
 .PHONY: $(QUICK)
 bench-quick: venv
@@ -59,6 +60,8 @@ bench-quick: venv
 
 quick-store:
 	$(BIN)/python benchmarks/store.py --stores sqlite --agents 2 --runs 8 --bayes-runs 4 --hyperband-runs 8
+quick-early:
+	$(BIN)/python benchmarks/early_termination.py --stores sqlite --sizes 20x3
 quick-features:  # the GPU rows too (--device cpu)
 	$(BIN)/python benchmarks/features.py --clips 8 --seconds 2 --device cpu
 quick-synth:

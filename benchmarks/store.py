@@ -9,7 +9,7 @@ contention from N processes on this host, or PostgreSQL transactions over TCP on
 * random: the engine is asked for every new configuration (run_cap bounds the sweep);
 * bayes: the engine fits a Gaussian process over all runs for every new configuration;
 * hyperband: a grid with early termination; each run logs up to 9 epochs (random scores), and
-  every epoch the engine reads every run's history to decide which runs to stop.
+  every epoch the engine is asked, over every run's history, which runs to stop.
 
 The last column times the bare engine call in one process with no store at all: what any
 controller built on this engine (W&B's own local controller included) pays per suggestion.
