@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 
 import numpy as np
@@ -22,6 +23,7 @@ from scipy import stats
 
 from asc_sweep.report import RunRecord, write_report
 from asc_sweep.report.cv import corrected_t, correlated_bayes, describe_p, friedman_nemenyi
+from asc_sweep.report.findings import findings
 from asc_sweep.report.stats import fold_differences, main_effects, simple_effects
 
 FOLDS = [1, 2, 3, 4]
@@ -190,12 +192,27 @@ def test_a_report_opens_with_its_findings_in_words(tmp_path) -> None:  # type: i
     records = sweep(0.05, np.random.default_rng(7), sd=0.01)
     _, files = write_report(records, tmp_path, sweep_id="abc123")
     text = files.markdown.read_text()
-    findings = text.split("## What this sweep shows")[1].split("## ")[0]
-    assert "init=he_normal beats init=default on test/accuracy by 0.0" in findings
-    assert "corrected t over 4 folds, p = " in findings
+    shown = text.split("## What this sweep shows")[1].split("## ")[0]
+    assert "init=he_normal beats init=default on test/accuracy by 0.0" in shown
+    assert "corrected t over 4 folds, p = " in shown
     assert text.index("## What this sweep shows") < text.index("## Cross-fold results")
     html = files.html.read_text()
     assert "What this sweep shows" in html and "init=he_normal beats init=default" in html
+
+
+def test_a_reference_that_wins_is_said_with_its_own_interval(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """When the reference level wins, the sentence reads reference - level: the interval must
+    be of that difference too, around the number it gives (it was the level's, negative)."""
+    records = sweep(-0.05, np.random.default_rng(7), sd=0.01)
+    data, _ = write_report(records, tmp_path, sweep_id="abc123")
+    (e,) = data.effects["init"]
+    assert e.mean < 0 and e.ci_high < 0
+    (line,) = [ln for ln in findings(data) if "beats" in ln]
+    said = re.search(r"by (\d\.\d+) \(95% CI ([+-]\d\.\d+) to ([+-]\d\.\d+);", line)
+    assert line.startswith("init=default beats init=he_normal") and said, line
+    by, low, high = (float(x) for x in said.groups())
+    assert 0 < low < by < high
+    assert (low, high) == (round(-e.ci_high, 3), round(-e.ci_low, 3))
 
 
 def test_practically_equal_levels_are_said_to_be_so(tmp_path) -> None:  # type: ignore[no-untyped-def]

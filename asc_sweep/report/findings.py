@@ -34,6 +34,8 @@ def effect_sentence(e: Effect, data: ReportData) -> str:
     better = (e.mean > 0) == data.higher_is_better
     if not math.isnan(p) and p < ALPHA and e.mean != 0:
         winner, loser = (level, ref) if better else (ref, level)
+        if e.mean < 0 and not math.isnan(e.ci_low):  # said as winner - loser: so is its interval
+            ci = f"95% CI {-e.ci_high:+.3f} to {-e.ci_low:+.3f}"
         return f"{winner} beats {loser} on {e.metric} by {abs(e.mean):.3f} ({ci}; {test})."
     if e.bayes.equal >= PRACTICALLY_EQUAL:
         return (f"{level} and {ref} are practically equal on {e.metric}: {e.mean:+.3f} "
