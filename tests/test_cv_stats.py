@@ -144,7 +144,9 @@ def test_a_planted_fold_level_effect_is_found() -> None:
 
 def test_seeds_make_repeated_cross_validation() -> None:
     records = sweep(0.0, np.random.default_rng(1), seeds=2)
-    keys, diffs, pairs = fold_differences(records, "init", "he_normal", "default", "test/accuracy")
+    keys, diffs, pairs, _ = fold_differences(
+        records, "init", "he_normal", "default", "test/accuracy"
+    )
     assert len(diffs) == 8 and pairs == 32  # 4 folds x 2 seeds; each the mean of 4 cells
     assert keys[0] == (1, 0)
 

@@ -177,6 +177,93 @@ class StandInRun:
         return self._history
 
 
+def _ran_on(record: RunRecord, precision: str, torch: str = "2.14.1") -> RunRecord:
+    """The record as if its run had recorded this environment (the trainer's form)."""
+    environment = {
+        "python": "3.11.7",
+        "packages": {"asc-sweep": "0.1.0", "torch": torch, "torchaudio": "2.11.0"},
+        "device": "NVIDIA H200" if precision == "bfloat16" else "x86_64",
+        "device_type": "cuda" if precision == "bfloat16" else "cpu",
+        "torch_threads": 1,
+        "precision": precision,
+        "git_revision": "0123456789abcdef",
+    }
+    summary = {**record.summary, "environment": environment}
+    return RunRecord(record.name, record.params, record.state, summary, record.history)
+
+
+def test_runs_of_different_environments_are_named_and_a_confounded_effect_is_flagged(
+    tmp_path: Path,
+) -> None:
+    """A sweep whose he_normal runs all ran on a GPU in bf16 and the rest on CPUs in float32
+    cannot tell the init's effect from the host's; one whose hosts mix within every level
+    can, and the report says how many pairs crossed environments. A sweep on one kind of
+    host says nothing of it."""
+    from asc_sweep.report.findings import findings
+
+    records = planted(0.03)
+    alike, _ = write_report(
+        [_ran_on(r, "float32") for r in records], tmp_path / "alike", sweep_id="a"
+    )
+    assert alike.environments == {}
+    assert not any("environment" in line for line in findings(alike))
+    assert all(e.mixed_pairs == 0 for e in alike.effects["init"])
+
+    confounded = [
+        _ran_on(r, "bfloat16" if r.params["init"] == "he_normal" else "float32") for r in records
+    ]
+    data, files = write_report(confounded, tmp_path / "confounded", sweep_id="c")
+    assert data.environments == {
+        "precision": {"float32": 20, "bfloat16": 10},
+        "device": {"cpu (x86_64)": 20, "cuda (NVIDIA H200)": 10},
+    }
+    he, xavier = data.effects["init"]
+    assert (he.mixed_pairs, he.pairs) == (10, 10)
+    assert (xavier.mixed_pairs, xavier.pairs) == (0, 10)
+    said = findings(data)
+    assert any(
+        "more than one environment: precision float32 (20 runs), bfloat16 (10 runs)" in line
+        for line in said
+    )
+    assert any(
+        "Every pair behind init=he_normal vs default compared runs of different environments"
+        in line
+        for line in said
+    )
+    assert not any("init=xavier_uniform vs default compared" in line for line in said)
+    markdown = files.markdown.read_text()
+    assert "## Environments" in markdown and "| precision | bfloat16 | 10 |" in markdown
+    with files.runs_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    assert {row["environment/precision"] for row in rows} == {"float32", "bfloat16"}
+    assert {row["environment/git revision"] for row in rows} == {"0123456789"}
+
+    # Hosts mixed within every level: torch differs on fold 5 only.
+    mixed = [
+        _ran_on(r, "float32", "2.11.0" if r.params["fold"] == 5 else "2.14.1") for r in records
+    ]
+    data, _ = write_report(mixed, tmp_path / "mixed", sweep_id="m")
+    assert data.environments == {"torch": {"2.14.1": 24, "2.11.0": 6}}
+    assert all(e.mixed_pairs == 0 for e in data.effects["init"])  # pairs share their fold
+    assert any("torch 2.14.1 (24 runs), 2.11.0 (6 runs)" in line for line in findings(data))
+
+    # One run of one pair on another host: that pair alone crossed environments.
+    one = [
+        _ran_on(r, "bfloat16" if r.name == "r5" else "float32")  # cnn6, he_normal, fold 1
+        for r in records
+    ]
+    data, _ = write_report(one, tmp_path / "one", sweep_id="o")
+    he, xavier = data.effects["init"]
+    assert (he.mixed_pairs, xavier.mixed_pairs) == (1, 0)
+    said = findings(data)
+    assert any(
+        "Pairs that compared runs of different environments: arch=dcase2018_cnn vs cnn6 1 of 15, "
+        "init=he_normal vs default 1 of 10." in line
+        for line in said
+    )
+    assert not any("Every pair behind" in line for line in said)
+
+
 def test_local_and_wandb_backends_give_the_same_report(
     tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]
 ) -> None:

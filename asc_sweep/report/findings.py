@@ -53,6 +53,44 @@ def ranking_sentence(factor: str, r: Ranking, metric: str) -> str:
             f"{r.critical_difference:.2f} differ (Nemenyi, alpha 0.05).")  # fmt: skip
 
 
+def environment_sentences(data: ReportData) -> list[str]:
+    """Where the counted runs ran in more than one environment (another precision, device or
+    release rounds otherwise, and training carries that on): which, and how many of each
+    effect's pairs compared runs across them; an effect all of whose pairs did cannot be told
+    apart from the environments' difference."""
+    if not data.environments:
+        return []
+    mix = "; ".join(
+        f"{key} "
+        + ", ".join(
+            f"{value} ({runs} run{'s' if runs != 1 else ''})" for value, runs in counts.items()
+        )
+        for key, counts in data.environments.items()
+    )
+    out = [
+        f"The runs counted ran in more than one environment: {mix}. Figures can differ between "
+        "environments beyond what the seeds do, so compare runs of alike hosts."
+    ]
+    crossed = [e for effects in data.effects.values() for e in effects if e.mixed_pairs]
+    confounded = [e for e in crossed if e.mixed_pairs == e.pairs]
+    if crossed:
+        out.append(
+            "Pairs that compared runs of different environments: "
+            + ", ".join(
+                f"{e.factor}={e.level} vs {e.reference} {e.mixed_pairs} of {e.pairs}"
+                for e in crossed
+            )
+            + "."
+        )
+    for e in confounded:
+        out.append(
+            f"Every pair behind {e.factor}={e.level} vs {e.reference} compared runs of different "
+            f"environments: that difference cannot be told apart from the environments' own; "
+            f"run both levels on alike hosts (runs.csv lists each run's)."
+        )
+    return out
+
+
 def findings(data: ReportData) -> list[str]:
     """One sentence per effect of every swept factor (a ranking first for 3+ levels), then
     what was left out."""
@@ -64,6 +102,7 @@ def findings(data: ReportData) -> list[str]:
     if not data.factors:
         out.append("Only the fold (or seed) varies: there is no factor to compare; the tables "
                    "show the spread over folds.")  # fmt: skip
+    out += environment_sentences(data)
     if data.excluded:
         reasons = sorted({why for _, why in data.excluded})
         out.append(

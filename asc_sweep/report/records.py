@@ -55,8 +55,37 @@ class RunRecord:
             return None
         return float(value)
 
+    @property
+    def environment(self) -> dict[str, str]:
+        """What of its host can move a run's figures where its knobs and seeds do not: the
+        training precision, the device, and the releases of torch, torchaudio and asc-sweep
+        (with the git revision the agent ran in, where it recorded one). Empty for a run that
+        recorded none."""
+        env = self.summary.get("environment")
+        if not isinstance(env, Mapping):
+            return {}
+        packages = env.get("packages")
+        packages = packages if isinstance(packages, Mapping) else {}
+        out = {}
+        if env.get("precision"):
+            out["precision"] = str(env["precision"])
+        if env.get("device_type"):
+            out["device"] = f"{env['device_type']} ({env.get('device') or 'unknown'})"
+        for name in ("torch", "torchaudio", "asc-sweep"):
+            if packages.get(name):
+                out[name] = str(packages[name])
+        if env.get("git_revision"):
+            out["git revision"] = str(env["git_revision"])[:10]
+        return out
+
     def cell(self, factors: Sequence[str]) -> tuple[Any, ...]:
         return tuple(hashable(self.params.get(f)) for f in factors)
+
+
+def environments_differ(a: RunRecord, b: RunRecord) -> bool:
+    """Whether two runs recorded different environments (a field both recorded differs)."""
+    x, y = a.environment, b.environment
+    return any(x[k] != y[k] for k in x.keys() & y.keys())
 
 
 def hashable(value: Any) -> Any:

@@ -203,6 +203,12 @@ def sections(data: ReportData) -> list[Section]:
     if data.costs:
         out.append(("Accuracy against inference latency", "Batch-1 latency per clip; Pareto: no other configuration is "
                     "both more accurate and faster.", cost_rows(data), ["cost"]))  # fmt: skip
+    if data.environments:
+        out.append(("Environments", "The fields on which the counted runs' environments differ, "
+                    "and how many runs ran with each value (runs.csv has every run's).",
+                    (["field", "value", "runs"],
+                     [[key, value, str(runs)] for key, counts in data.environments.items()
+                      for value, runs in counts.items()]), []))  # fmt: skip
     if data.excluded:
         out.append(("Runs left out", "Not in any mean or test: only finished runs count (runs a "
                     "controller stopped trained for fewer epochs by design; pass --include-stopped "
@@ -331,9 +337,10 @@ def write_runs_csv(path: Path, records: Sequence[RunRecord]) -> None:
             if isinstance(v, (int, float, str)) or v is None
         }
     )
+    environment = list(dict.fromkeys(k for r in records for k in r.environment))
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["run", "state", *knobs, *metrics])
+        w.writerow(["run", "state", *knobs, *metrics, *(f"environment/{k}" for k in environment)])
         for r in records:
             w.writerow(
                 [
@@ -341,6 +348,7 @@ def write_runs_csv(path: Path, records: Sequence[RunRecord]) -> None:
                     r.state,
                     *(r.params.get(k, "") for k in knobs),
                     *(_csv(r.summary.get(m)) for m in metrics),
+                    *(r.environment.get(k, "") for k in environment),
                 ]
             )
 

@@ -18,7 +18,7 @@ from asc_sweep.report.cv import (
     correlated_bayes,
     friedman_nemenyi,
 )
-from asc_sweep.report.records import CELL_EXCLUDED, RunRecord, hashable
+from asc_sweep.report.records import CELL_EXCLUDED, RunRecord, environments_differ, hashable
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,7 @@ class Effect:
     p_wilcoxon: float
     bayes: BayesVerdict
     within: dict[str, Any] = field(default_factory=dict)
+    mixed_pairs: int = 0  # pairs whose runs recorded different environments
     p_holm: float = math.nan
     p_t_holm: float = math.nan
     p_wilcoxon_holm: float = math.nan
@@ -140,16 +141,17 @@ def fold_differences(
     reference: Any,
     metric: str,
     within: Mapping[str, Any] | None = None,
-) -> tuple[list[Any], list[float], int]:
+) -> tuple[list[Any], list[float], int, int]:
     """metric(level) - metric(reference) for runs alike in every other knob, averaged within
-    each fold (x seed). Returns (replicates, one difference each, matched pairs in all).
+    each fold (x seed). Returns (replicates, one difference each, matched pairs in all, pairs
+    whose two runs recorded different environments: another precision, device or release).
 
     A replicate is the fold, or ``(fold, seed)`` when seeds are swept.
     """
     others = sorted({k for r in records for k in r.params if k != factor})
     within = within or {}
     rep_of = replicate_key(records)
-    by_key: dict[tuple[Any, ...], dict[str, float]] = {}
+    by_key: dict[tuple[Any, ...], dict[str, tuple[float, RunRecord]]] = {}
     reps: dict[tuple[Any, ...], Any] = {}  # cell -> its replicate (the cell holds fold and seed)
     for r in records:
         value = r.metric(metric)
@@ -159,15 +161,18 @@ def fold_differences(
         side = "level" if here == level else "reference" if here == reference else None
         if side is not None:
             cell = r.cell(others)
-            by_key.setdefault(cell, {})[side] = value
+            by_key.setdefault(cell, {})[side] = (value, r)
             reps[cell] = rep_of(r)
     groups: dict[Any, list[float]] = {}
+    mixed = 0
     for cell, pair in by_key.items():
         if len(pair) == 2:
-            groups.setdefault(reps[cell], []).append(pair["level"] - pair["reference"])
+            (a, run_a), (b, run_b) = pair["level"], pair["reference"]
+            groups.setdefault(reps[cell], []).append(a - b)
+            mixed += environments_differ(run_a, run_b)
     order = sorted(groups, key=replicate_order)
     pairs = sum(len(v) for v in groups.values())
-    return order, [statistics.fmean(groups[k]) for k in order], pairs
+    return order, [statistics.fmean(groups[k]) for k in order], pairs, mixed
 
 
 def paired_tests(diffs: Sequence[float]) -> tuple[float, float]:
@@ -213,12 +218,12 @@ def effect(records: Sequence[RunRecord], factor: str, level: Any, reference: Any
            ratio: float, rope: float, higher_is_better: bool,
            within: Mapping[str, Any] | None = None) -> Effect:  # fmt: skip
     """One level against the reference, replicated over folds (x seeds)."""
-    reps, diffs, pairs = fold_differences(records, factor, level, reference, metric, within)
+    reps, diffs, pairs, mixed = fold_differences(records, factor, level, reference, metric, within)
     t = corrected_t(diffs, ratio)
     p_t, p_w = paired_tests(diffs)
     verdict = correlated_bayes(diffs, ratio, rope, higher_is_better)
     return Effect(factor, level, reference, metric, diffs, reps, pairs, t.mean, t.ci_low, t.ci_high,
-                  t.p, p_t, p_w, verdict, dict(within or {}))  # fmt: skip
+                  t.p, p_t, p_w, verdict, dict(within or {}), mixed_pairs=mixed)  # fmt: skip
 
 
 def with_holm(effects: list[Effect]) -> list[Effect]:
@@ -504,6 +509,8 @@ class ReportData:
     rankings: dict[str, Ranking] = field(default_factory=dict)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (run, why)
     retried: list[tuple[str, str]] = field(default_factory=list)  # failed, run again: (run, why)
+    # Environment fields on which the counted runs differ: field -> value -> runs.
+    environments: dict[str, dict[str, int]] = field(default_factory=dict)
     fold_table: FoldTable | None = None
     class_tables: list[ClassTable] = field(default_factory=list)
     confusions: dict[Any, tuple[list[str], np.ndarray]] = field(default_factory=dict)
@@ -537,6 +544,21 @@ LOWER_IS_BETTER = {
 }
 
 
+def environment_mix(records: Sequence[RunRecord]) -> dict[str, dict[str, int]]:
+    """The environment fields on which ``records`` differ, each value with its runs (most
+    first); fields every run shares are left out."""
+    seen: dict[str, dict[str, int]] = {}
+    for r in records:
+        for key, value in r.environment.items():
+            counts = seen.setdefault(key, {})
+            counts[value] = counts.get(value, 0) + 1
+    return {
+        key: dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        for key, counts in seen.items()
+        if len(counts) > 1
+    }
+
+
 def analyse(
     records: Sequence[RunRecord],
     *,
@@ -562,6 +584,7 @@ def analyse(
     data.excluded = [(r.name, why) for r in records if (why := r.exclusion(include_stopped))]
     usable = [r for r in records if r.exclusion(include_stopped) is None]
     data.rope, data.test_train_ratio = rope, test_train_ratio(usable)
+    data.environments = environment_mix(usable)
     ratio = data.test_train_ratio
     for f in factors:
         data.effects[f] = main_effects(usable, f, metric, references.get(f), ratio=ratio,
