@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from store import open_only, postgres_stores, sqlite_stores
 
-from asc_sweep.backends.sql import Conn, SqlStore
+from asc_sweep.backends.sql import Conn, SqlStore, _histories
 from asc_sweep.sweep import engine
 from asc_sweep.sweep.spec import parse_spec
 
@@ -60,13 +60,7 @@ def full_read(store: SqlStore) -> None:
     """Make ``store`` read every run's whole history at every decision (the alternative)."""
 
     def every_step(conn: Conn, sweep: str, metric: Any, **_: Any) -> list[engine.EngineRun]:
-        histories: dict[int, list[dict[str, Any]]] = {}
-        for run_id, metrics in conn.execute(
-            "SELECT h.run_id, h.metrics FROM history h JOIN runs r ON r.id = h.run_id "
-            "WHERE r.sweep_id = ? ORDER BY h.run_id, h.step",
-            (sweep,),
-        ).fetchall():
-            histories.setdefault(run_id, []).append(json.loads(metrics))
+        histories = _histories(conn, sweep)  # what the report reads: every step, whole
         return [
             engine.EngineRun(
                 str(run_id),
