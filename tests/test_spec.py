@@ -31,7 +31,7 @@ BAD_SPECS: list[tuple[str, str, str]] = [
     (
         "wrong-type",
         GRID_HEAD + "  batch_size: {value: big}\n",
-        "parameters.batch_size.value: 'big' is not a integer",
+        "parameters.batch_size.value: 'big' is not an integer",
     ),
     ("bool-for-int", GRID_HEAD + "  epochs: {value: true}\n", "parameters.epochs.value"),
     ("empty-values", GRID_HEAD + "  init: {values: []}\n", "parameters.init.values: is empty"),
@@ -273,3 +273,24 @@ def test_group_ignores_fold_and_seed() -> None:
     b = RunConfig.from_dict({"fold": 3, "seed": 7})
     c = RunConfig.from_dict({"fold": 1, "init": "he_normal"})
     assert a.group == b.group != c.group
+
+
+def test_a_value_listed_twice_is_refused_in_a_grid_only() -> None:
+    """A repeated value runs its configurations twice in a grid, and the report's pairs would
+    count them as one; in a random or bayes search it weighs the draws (W&B's meaning)."""
+    spec = textwrap.dedent("""
+        method: {method}
+        metric: {{name: val/accuracy, goal: maximize}}
+        parameters:
+          dataset: {{value: synth}}
+          mixup: {{values: [0.0, 0.2, 0.0]}}
+          specaugment: {{values: [true, false]}}
+    """)
+    with pytest.raises(SpecError) as refused:
+        parse_spec(spec.format(method="grid"))
+    assert any(
+        p.path == "parameters.mixup.values" and "0.0 is listed twice: a grid would" in p.message
+        for p in refused.value.problems
+    )
+    assert parse_spec(spec.format(method="random")).method == "random"
+    assert parse_spec(spec.format(method="grid").replace("0.2, 0.0", "0.2, 0.4")).grid_size() == 6

@@ -388,7 +388,8 @@ def knob_problems(name: str, value: Any) -> list[str]:
         return [unknown_knob_message(name)]
     spec = KNOBS[name]
     if not _type_ok(name, value):
-        return [f"{value!r} is not a {type_name(name)}"]
+        kind = type_name(name)
+        return [f"{value!r} is not {'an' if kind[0] in 'aeiou' else 'a'} {kind}"]
     if value is None:
         return []
     if isinstance(value, float) and not math.isfinite(value):

@@ -344,6 +344,22 @@ def _parameter_problems(name: str, param: Any, method: Any) -> list[Problem]:
             problems.append(Problem(f"{path}.probabilities", "needs one probability per value"))
         elif not math.isclose(sum(probs), 1.0, abs_tol=1e-6):
             problems.append(Problem(f"{path}.probabilities", f"sum to {sum(probs):g}, not 1"))
+    if method == "grid" and kind == "param_categorical":
+        seen: dict[Any, Any] = {}
+        for value in filled_param["values"]:
+            if (key := _value_key(value)) in seen:
+                was = "" if repr(seen[key]) == repr(value) else f" (as {seen[key]!r} before)"
+                problems.append(
+                    Problem(
+                        f"{path}.values",
+                        f"{value!r} is listed twice{was}: a grid would "
+                        "run each of its configurations twice and the report would count them "
+                        "as one; list each value once (a repeat weighs random and bayes draws, "
+                        "where it is allowed)",
+                    )
+                )
+                break
+            seen[key] = value
     if method == "grid" and kind not in GRID_KINDS:
         problems.append(
             Problem(
@@ -411,6 +427,19 @@ def _parameter_value_problems(
     ):
         return [Problem(path, f"distribution '{dist}' is unbounded but {name} must stay in range")]
     return []
+
+
+def _value_key(value: Any) -> Any:
+    """A value as a grid cell tells it apart: 16000 and 16000.0 are one value, 1 and True not."""
+    if isinstance(value, bool) or value is None:
+        return (type(value).__name__, value)
+    if _is_number(value):
+        return ("number", float(value))
+    if isinstance(value, (list, tuple)):
+        return ("list", tuple(_value_key(v) for v in value))
+    if isinstance(value, dict):
+        return ("map", tuple(sorted((str(k), _value_key(v)) for k, v in value.items())))
+    return ("text", str(value))
 
 
 def _is_number(x: Any) -> bool:
