@@ -18,7 +18,7 @@ import yaml
 
 from asc_sweep.backends import LocalBackend
 from asc_sweep.cli.demo import DEMO_SPEC
-from asc_sweep.run import train
+from asc_sweep.run import runtime, train
 from asc_sweep.run.checkpoint import load_checkpoint
 from asc_sweep.run.context import StandaloneContext
 from asc_sweep.run.result import RunResult
@@ -63,6 +63,36 @@ def test_a_run_produces_every_figure(synth_root: Path) -> None:
     assert result.environment["precision"] == ("bfloat16" if native else "float32")
     summary = result.summary()
     assert summary["test/accuracy"] == test["accuracy"] and "test/accuracy/rain" in summary
+
+
+def test_a_run_records_the_revision_of_the_asc_sweep_source_it_ran(tmp_path: Path) -> None:
+    """The revision is the package's own checkout's (not the working folder's), marked
+    ``+dirty`` where its tracked files were changed, and None for a copy no repository
+    tracks (an installed release, in a project's repository or in none)."""
+
+    def git(repo: Path, *args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()  # fmt: skip
+
+    repo = tmp_path / "checkout"
+    package = repo / "asc_sweep"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    sha = git(repo, "rev-parse", "HEAD")
+    assert runtime.git_revision(package) == sha
+    (package / "__init__.py").write_text("changed = True\n")
+    assert runtime.git_revision(package) == sha  # read once a process: what it imported
+    runtime.git_revision.cache_clear()
+    assert runtime.git_revision(package) == sha + "+dirty"
+    untracked = repo / "venv" / "asc_sweep"  # an installed copy inside another repository
+    untracked.mkdir(parents=True)
+    (untracked / "__init__.py").write_text("")
+    assert runtime.git_revision(untracked) is None
+    assert runtime.git_revision(tmp_path) is None  # no repository at all
+    assert runtime.git_revision() == runtime.git_revision(runtime.PACKAGE_DIR)
 
 
 def killed_then_resumed(

@@ -74,8 +74,9 @@ class RunRecord:
         for name in ("torch", "torchaudio", "asc-sweep"):
             if packages.get(name):
                 out[name] = str(packages[name])
-        if env.get("git_revision"):
-            out["git revision"] = str(env["git_revision"])[:10]
+        if env.get("git_revision"):  # the sha, shortened; "+dirty" kept
+            sha, _, dirty = str(env["git_revision"]).partition("+")
+            out["git revision"] = sha[:10] + (f"+{dirty}" if dirty else "")
         return out
 
     def cell(self, factors: Sequence[str]) -> tuple[Any, ...]:

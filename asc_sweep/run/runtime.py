@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import random
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -57,14 +59,32 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def git_revision() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def git_revision(package: Path = PACKAGE_DIR) -> str | None:
+    """The git revision of the asc-sweep source this process runs, ``+dirty`` where its
+    tracked files differ from that revision; None where the package is not a git checkout's
+    (an installed release: its version says which). Read once a process: the code a process
+    runs is the code it imported."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str] | None:
+        try:
+            return subprocess.run(["git", "-C", str(package), *args], capture_output=True,
+                                  text=True, timeout=5, check=False)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    # The package's own files must be tracked: an installed copy may sit in a virtual
+    # environment inside some other repository (a project's .venv).
+    tracked = git("ls-files", "--error-unmatch", "__init__.py")
+    head = git("rev-parse", "HEAD")
+    if not tracked or tracked.returncode or not head or head.returncode or not head.stdout.strip():
         return None
-    return out.stdout.strip() or None
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    dirty = bool(changed and changed.stdout.strip())
+    return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def environment(device: torch.device, precision: str = "float32") -> dict[str, object]:
