@@ -153,6 +153,20 @@ def test_an_incomplete_sweep_is_reported_as_such(tmp_path: Path) -> None:
     assert he.n == 5  # fold 1 still counts, through the architecture that has both runs
 
 
+class SubDict:
+    """How W&B's API hands over a nested summary dict: ``items()`` and ``keys()``, but no
+    mapping."""
+
+    def __init__(self, d: dict[str, Any]) -> None:
+        self._d = d
+
+    def keys(self) -> list[str]:
+        return list(self._d)
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, SubDict(v) if isinstance(v, dict) else v) for k, v in self._d.items()]
+
+
 class StandInRun:
     """The attributes of the W&B SDK's public ``Run`` that the report reads."""
 
@@ -284,6 +298,10 @@ def test_local_and_wandb_backends_give_the_same_report(
                 "epochs_to_90": 2,
                 "time/inference_ms_per_clip": 1.5,
                 "parameters": 10,
+                "environment": {  # the cnn6 runs on another host: the report names it
+                    "precision": "bfloat16" if claim.run.params["arch"] == "cnn6" else "float32",
+                    "packages": {"torch": "2.14.1"},
+                },
             }
             if claim.run.number == 5:
                 backend.fail(claim.run.id, claim.token, "boom")
@@ -297,7 +315,12 @@ def test_local_and_wandb_backends_give_the_same_report(
                 "n_mels": 64,
             }  # W&B holds the whole RunConfig
             w_summary = (
-                {**summary, "_runtime": 12.0, "_step": 3}
+                {
+                    **summary,
+                    "environment": SubDict(summary["environment"]),
+                    "_runtime": 12.0,
+                    "_step": 3,
+                }
                 if state == "finished"
                 else {"_runtime": 1.0}
             )
@@ -313,6 +336,8 @@ def test_local_and_wandb_backends_give_the_same_report(
             name
         )
     assert "failed" in a.markdown.read_text()
+    assert "| precision | float32 | 6 |" in b.markdown.read_text()
+    assert "arch=dcase2018_cnn vs cnn6 compared runs of different" in b.markdown.read_text()
     # The CLI, given the W&B sweep's path, reads it through W&B's API (stood in for here).
     from asc_sweep.backends import wandb as wandb_backend
 

@@ -169,6 +169,7 @@ def test_the_wandb_offline_run_holds_config_history_and_summary(
     assert [h["val/accuracy"] for h in epochs] == [h["val/accuracy"] for h in result.history]
     assert run.summary["test/accuracy"] == result.test["accuracy"]
     assert run.summary["parameters"] == result.parameters
+    assert run.summary["environment"]["precision"] == result.environment["precision"]
     assert run.group == config.group and run.job_type == "fold2" and run.tags == ["abc123"]
     assert run.name == "abc123-0007"
 

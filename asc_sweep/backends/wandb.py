@@ -174,6 +174,14 @@ class WandbRun(Protocol):
     def history(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
+def _plain(value: Any) -> Any:
+    """A summary value as plain data: W&B's API hands nested dicts (a run's ``environment``)
+    over as its own summary objects, which are no mappings."""
+    if hasattr(value, "items") and not isinstance(value, (str, bytes)):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
 def records_from_runs(runs: Iterable[WandbRun], knobs: Iterable[str]) -> list[RunRecord]:
     """W&B runs (``wandb.Api().sweep(path).runs``) as records: config knobs, summary, history.
 
@@ -185,7 +193,7 @@ def records_from_runs(runs: Iterable[WandbRun], knobs: Iterable[str]) -> list[Ru
     for run in runs:
         params = {k: v for k, v in dict(run.config).items() if k in keys}
         rows = [dict(h) for h in run.history(pandas=False) if "epoch" in h]
-        summary = {k: v for k, v in dict(run.summary).items() if not k.startswith("_")}
+        summary = {k: _plain(v) for k, v in dict(run.summary).items() if not k.startswith("_")}
         state = RUN_STATES.get(str(run.state).lower(), "failed")
         if state == "finished" and summary.get("stopped") is True:
             state = "stopped"

@@ -208,7 +208,10 @@ def train_and_evaluate(
         if stop.is_set:
             end_reason = f"stopped: {stop.reason}"
         result = conclude(config, setup, state, end_reason, stopped=stop.is_set)
-        tracker.finish(result.summary(), confusion=result.test["confusion"], classes=result.classes)
+        # The environment too: the report names the runs of one sweep that ran in different
+        # ones (a precision, device or release), from W&B's runs as from the store's.
+        summary = {**result.summary(), "environment": result.environment}
+        tracker.finish(summary, confusion=result.test["confusion"], classes=result.classes)
     return result
 
 
