@@ -18,6 +18,7 @@ import yaml
 
 from asc_sweep.backends import LocalBackend
 from asc_sweep.cli.demo import DEMO_SPEC
+from asc_sweep.report import RunRecord
 from asc_sweep.run import runtime, train
 from asc_sweep.run.checkpoint import load_checkpoint
 from asc_sweep.run.context import StandaloneContext
@@ -129,6 +130,37 @@ def test_a_requeued_run_resumes_and_ends_as_an_uninterrupted_one(
     assert resumed.resumed_from_epoch == 1
     assert [h["train/loss"] for h in resumed.history] == [h["train/loss"] for h in straight.history]
     assert resumed.test == straight.test
+
+
+def test_a_run_resumed_in_another_environment_records_each_attempts(
+    synth_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run put back and resumed on another host (another precision, another torch) trained
+    its epochs in two environments: it records both, with their epochs, and the report reads
+    its precision as the one, then the other. A run resumed where it started records one."""
+    config = tiny(synth_root)
+    same = killed_then_resumed(config, tmp_path / "same", killed_at_step=1)
+    assert "attempts" not in same.environment
+    real = train.environment
+    first = real(torch.device("cpu"), same.environment["precision"])
+
+    def other_host(device: torch.device, precision: str) -> dict[str, Any]:
+        env = real(device, precision)
+        return {**env, "precision": "float16", "packages": {**env["packages"], "torch": "9.9"}}
+
+    moved = killed_then_resumed(
+        config,
+        tmp_path / "moved",
+        killed_at_step=1,
+        on_killed=lambda _: monkeypatch.setattr(train, "environment", other_host),
+    )
+    attempts = moved.environment["attempts"]
+    assert [a["epochs"] for a in attempts] == [[1, 1], [2, 3]]
+    assert attempts[0]["environment"]["precision"] == first["precision"]
+    seen = RunRecord("r", {}, "finished", {"environment": moved.environment}).environment
+    assert seen["precision"] == f"{first['precision']}, then float16"
+    assert seen["torch"] == f"{first['packages']['torch']}, then 9.9"
+    assert [h["train/loss"] for h in moved.history] == [h["train/loss"] for h in same.history]
 
 
 def test_checkpoints_every_n_epochs_still_resume_bit_for_bit(

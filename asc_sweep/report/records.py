@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from asc_sweep.sweep import environment
+
 CELL_EXCLUDED = ("fold", "seed")
 DONE_STATES = ("finished", "stopped")
 
@@ -57,27 +59,9 @@ class RunRecord:
 
     @property
     def environment(self) -> dict[str, str]:
-        """What of its host can move a run's figures where its knobs and seeds do not: the
-        training precision, the device, and the releases of torch, torchaudio and asc-sweep
-        (with the git revision the agent ran in, where it recorded one). Empty for a run that
-        recorded none."""
-        env = self.summary.get("environment")
-        if not isinstance(env, Mapping):
-            return {}
-        packages = env.get("packages")
-        packages = packages if isinstance(packages, Mapping) else {}
-        out = {}
-        if env.get("precision"):
-            out["precision"] = str(env["precision"])
-        if env.get("device_type"):
-            out["device"] = f"{env['device_type']} ({env.get('device') or 'unknown'})"
-        for name in ("torch", "torchaudio", "asc-sweep"):
-            if packages.get(name):
-                out[name] = str(packages[name])
-        if env.get("git_revision"):  # the sha, shortened; "+dirty" kept
-            sha, _, dirty = str(env["git_revision"]).partition("+")
-            out["git revision"] = sha[:10] + (f"+{dirty}" if dirty else "")
-        return out
+        """What of its host can move a run's figures where its knobs and seeds do not
+        (``asc_sweep.sweep.environment``); empty for a run that recorded none."""
+        return environment.of_run(self.summary.get("environment"))
 
     def cell(self, factors: Sequence[str]) -> tuple[Any, ...]:
         return tuple(hashable(self.params.get(f)) for f in factors)

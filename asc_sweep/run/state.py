@@ -140,6 +140,16 @@ class TrainState:
     train_seconds: float = 0.0  # over every attempt
     train_clips: int = 0
     resumed_from: int | None = None
+    # Where this attempt trains (runtime.environment), and the attempts before it that trained
+    # some of its epochs: {"epochs": [first, last], "environment": ...}, from the checkpoint.
+    environment: dict[str, Any] = field(default_factory=dict)
+    earlier: list[dict[str, Any]] = field(default_factory=list)
+
+    def attempts(self) -> list[dict[str, Any]]:
+        """Every attempt that trained epochs of this run, with the epochs it trained."""
+        first = (self.resumed_from or 0) + 1
+        now = [{"epochs": [first, self.epoch], "environment": self.environment}]
+        return self.earlier + (now if self.epoch >= first else [])
 
     def end_epoch(self, row: dict[str, float], clips: int) -> None:
         """Account for one complete epoch: its history row, time and clips, and the model
@@ -162,6 +172,7 @@ class TrainState:
             "history": self.history,
             "train_seconds": self.train_seconds,
             "train_clips": self.train_clips,
+            "attempts": self.attempts(),
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -189,6 +200,7 @@ class TrainState:
         self.crop_rng.bit_generator.state = rng["crops"]
         self.mix_rng.bit_generator.state = rng["mixup"]
         self.resumed_from = self.epoch
+        self.earlier = list(state.get("attempts", []))  # checkpoints before it: none recorded
 
     def save(self, run_dir: Path) -> None:
         save_checkpoint(run_dir, self.state_dict())

@@ -50,6 +50,7 @@ from asc_sweep.run.schedule import lr_factor
 from asc_sweep.run.state import ModelSelection, TrainState
 from asc_sweep.run.tracking import NullTracker, Tracker, make_tracker
 from asc_sweep.sweep.config import RunConfig, config_hash
+from asc_sweep.sweep.environment import arithmetic
 
 
 class Pipeline(nn.Module):
@@ -171,6 +172,7 @@ def train_and_evaluate(
             file=sys.stderr,
         )
     state = initial_state(config, setup)
+    state.environment = environment(setup.device, precision(setup))
     if not state.restore(context.run_dir) and setup.net.front is not None:
         fit_normalization(setup.net.front, ((w, n) for w, n, _ in setup.loaders["train"]))
     stop = context.stop
@@ -393,7 +395,7 @@ def conclude(
             "inference_ms_per_clip": latency,
             "inference_clips_per_second": n_test / eval_seconds if eval_seconds else 0.0,
         },
-        environment=environment(setup.device, precision(setup)),
+        environment=trained_in(state),
         skipped_clips=setup.data.skipped,
         resumed_from_epoch=state.resumed_from or None,
         clips={
@@ -402,6 +404,17 @@ def conclude(
         },
         config=config.to_dict(),
     )
+
+
+def trained_in(state: TrainState) -> dict[str, Any]:
+    """The environment a run recorded: this attempt's, and, where earlier attempts trained
+    some of its epochs elsewhere (another precision, device or release), every attempt's with
+    the epochs it trained (``attempts``), so that the report can say so."""
+    attempts = state.attempts()
+    kinds = {tuple(sorted(arithmetic(a["environment"]).items())) for a in attempts}
+    if len(kinds) > 1:
+        return {**state.environment, "attempts": attempts}
+    return dict(state.environment)
 
 
 def precision(setup: Setup) -> str:
