@@ -200,7 +200,13 @@ class TrainState:
         self.crop_rng.bit_generator.state = rng["crops"]
         self.mix_rng.bit_generator.state = rng["mixup"]
         self.resumed_from = self.epoch
-        self.earlier = list(state.get("attempts", []))  # checkpoints before it: none recorded
+        # Checkpoints written before attempts were recorded have none.
+        earlier = state.get("attempts")
+        self.earlier = [
+            a
+            for a in (earlier if isinstance(earlier, list) else [])
+            if isinstance(a, dict) and isinstance(a.get("environment"), dict)
+        ]
 
     def save(self, run_dir: Path) -> None:
         save_checkpoint(run_dir, self.state_dict())
