@@ -220,6 +220,8 @@ def test_runs_of_different_environments_are_named_and_a_confounded_effect_is_fla
         [_ran_on(r, "float32") for r in records], tmp_path / "alike", sweep_id="a"
     )
     assert alike.environments == {}
+    head = (tmp_path / "alike" / "report.md").read_text().split("## What this sweep shows")[0]
+    assert "Ran with precision float32; device cpu (x86_64); torch 2.14.1;" in head
     assert not any("environment" in line for line in findings(alike))
     assert all(e.mixed_pairs == 0 for e in alike.effects["init"])
 
@@ -246,6 +248,7 @@ def test_runs_of_different_environments_are_named_and_a_confounded_effect_is_fla
     )
     assert not any("init=xavier_uniform vs default compared" in line for line in said)
     markdown = files.markdown.read_text()
+    assert "git revision 0123456789 (where they differ: Environments, below)." in markdown
     assert "## Environments" in markdown and "| precision | bfloat16 | 10 |" in markdown
     with files.runs_csv.open() as f:
         rows = list(csv.DictReader(f))

@@ -220,6 +220,15 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text)
 
 
+def environment_line(data: ReportData) -> str | None:
+    """What every counted run ran with (precision, device, releases), for the report's head."""
+    if not data.environment:
+        return None
+    shared = "; ".join(f"{k} {v}" for k, v in data.environment.items())
+    differ = " (where they differ: Environments, below)" if data.environments else ""
+    return f"Ran with {shared}{differ}."
+
+
 def render_markdown(data: ReportData, plots: Sequence[Path]) -> str:
     title = f"# Ablation report: sweep {data.sweep_id}" + (
         f" ({data.sweep_name})" if data.sweep_name else ""
@@ -227,6 +236,8 @@ def render_markdown(data: ReportData, plots: Sequence[Path]) -> str:
     done = sum(r.done for r in data.records)
     parts = [title, f"{len(data.records)} runs, {done} finished; factors: {', '.join(data.factors) or 'none'}; "
              f"metric: {data.metric}."]  # fmt: skip
+    if line := environment_line(data):
+        parts.append(line)
     parts += ["## What this sweep shows", "\n".join(f"* {line}" for line in findings(data))]
     by_stem = {p.stem: p for p in plots}
     for heading, text, (head, rows), stems in sections(data):
@@ -282,6 +293,8 @@ def render_html(data: ReportData, plots: Sequence[Path]) -> str:
     parts.append(
         f"<p>{len(data.records)} runs, {done} finished; metric: {html.escape(data.metric)}.</p>"
     )
+    if line := environment_line(data):
+        parts.append(f"<p>{html.escape(line)}</p>")
     items = "".join(f"<li>{html.escape(line)}</li>" for line in findings(data))
     parts.append(f"<section id='findings'><h2>What this sweep shows</h2><ul>{items}</ul></section>")
     by_stem = {p.stem: p for p in plots}

@@ -509,8 +509,10 @@ class ReportData:
     rankings: dict[str, Ranking] = field(default_factory=dict)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (run, why)
     retried: list[tuple[str, str]] = field(default_factory=list)  # failed, run again: (run, why)
-    # Environment fields on which the counted runs differ: field -> value -> runs.
+    # Environment fields on which the counted runs differ: field -> value -> runs; and those
+    # they share (in all that recorded it): field -> value.
     environments: dict[str, dict[str, int]] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
     fold_table: FoldTable | None = None
     class_tables: list[ClassTable] = field(default_factory=list)
     confusions: dict[Any, tuple[list[str], np.ndarray]] = field(default_factory=dict)
@@ -544,9 +546,8 @@ LOWER_IS_BETTER = {
 }
 
 
-def environment_mix(records: Sequence[RunRecord]) -> dict[str, dict[str, int]]:
-    """The environment fields on which ``records`` differ, each value with its runs (most
-    first); fields every run shares are left out."""
+def environment_counts(records: Sequence[RunRecord]) -> dict[str, dict[str, int]]:
+    """Each environment field the runs recorded, each value with its runs (most first)."""
     seen: dict[str, dict[str, int]] = {}
     for r in records:
         for key, value in r.environment.items():
@@ -555,7 +556,6 @@ def environment_mix(records: Sequence[RunRecord]) -> dict[str, dict[str, int]]:
     return {
         key: dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
         for key, counts in seen.items()
-        if len(counts) > 1
     }
 
 
@@ -584,7 +584,9 @@ def analyse(
     data.excluded = [(r.name, why) for r in records if (why := r.exclusion(include_stopped))]
     usable = [r for r in records if r.exclusion(include_stopped) is None]
     data.rope, data.test_train_ratio = rope, test_train_ratio(usable)
-    data.environments = environment_mix(usable)
+    counts = environment_counts(usable)
+    data.environments = {key: c for key, c in counts.items() if len(c) > 1}
+    data.environment = {key: next(iter(c)) for key, c in counts.items() if len(c) == 1}
     ratio = data.test_train_ratio
     for f in factors:
         data.effects[f] = main_effects(usable, f, metric, references.get(f), ratio=ratio,
