@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ class RunRecord:
             return None
         return float(value)
 
-    @property
+    @functools.cached_property
     def environment(self) -> dict[str, str]:
         """What of its host can move a run's figures where its knobs and seeds do not
         (``asc_sweep.sweep.environment``); empty for a run that recorded none."""
