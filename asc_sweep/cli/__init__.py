@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from asc_sweep import __version__
-from asc_sweep.cli.console import epoch_progress, err, out, user_errors
+from asc_sweep.cli.console import epoch_progress, err, out, show_findings, user_errors
 from asc_sweep.cli.data import data_app
 from asc_sweep.cli.store import store_app
 from asc_sweep.errors import AscSweepError, RunFailed
@@ -562,6 +562,7 @@ def report(
         if to_wandb if to_wandb is not None else controller.label == "W&B sweep":
             _publish(controller, data, files, _tracking(tracking))
     out.print(console_table(data))
+    show_findings(out, data)
     err.print(
         f"report written to {files.markdown.parent}: report.md, report.html, runs.csv, summary.csv, tables.tex, "
         f"{len(files.plots)} plots",

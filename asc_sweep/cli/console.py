@@ -95,3 +95,15 @@ class _ShownEpochs(Tracker):
 
     def abort(self, reason: str) -> None:
         self.inner.abort(reason)
+
+
+def show_findings(console: Console, data: Any) -> None:
+    """A report's head on a terminal: what the runs ran with, then what the sweep shows."""
+    from asc_sweep.report.findings import findings
+    from asc_sweep.report.render import environment_line
+
+    if line := environment_line(data):
+        console.print(line, highlight=False)
+    console.print("what this sweep shows:")
+    for line in findings(data):
+        console.print(f"  {line}", highlight=False)

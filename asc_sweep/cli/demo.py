@@ -17,9 +17,9 @@ from rich.console import Console
 from asc_sweep.agent.launcher import Launcher, visible_gpus
 from asc_sweep.backends.base import CreateOptions
 from asc_sweep.backends.registry import create_sweep
+from asc_sweep.cli.console import show_findings
 from asc_sweep.data.synth import SynthSpec, generate
 from asc_sweep.report import console_table, write_report
-from asc_sweep.report.findings import findings
 from asc_sweep.run.tracking import resolve_mode
 from asc_sweep.sweep.spec import SweepSpec, validate_config
 
@@ -100,9 +100,7 @@ def run_demo(
         sweep.records(), Path("reports") / sweep.ref, sweep_id=sweep.ref, sweep_name=sweep.name
     )
     console.print(console_table(report))
-    console.print("what this sweep shows:")
-    for line in findings(report):
-        console.print(f"  {line}", highlight=False)
+    show_findings(console, report)
     console.print(f"full report (tables, paired tests, plots): {files.html}")
     if resolve_mode(tracking) == "offline":
         console.print(
