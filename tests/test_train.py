@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from asc_sweep.run.checkpoint import load_checkpoint
 from asc_sweep.run.context import StandaloneContext
 from asc_sweep.run.result import RunResult
 from asc_sweep.run.runtime import cpu_has_native_bf16
+from asc_sweep.run.state import TrainState
 from asc_sweep.run.tracking import Tracker, WandbTracker
 from asc_sweep.run.train import train_and_evaluate
 from asc_sweep.sweep.config import ARCH_NAMES, RunConfig
@@ -161,6 +163,14 @@ def test_a_run_resumed_in_another_environment_records_each_attempts(
     assert seen["precision"] == f"{first['precision']}, then float16"
     assert seen["torch"] == f"{first['packages']['torch']}, then 9.9"
     assert [h["train/loss"] for h in moved.history] == [h["train/loss"] for h in same.history]
+    # An attempt that resumed after the last epoch trains none, but tests: it is on record.
+    here, there = {"precision": "float32"}, {"precision": "bfloat16"}
+    done = SimpleNamespace(resumed_from=3, epoch=3, environment=there,
+                           earlier=[{"epochs": [1, 3], "environment": here}])  # fmt: skip
+    assert TrainState.attempts(done) == [  # type: ignore[arg-type]
+        {"epochs": [1, 3], "environment": here},
+        {"epochs": [], "environment": there},
+    ]
 
 
 def test_checkpoints_every_n_epochs_still_resume_bit_for_bit(

@@ -146,10 +146,11 @@ class TrainState:
     earlier: list[dict[str, Any]] = field(default_factory=list)
 
     def attempts(self) -> list[dict[str, Any]]:
-        """Every attempt that trained epochs of this run, with the epochs it trained."""
+        """Every attempt at this run, with the epochs it trained: the earlier ones, then this
+        one (``epochs`` empty where it resumed after the last epoch and only tests)."""
         first = (self.resumed_from or 0) + 1
-        now = [{"epochs": [first, self.epoch], "environment": self.environment}]
-        return self.earlier + (now if self.epoch >= first else [])
+        epochs = [first, self.epoch] if self.epoch >= first else []
+        return [*self.earlier, {"epochs": epochs, "environment": self.environment}]
 
     def end_epoch(self, row: dict[str, float], clips: int) -> None:
         """Account for one complete epoch: its history row, time and clips, and the model
