@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from asc_sweep.sweep import environment
+from asc_sweep.sweep.environment import of_run
 
 CELL_EXCLUDED = ("fold", "seed")
 DONE_STATES = ("finished", "stopped")
@@ -62,7 +62,7 @@ class RunRecord:
     def environment(self) -> dict[str, str]:
         """What of its host can move a run's figures where its knobs and seeds do not
         (``asc_sweep.sweep.environment``); empty for a run that recorded none."""
-        return environment.of_run(self.summary.get("environment"))
+        return of_run(self.summary.get("environment"))
 
     def cell(self, factors: Sequence[str]) -> tuple[Any, ...]:
         return tuple(hashable(self.params.get(f)) for f in factors)
