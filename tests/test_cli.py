@@ -62,6 +62,30 @@ def test_status_and_agent_default_to_the_latest_sweep(
     assert f"{latest}-0001 failed: RuntimeError: out of memory" in table.stdout
 
 
+def test_status_says_when_the_runs_so_far_ran_in_different_environments(
+    cli: Callable[..., Any], write_spec: Callable[..., Path], store: Path
+) -> None:
+    """Agents on two kinds of host (one trains in bf16, one in float32): status says so while
+    the sweep runs, before the report; on one kind of host it says nothing."""
+    sweep = cli("create", write_spec(GRID), "--store", store).stdout.strip()
+    with LocalBackend(store) as backend:
+        for precision in ("float32", "float32", "bfloat16"):
+            claim = backend.claim(sweep, "a")
+            assert claim.run and claim.token
+            environment = {"precision": precision, "packages": {"torch": "2.14.1"}}
+            backend.finish(claim.run.id, claim.token, {"environment": environment})
+            if precision == "float32":
+                uniform = cli("status", "--store", store)
+                assert "environment" not in uniform.stdout
+    table = cli("status", "--store", store)
+    assert (
+        "the runs so far ran in more than one environment: precision float32 (2), bfloat16 (1);"
+        in " ".join(table.stdout.split())
+    )
+    status = json.loads(cli("status", "--store", store, "--json").stdout)
+    assert status["environments"] == {"precision": {"float32": 2, "bfloat16": 1}}
+
+
 def test_store_from_environment(
     cli: Callable[..., Any], write_spec: Callable[..., Path], store: Path, monkeypatch: Any
 ) -> None:

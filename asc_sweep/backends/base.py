@@ -206,6 +206,12 @@ class Controller(ABC):
         """The folds the spec sweeps, so the report can flag configurations missing some."""
         return None
 
+    def environments(self) -> dict[str, dict[str, int]] | None:
+        """The environment fields on which the runs that ended so far differ, each value with
+        its runs (``asc_sweep.sweep.environment``); None where the controller cannot tell
+        without reading every run (the report does)."""
+        return None
+
     def failures(self, limit: int = 10) -> list[Failure]:
         return []
 

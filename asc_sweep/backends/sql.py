@@ -41,7 +41,7 @@ from asc_sweep.backends.base import (
 )
 from asc_sweep.errors import LeaseLost, RetryRefused, RunNotFound, StoreError, SweepNotFound
 from asc_sweep.report.records import RunRecord
-from asc_sweep.sweep import engine
+from asc_sweep.sweep import engine, environment
 from asc_sweep.sweep.config import config_hash
 from asc_sweep.sweep.spec import MAX_GRID, SweepSpec
 
@@ -887,6 +887,12 @@ class StoreController(Controller):
             )
             for run in self.backend.runs(self.ref, retried="without")
         ]
+
+    def environments(self) -> dict[str, dict[str, int]] | None:
+        ended = self.backend.runs(self.ref, ["finished", "stopped"])
+        return environment.mixed(
+            environment.of_run((r.summary or {}).get("environment")) for r in ended
+        )
 
     def expected_folds(self) -> list[Any] | None:
         fold = self.sweep.spec["parameters"].get("fold", {})

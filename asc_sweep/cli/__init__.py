@@ -414,6 +414,7 @@ def status(
         controller = _open(sweep_id, store)
         counts, total, state = controller.counts(), controller.total, controller.state()
         failed = controller.failures()
+        mixed = controller.environments()
     columns = ("pending", "running", "finished", "stopped", "failed")
     if as_json:
         print(
@@ -427,6 +428,7 @@ def status(
                     "created": counts.created,
                     **{s: counts[s] for s in columns},
                     "retried": counts.retried,
+                    **({"environments": mixed} if mixed is not None else {}),
                 }
             )
         )
@@ -445,6 +447,16 @@ def status(
         *(str(counts[s]) for s in columns[1:]),
     )
     out.print(table)
+    if mixed:
+        ran = "; ".join(
+            f"{key} " + ", ".join(f"{value} ({runs})" for value, runs in values.items())
+            for key, values in mixed.items()
+        )
+        out.print(
+            f"the runs so far ran in more than one environment: {ran}; "
+            f"`asc-sweep report {controller.ref}` says which comparisons that touches",
+            highlight=False,
+        )
     for failure in failed:
         out.print(f"[red]{failure.run}[/] failed: {failure.error}", highlight=False)
     if failed:

@@ -19,6 +19,7 @@ from asc_sweep.report.cv import (
     friedman_nemenyi,
 )
 from asc_sweep.report.records import CELL_EXCLUDED, RunRecord, environments_differ, hashable
+from asc_sweep.sweep import environment
 
 
 @dataclass(frozen=True)
@@ -546,19 +547,6 @@ LOWER_IS_BETTER = {
 }
 
 
-def environment_counts(records: Sequence[RunRecord]) -> dict[str, dict[str, int]]:
-    """Each environment field the runs recorded, each value with its runs (most first)."""
-    seen: dict[str, dict[str, int]] = {}
-    for r in records:
-        for key, value in r.environment.items():
-            counts = seen.setdefault(key, {})
-            counts[value] = counts.get(value, 0) + 1
-    return {
-        key: dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-        for key, counts in seen.items()
-    }
-
-
 def analyse(
     records: Sequence[RunRecord],
     *,
@@ -584,7 +572,7 @@ def analyse(
     data.excluded = [(r.name, why) for r in records if (why := r.exclusion(include_stopped))]
     usable = [r for r in records if r.exclusion(include_stopped) is None]
     data.rope, data.test_train_ratio = rope, test_train_ratio(usable)
-    counts = environment_counts(usable)
+    counts = environment.counts(r.environment for r in usable)
     data.environments = {key: c for key, c in counts.items() if len(c) > 1}
     data.environment = {key: next(iter(c)) for key, c in counts.items() if len(c) == 1}
     ratio = data.test_train_ratio

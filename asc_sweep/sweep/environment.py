@@ -5,7 +5,7 @@ a resumed run's attempts by it, the report compares runs by it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -44,3 +44,22 @@ def of_run(env: Any) -> dict[str, str]:
         if len(values) > 1:
             out[key] = ", then ".join(values)
     return out
+
+
+def counts(environments: Iterable[Mapping[str, str]]) -> dict[str, dict[str, int]]:
+    """Each field of these runs' environments (:func:`of_run`), each value with its runs, most
+    first."""
+    seen: dict[str, dict[str, int]] = {}
+    for env in environments:
+        for key, value in env.items():
+            runs = seen.setdefault(key, {})
+            runs[value] = runs.get(value, 0) + 1
+    return {
+        key: dict(sorted(runs.items(), key=lambda kv: (-kv[1], kv[0])))
+        for key, runs in seen.items()
+    }
+
+
+def mixed(environments: Iterable[Mapping[str, str]]) -> dict[str, dict[str, int]]:
+    """The fields on which these runs' environments differ, with :func:`counts`' values."""
+    return {key: runs for key, runs in counts(environments).items() if len(runs) > 1}
