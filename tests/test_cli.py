@@ -79,8 +79,8 @@ def test_status_says_when_the_runs_so_far_ran_in_different_environments(
                 assert "environment" not in uniform.stdout
     table = cli("status", "--store", store)
     assert (
-        "the runs so far ran in more than one environment: precision float32 (2), bfloat16 (1);"
-        in " ".join(table.stdout.split())
+        "the runs so far ran in more than one environment: precision float32 (2 runs), "
+        "bfloat16 (1 run);" in " ".join(table.stdout.split())
     )
     status = json.loads(cli("status", "--store", store, "--json").stdout)
     assert status["environments"] == {"precision": {"float32": 2, "bfloat16": 1}}

@@ -18,6 +18,7 @@ from asc_sweep.cli.console import epoch_progress, err, out, show_findings, user_
 from asc_sweep.cli.data import data_app
 from asc_sweep.cli.store import store_app
 from asc_sweep.errors import AscSweepError, RunFailed
+from asc_sweep.sweep.environment import describe
 
 if TYPE_CHECKING:
     from asc_sweep.backends.base import Controller
@@ -448,12 +449,8 @@ def status(
     )
     out.print(table)
     if mixed:
-        ran = "; ".join(
-            f"{key} " + ", ".join(f"{value} ({runs})" for value, runs in values.items())
-            for key, values in mixed.items()
-        )
         out.print(
-            f"the runs so far ran in more than one environment: {ran}; "
+            f"the runs so far ran in more than one environment: {describe(mixed)}; "
             f"`asc-sweep report {controller.ref}` says which comparisons that touches",
             highlight=False,
         )

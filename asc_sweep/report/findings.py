@@ -6,6 +6,7 @@ import math
 
 from asc_sweep.report.cv import Ranking, describe_p
 from asc_sweep.report.stats import Effect, ReportData
+from asc_sweep.sweep import environment
 
 ALPHA = 0.05
 PRACTICALLY_EQUAL = 0.5  # posterior mass within the ROPE above which we say "practically equal"
@@ -60,13 +61,7 @@ def environment_sentences(data: ReportData) -> list[str]:
     apart from the environments' difference."""
     if not data.environments:
         return []
-    mix = "; ".join(
-        f"{key} "
-        + ", ".join(
-            f"{value} ({runs} run{'s' if runs != 1 else ''})" for value, runs in counts.items()
-        )
-        for key, counts in data.environments.items()
-    )
+    mix = environment.describe(data.environments)
     out = [
         f"The runs counted ran in more than one environment: {mix}. Figures can differ between "
         "environments beyond what the seeds do, so compare runs of alike hosts."

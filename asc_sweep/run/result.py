@@ -34,7 +34,8 @@ class RunResult:
     config: dict[str, Any] = field(default_factory=dict)  # resolved: recipe and native rate
 
     def summary(self) -> dict[str, Any]:
-        """Flat metrics for the store, the W&B summary and the report."""
+        """Flat metrics for the store, the W&B summary and the report, and the environment
+        the run trained in (nested: the report compares runs by it)."""
         out: dict[str, Any] = {
             "test/accuracy": self.test["accuracy"],
             "test/macro_f1": self.test["macro_f1"],
@@ -49,6 +50,7 @@ class RunResult:
             "config_hash": self.config_hash,
             "end_reason": self.end_reason,
             "stopped": self.stopped,
+            "environment": self.environment,
         }
         out.update({f"time/{k}": v for k, v in self.timings.items()})
         out.update({f"data/{k}_clips": n for k, n in self.clips.items()})

@@ -210,10 +210,7 @@ def train_and_evaluate(
         if stop.is_set:
             end_reason = f"stopped: {stop.reason}"
         result = conclude(config, setup, state, end_reason, stopped=stop.is_set)
-        # The environment too: the report names the runs of one sweep that ran in different
-        # ones (a precision, device or release), from W&B's runs as from the store's.
-        summary = {**result.summary(), "environment": result.environment}
-        tracker.finish(summary, confusion=result.test["confusion"], classes=result.classes)
+        tracker.finish(result.summary(), confusion=result.test["confusion"], classes=result.classes)
     return result
 
 
@@ -637,7 +634,6 @@ def run_for_agent(params: dict[str, Any], context: RunContext) -> dict[str, Any]
             "skipped_clips": len(result.skipped_clips),
             "resumed_from_epoch": result.resumed_from_epoch,
             "config": result.config,
-            "environment": result.environment,
         }
     )
     return summary

@@ -63,3 +63,14 @@ def counts(environments: Iterable[Mapping[str, str]]) -> dict[str, dict[str, int
 def mixed(environments: Iterable[Mapping[str, str]]) -> dict[str, dict[str, int]]:
     """The fields on which these runs' environments differ, with :func:`counts`' values."""
     return {key: runs for key, runs in counts(environments).items() if len(runs) > 1}
+
+
+def describe(mixed: Mapping[str, Mapping[str, int]]) -> str:
+    """``precision float32 (20 runs), bfloat16 (12 runs); torch ...``: :func:`mixed` in words."""
+    return "; ".join(
+        f"{key} "
+        + ", ".join(
+            f"{value} ({runs} run{'s' if runs != 1 else ''})" for value, runs in values.items()
+        )
+        for key, values in mixed.items()
+    )
