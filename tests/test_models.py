@@ -9,7 +9,7 @@ import torch
 
 from asc_sweep.data.features import LogMel, fit_normalization
 from asc_sweep.models import ARCHITECTURES, ModelSpec, build_model, count_parameters
-from asc_sweep.sweep.config import ARCH_NAMES, FRAME_WISE_ARCHS, RunConfig
+from asc_sweep.sweep.config import ARCH_NAMES, FRAME_WISE_ARCHS, MIN_MELS, WAVEFORM_ARCHS, RunConfig
 
 RATES = (8000, 16000, 22050, 32000, 44100)
 
@@ -50,6 +50,34 @@ def test_forward_and_backward_at_every_sample_rate(arch: str, sr: int) -> None:
     logits.sum().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+def test_every_model_takes_its_fewest_bands_and_a_single_frame(arch: str) -> None:
+    """The spec validator refuses a run the model cannot take, from ``MIN_MELS`` and
+    ``WAVEFORM_ARCHS``: those tables must be what the models accept. At its fewest bands
+    each model builds (and one band fewer does not), and clips of one frame (or one sample),
+    beside each other or beside a long one, train and evaluate to finite logits; alone, one
+    evaluates. (A batch of a single one-frame clip cannot train a model with batch norm: its
+    last map is one value per channel.)"""
+    assert (ARCHITECTURES[arch].input_kind == "waveform") == (arch in WAVEFORM_ARCHS)
+    fewest = 1 if arch in WAVEFORM_ARCHS else MIN_MELS.get(arch, 1)
+    if fewest > 1:
+        with pytest.raises(ValueError, match=r"needs? n_mels >= "):
+            build_model(arch, ModelSpec(n_classes=3, n_mels=fewest - 1))
+    torch.manual_seed(0)
+    model = build_model(arch, ModelSpec(n_classes=3, n_mels=fewest, sample_rate=8000))
+    for width, lengths in ((1, [1]), (1, [1, 1]), (300, [300, 1])):
+        shape = (len(lengths), width) if arch in WAVEFORM_ARCHS else (len(lengths), fewest, width)
+        x = torch.randn(shape)
+        model.train(len(lengths) > 1)
+        logits = model(x, torch.tensor(lengths))
+        logits.sum().backward()
+        model.eval()
+        with torch.no_grad():
+            tested = model(x, torch.tensor(lengths))
+        assert logits.shape == tested.shape == (len(lengths), 3), (arch, lengths)
+        assert torch.isfinite(logits).all() and torch.isfinite(tested).all(), (arch, lengths)
 
 
 def test_frame_wise_models_pool_their_frames_logits() -> None:

@@ -70,6 +70,29 @@ BAD_SPECS: list[tuple[str, str, str]] = [
         GRID_HEAD + "  sample_rate: {value: 8000}\n  n_mels: {value: 256}\n  win_ms: {value: 25}\n",
         "parameters.n_mels: 256 mel bands is too many for n_fft = 256",
     ),
+    (
+        "too-few-mels-for-arch",
+        GRID_HEAD + "  arch: {values: [sb_cnn, cnn10]}\n  n_mels: {values: [8, 64]}\n",
+        "parameters.n_mels: 8 mel bands are too few for cnn10, which needs at least 16 (with arch=cnn10)",
+    ),
+    (
+        "recipe-mels-too-few-for-arch",  # dcase2017's recipe sets 40 bands; crnn needs 32+
+        GRID_HEAD + "  recipe: {value: dcase2017}\n  n_mels: {value: 24}\n  arch: {value: crnn}\n",
+        "parameters.n_mels: 24 mel bands are too few for crnn",
+    ),
+    (
+        "crop-shorter-than-a-frame",
+        GRID_HEAD + "  sample_rate: {value: 16000}\n  crop_seconds: {values: [0.01, 2.0]}\n",
+        "parameters.crop_seconds: 0.01 s is shorter than one FFT frame (n_fft = 1024 samples for a "
+        "40 ms window at 16000 Hz); use at least 0.064 s",
+    ),
+    (
+        "segment-shorter-than-a-frame",
+        GRID_HEAD
+        + "  sample_rate: {values: [8000, 32000]}\n  eval_segment_seconds: {value: 0.05}\n",
+        "parameters.eval_segment_seconds: 0.05 s is shorter than one FFT frame (n_fft = 512 "
+        "samples for a 40 ms window at 8000 Hz)",
+    ),
     ("no-parameters", "method: grid\n", "'parameters' is required"),
     (
         "bayes-without-metric",
@@ -266,6 +289,26 @@ def test_run_config_rejects_what_the_spec_rejects() -> None:
         RunConfig.from_dict({"sample_rate": 8000, "f_max": 6000.0})
     with pytest.raises(SpecError, match="unknown knob"):
         RunConfig.from_dict({"nmels": 64})
+
+
+def test_what_the_model_cannot_take_is_refused_before_a_run_starts() -> None:
+    """Too few bands for an architecture, or a crop shorter than one FFT frame, fail at
+    ``create`` (or at the run's start, with a native rate), not with a traceback mid-run; a
+    waveform model takes any crop and ignores the bands."""
+    with pytest.raises(SpecError, match="n_mels: 6 mel bands are too few for piczak_cnn"):
+        RunConfig.from_dict({"arch": "piczak_cnn", "n_mels": 6})
+    native = RunConfig.from_dict({"arch": "cnn6", "crop_seconds": 0.05})  # checked at the rate
+    with pytest.raises(
+        SpecError, match=r"crop_seconds: 0.05 s is shorter than one FFT frame .*native"
+    ):
+        native.with_native_rate(16000)  # 800 samples, n_fft 1024
+    assert native.with_native_rate(22050).rate == 22050  # 1102 samples, n_fft 1024
+    raw = RunConfig.from_dict(
+        {"arch": "m5", "n_mels": 6, "crop_seconds": 0.001, "sample_rate": 8000}
+    )
+    assert raw.crop_seconds == 0.001
+    spec = "method: grid\nparameters:\n  recipe: {value: paper}\n  arch: {values: [%s]}\n"
+    assert parse_spec(spec % ", ".join(ARCH_NAMES[:6])).grid_size() == 6  # every paper recipe fits
 
 
 def test_group_ignores_fold_and_seed() -> None:

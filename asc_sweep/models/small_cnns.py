@@ -41,7 +41,9 @@ class PiczakCNN(AscModel):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = torch.stack([x, AF.compute_deltas(x)], dim=1)  # (B, 2, M, T)
-        x = F.pad(x, (0, max(0, 6 + 2 + 6 - x.shape[-1])))  # room for both convs and poolings
+        # The fewest frames that leave one step after both convs and poolings: conv1 (6 wide)
+        # and pool (3, stride 3) leave 5 of 20, conv2 (3 wide) 3, and the last pool 1.
+        x = F.pad(x, (0, max(0, 20 - x.shape[-1])))
         # ReLU after each pooling: the same values and gradients on a third of the elements.
         x = dropout(F.relu(F.max_pool2d(self.conv1(x), (4, 3), stride=(1, 3))), 0.5, self.training)
         x = F.relu(F.max_pool2d(self.conv2(x), (1, 3), stride=(1, 3)))  # (B, 80, F', T/9)

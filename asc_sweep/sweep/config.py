@@ -60,6 +60,18 @@ ARCH_NAMES: tuple[str, ...] = (
 )
 # The architectures that classify each frame on its own (``AscModel.frame_wise``).
 FRAME_WISE_ARCHS: tuple[str, ...] = ("dcase2017_mlp",)
+# The architectures that read the waveform, not log-mel (``AscModel.input_kind``): the front-end
+# knobs do not reach them.
+WAVEFORM_ARCHS: tuple[str, ...] = ("m5", "m11")
+# The fewest mel bands each log-mel architecture's layers can take (the others take any number);
+# the models' own tests hold them to it. Any number of frames, down to one, fits every model.
+MIN_MELS: dict[str, int] = {
+    "dcase2018_cnn": 20,
+    "piczak_cnn": 7,
+    "cnn6": 16,
+    "cnn10": 16,
+    "crnn": 32,
+}
 INIT_NAMES: tuple[str, ...] = (
     "default",
     "he_normal",
@@ -282,17 +294,16 @@ class RunConfig:
 
     def cross_field_problems(self) -> list[tuple[str, str]]:
         """Settings that are fine alone but impossible together, as (key, message) pairs."""
-        problems = (
-            []
-            if self.sample_rate is None  # the dataset's rate: checked once it is known
-            else audio_problems(
-                sample_rate=self.sample_rate,
-                win_ms=self.win_ms,
-                n_mels=self.n_mels,
-                f_min=self.f_min,
-                f_max=self.f_max,
-                mel_scale=self.mel_scale,
-            )
+        problems = audio_problems(
+            sample_rate=self.sample_rate,  # None, the dataset's rate: checked once it is known
+            win_ms=self.win_ms,
+            n_mels=self.n_mels,
+            f_min=self.f_min,
+            f_max=self.f_max,
+            mel_scale=self.mel_scale,
+            arch=self.arch,
+            crop_seconds=self.crop_seconds,
+            eval_segment_seconds=self.eval_segment_seconds,
         )
         if self.pretrained is not None and self.arch not in ("cnn6", "cnn10"):
             problems.append(
@@ -487,14 +498,25 @@ def empty_mel_bands(
 
 def audio_problems(
     *,
-    sample_rate: int,
+    sample_rate: int | None,
     win_ms: float,
     n_mels: int,
     f_min: float,
     f_max: float | None,
     mel_scale: str,
+    arch: str | None = None,
+    crop_seconds: float | None = None,
+    eval_segment_seconds: float | None = None,
 ) -> list[tuple[str, str]]:
-    """Front-end settings that cannot work together, as (key, message) pairs."""
+    """Front-end settings that cannot work together, or that ``arch`` cannot take, as (key,
+    message) pairs. Without a ``sample_rate`` (the dataset's own, not known yet) only what does
+    not depend on it."""
+    if arch is not None and arch not in WAVEFORM_ARCHS and n_mels < MIN_MELS.get(arch, 1):
+        fewest = MIN_MELS[arch]
+        message = f"{n_mels} mel bands are too few for {arch}, which needs at least {fewest}"
+        return [("n_mels", message)]
+    if sample_rate is None:
+        return []
     nyquist = sample_rate / 2
     top = nyquist if f_max is None else f_max
     if top > nyquist:
@@ -514,4 +536,16 @@ def audio_problems(
                 "longer window",
             )
         ]
+    if arch is not None and arch not in WAVEFORM_ARCHS:
+        pieces = {"crop_seconds": crop_seconds, "eval_segment_seconds": eval_segment_seconds}
+        for key, seconds in pieces.items():
+            if seconds is not None and round(seconds * sample_rate) < n_fft:
+                return [
+                    (
+                        key,
+                        f"{seconds:g} s is shorter than one FFT frame (n_fft = {n_fft} samples "
+                        f"for a {win_ms:g} ms window at {sample_rate} Hz); use at least "
+                        f"{math.ceil(n_fft / sample_rate * 1000) / 1000:g} s or a shorter win_ms",
+                    )
+                ]
     return []

@@ -62,7 +62,19 @@ BOUNDED_BY_VALUES = {
     "param_qloguniform_v2",
 }
 GRID_KINDS = {"param_single_value", "param_categorical", "param_int_uniform", "param_quniform"}
-AUDIO_KNOBS = ("sample_rate", "win_ms", "n_mels", "f_min", "f_max", "mel_scale")
+# The knobs ``audio_problems`` checks together: the front end's, and what the model and the
+# crops make of it.
+AUDIO_KNOBS = (
+    "sample_rate",
+    "win_ms",
+    "n_mels",
+    "f_min",
+    "f_max",
+    "mel_scale",
+    "arch",
+    "crop_seconds",
+    "eval_segment_seconds",
+)
 MAX_AUDIO_COMBINATIONS = 20_000
 
 
@@ -175,7 +187,7 @@ def validate_config(data: Any) -> list[Problem]:
         bad = {
             p.path.split(".")[1].split("[")[0] for p in problems if p.path.startswith("parameters.")
         }
-        if not bad.intersection(AUDIO_KNOBS):
+        if not bad.intersection((*AUDIO_KNOBS, "recipe")):
             problems += _combination_problems(params)
         if not bad.intersection({"dataset", "fold"}):
             problems += _fold_problems(params)
@@ -467,10 +479,12 @@ def _candidates(name: str, param: dict[str, Any] | None) -> list[Any] | None:
     """Values of a knob to try for cross-field checks: all listed values, or a range's ends."""
     if param is None:
         return [DEFAULTS[name]]
+    if not isinstance(param, dict):
+        return None  # reported by the parameter's own check
     if "value" in param:
         return [param["value"]]
     if "values" in param:
-        return list(param["values"])
+        return list(param["values"]) if isinstance(param["values"], list) else None
     if (
         "min" in param
         and "max" in param
@@ -489,8 +503,9 @@ def _candidates(name: str, param: dict[str, Any] | None) -> list[Any] | None:
     return None  # an unbounded distribution: no corner to test
 
 
-def _recipe_defaults(params: dict[str, Any]) -> list[dict[str, Any]]:
-    """The defaults of every recipe the spec may run (``paper``: of each swept arch)."""
+def _recipe_defaults(params: dict[str, Any]) -> list[tuple[dict[str, Any], str | None]]:
+    """The defaults of every recipe the spec may run, each with the one arch it is for
+    (``paper``: the recipe of each swept arch) or None (any arch)."""
     recipes = _candidates("recipe", params.get("recipe")) or list(RECIPE_NAMES)
     archs = _candidates("arch", params.get("arch")) or [None]
     out = []
@@ -498,7 +513,7 @@ def _recipe_defaults(params: dict[str, Any]) -> list[dict[str, Any]]:
         for arch in archs if name == "paper" else [None]:
             try:
                 recipe = resolve({"recipe": name, **({"arch": arch} if arch else {})})
-                out.append({**DEFAULTS, **recipe})
+                out.append(({**DEFAULTS, **recipe}, arch))
             except KeyError:
                 continue  # reported by the knob check
     return out
@@ -506,28 +521,33 @@ def _recipe_defaults(params: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _combination_problems(params: dict[str, Any]) -> list[Problem]:
     found: dict[str, Problem] = {}
-    for defaults in _recipe_defaults(params):
-        _audio_combinations(params, defaults, found)
+    for defaults, arch in _recipe_defaults(params):
+        _audio_combinations(params, defaults, arch, found)
     return list(found.values())
 
 
 def _audio_combinations(
-    params: dict[str, Any], defaults: dict[str, Any], found: dict[str, Problem]
+    params: dict[str, Any], defaults: dict[str, Any], arch: str | None, found: dict[str, Problem]
 ) -> None:
     candidates = {
         k: _candidates(k, params[k]) if k in params else [defaults[k]] for k in AUDIO_KNOBS
     }
+    if arch is not None:
+        candidates["arch"] = [arch]
     if any(v is None for v in candidates.values()):
         return
     names = list(candidates)
     combos = itertools.product(*(candidates[k] or [] for k in names))
     for combo in itertools.islice(combos, MAX_AUDIO_COMBINATIONS):
         settings = dict(zip(names, combo, strict=True))
-        if settings["sample_rate"] is None:
-            continue  # the dataset's native rate: checked when the run knows it
+        # sample_rate None, the dataset's native rate: the rest is checked when a run knows it
         for key, msg in audio_problems(**settings):
             if key not in found:
-                swept = ", ".join(f"{k}={settings[k]}" for k in names if k in params and k != key)
+                swept = ", ".join(
+                    f"{k}={'null' if settings[k] is None else settings[k]}"
+                    for k in names
+                    if k in params and k != key
+                )
                 context = f" (with {swept})" if swept else ""
                 found[key] = Problem(f"parameters.{key}" if key in params else key, msg + context)
 

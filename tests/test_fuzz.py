@@ -1,0 +1,187 @@
+"""Hostile input, generated: specs and run configurations that nobody thought to write down.
+
+The bad-input corpus (``test_bad_inputs.py``) holds the cases someone thought of. Here
+hypothesis mutates the shipped sweep specs (a key dropped, a value swapped for a number, a
+string, a list, a mapping of spec words, NaN or a huge integer, a key added) and holds every
+result to the contract: a spec is either refused with a ``SpecError`` whose every line names
+the file and what is wrong, or it registers, and then each run its sweep hands out is a valid
+run configuration. Never another exception: the CLI would print a traceback. The runs are
+drawn deterministically (``derandomize``), so CI sees the same examples every time.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from asc_sweep.backends import LocalBackend
+from asc_sweep.errors import SpecError
+from asc_sweep.sweep.config import (
+    ARCH_NAMES,
+    DATASET_NAMES,
+    INIT_NAMES,
+    KNOBS,
+    METRIC_NAMES,
+    RunConfig,
+)
+from asc_sweep.sweep.recipes import RECIPE_NAMES
+from asc_sweep.sweep.spec import SweepSpec, parse_spec
+
+from .conftest import ROOT
+
+SHIPPED = [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "sweeps").glob("*.yaml"))]
+
+# The words a spec is made of, so that mutations land on near misses, not only on noise.
+WORDS = sorted(
+    {*KNOBS, *ARCH_NAMES, *DATASET_NAMES, *INIT_NAMES, *METRIC_NAMES, *RECIPE_NAMES}
+    | {"value", "values", "min", "max", "distribution", "q", "mu", "sigma", "probabilities"}
+    | {"uniform", "int_uniform", "log_uniform_values", "q_uniform", "normal", "categorical"}
+    | {"method", "metric", "parameters", "run_cap", "early_terminate", "name", "goal"}
+    | {"grid", "random", "bayes", "hyperband", "min_iter", "max_iter", "eta", "s", "strict"}
+    | {"maximize", "minimize", "", "null", "~", "nan", "1e3", "ü"}
+)
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, 1, 2, -1, 16000, 2**31, 2**63]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, 0.5, 1e-9, 1e308]),
+    st.sampled_from(WORDS),
+    st.text(max_size=6),
+)
+values = st.one_of(
+    scalars,
+    st.lists(scalars, max_size=4),
+    st.dictionaries(st.sampled_from(WORDS), scalars, max_size=3),
+    st.lists(st.dictionaries(st.sampled_from(WORDS), scalars, max_size=2), max_size=2),
+)
+
+
+def _paths(node: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield at
+    if isinstance(node, dict):
+        for key, child in node.items():
+            yield from _paths(child, (*at, key))
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            yield from _paths(child, (*at, i))
+
+
+@st.composite
+def mutated_specs(draw: st.DrawFn) -> dict[str, Any]:
+    doc = copy.deepcopy(draw(st.sampled_from(SHIPPED)))
+    for _ in range(draw(st.integers(1, 3))):
+        everywhere = list(_paths(doc))[1:]
+        knobs = [p for p in everywhere if p[0] == "parameters" and len(p) > 1]
+        # Mostly inside parameters: the knobs are where specs differ and checks interlock.
+        path = draw(st.sampled_from(knobs if knobs and draw(st.booleans()) else everywhere))
+        parent = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        node = parent[path[-1]]
+        how = draw(st.sampled_from(["replace", "drop", "add-beside", "add-inside"]))
+        if how == "replace":
+            parent[path[-1]] = draw(values)
+        elif how == "drop":
+            del parent[path[-1]]
+        elif how == "add-beside" and isinstance(parent, dict):
+            parent[draw(st.sampled_from(WORDS))] = draw(values)
+        elif how == "add-inside" and isinstance(node, dict):
+            node[draw(st.sampled_from(WORDS))] = draw(values)
+        elif how == "add-inside" and isinstance(node, list):
+            node.append(draw(values))
+    return doc
+
+
+@pytest.fixture(scope="module")
+def fuzz_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBackend]:
+    backend = LocalBackend(tmp_path_factory.mktemp("fuzz") / "sweeps.db")
+    yield backend
+    backend.close()
+
+
+def _hand_out_runs(store: LocalBackend, spec: SweepSpec) -> int:
+    """Register ``spec`` and build the run configuration of its first runs, as an agent does."""
+    sweep = store.create_sweep(spec, seed=0)
+    ran = 0
+    for _ in range(2):
+        claim = store.claim(sweep.id, "fuzz")
+        if claim.run is None:
+            break
+        config = RunConfig.from_dict(claim.run.params)
+        if config.sample_rate is None:
+            try:  # the rest depends on the dataset's own rate: refused then, or fine
+                config.with_native_rate(44100)
+            except SpecError as exc:
+                assert exc.problems and all(p.message for p in exc.problems)
+        store.finish(claim.run.id, claim.token, {"val/accuracy": 0.5, "val/loss": 1.0})
+        ran += 1
+    return ran
+
+
+@settings(
+    max_examples=1000,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(doc=mutated_specs())
+def test_a_mutated_spec_is_refused_with_named_problems_or_runs(
+    doc: dict[str, Any], fuzz_store: LocalBackend
+) -> None:
+    text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+    try:
+        spec = parse_spec(text, "fuzzed.yaml")
+    except SpecError as exc:
+        event(f"refused at {exc.problems[0].path.split('.')[0] or 'the top'}")
+        assert exc.problems
+        lines = str(exc).splitlines()
+        assert len(lines) == len(exc.problems)
+        assert all(line.startswith("fuzzed.yaml") and line.split(": ", 1)[1] for line in lines)
+        return
+    event("registered")
+    assert _hand_out_runs(fuzz_store, spec) >= 1 or spec.method == "grid"
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(
+    knobs=st.dictionaries(
+        st.sampled_from(sorted(KNOBS)),
+        st.one_of(values, st.sampled_from([None, 1, 8000, 0.01, 40.0, "cnn10", "htk", True])),
+        max_size=6,
+    )
+)
+def test_a_run_configuration_is_valid_or_refused_with_every_bad_key(knobs: dict[str, Any]) -> None:
+    """What ``--set`` and a sweep hand to a run: ``RunConfig.from_dict`` accepts it (and then
+    every value is finite and of its knob's type) or names each bad key."""
+    try:
+        config = RunConfig.from_dict(knobs)
+    except SpecError as exc:
+        assert exc.problems and all(p.path and p.message for p in exc.problems)
+        assert all(p.path.split(".")[0] in KNOBS for p in exc.problems)
+        return
+    for name, value in config.to_dict().items():
+        assert not (isinstance(value, float) and not math.isfinite(value)), name
+    if config.sample_rate is not None:
+        assert 1000 <= config.sample_rate <= 192000
+
+
+def test_the_shipped_specs_all_register(tmp_path: Path) -> None:
+    """The mutations start from valid specs (else every example would be refused)."""
+    store = LocalBackend(tmp_path / "sweeps.db")
+    try:
+        for doc in SHIPPED:
+            spec = parse_spec(yaml.safe_dump(doc, sort_keys=False), "shipped.yaml")
+            assert _hand_out_runs(store, spec) >= 1
+    finally:
+        store.close()
