@@ -86,6 +86,30 @@ def test_urbansound8k_mixed_rates_channels_and_lengths(tmp_path: Path) -> None:
     assert len(lengths) == 4
 
 
+def test_a_clip_at_an_odd_rate_resamples_in_bounded_memory(tmp_path: Path) -> None:
+    """Resampling 44101 Hz to 16 kHz exactly would build 16000 filters of 44101 taps (12 GB);
+    the ratio is approximated within MAX_RATIO_TERM instead, and the result is what an exact
+    polyphase resampler (scipy's) gives. The rates recorders use stay exact."""
+    from scipy.signal import resample_poly
+
+    from asc_sweep.data.audio import MAX_RATIO_TERM, _ratio_terms, resample
+
+    for orig, new in ((44100, 16000), (48000, 22050), (192000, 11025), (8000, 44100)):
+        assert _ratio_terms(orig, new) == (orig, new)
+    for orig in (44101, 22222, 1001, 767_999):
+        o, n = _ratio_terms(orig, 16000)
+        assert max(o, n) <= MAX_RATIO_TERM and abs(n / o * orig / 16000 - 1) <= 125e-6
+    t = np.arange(44101) / 44101
+    wave = (0.5 * np.sin(2 * np.pi * 1000 * t) + 0.3 * np.sin(2 * np.pi * 5000 * t)).astype(
+        np.float32
+    )
+    ours = resample(wave, 44101, 16000)
+    exact = resample_poly(wave.astype(np.float64), 16000, 44101)
+    assert abs(len(ours) - len(exact)) <= 2
+    middle = slice(200, min(len(ours), len(exact)) - 200)
+    assert np.abs(ours[middle] - exact[middle]).max() < 0.01
+
+
 def test_csv_layout(tmp_path: Path) -> None:
     layouts.make_csv(tmp_path)
     index = load_dataset("csv", tmp_path)

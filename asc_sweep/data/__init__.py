@@ -76,7 +76,16 @@ def vet(index: DatasetIndex) -> DatasetIndex:
             drop.add(i)
             continue
         target = index.root / clip.path
-        if target.is_symlink() and not target.resolve().is_relative_to(root):
+        try:
+            outside = target.is_symlink() and not target.resolve().is_relative_to(root)
+        except (OSError, RuntimeError) as exc:  # a name too long, links in a loop
+            where = f"{clip.where}: " if clip.where else ""
+            shown = clip.path if len(clip.path) <= 80 else f"{clip.path[:77]}..."
+            why = exc.strerror if isinstance(exc, OSError) else "links that lead back to it"
+            problems.append(f"{where}{shown}: not a usable path ({why})")
+            drop.add(i)
+            continue
+        if outside:
             problems.append(
                 f"{clip.name}: a link to a file outside the dataset folder "
                 f"({target.resolve()}); copy the file in, or point data_root at the real folder"

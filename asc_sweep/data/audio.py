@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import threading
+from fractions import Fraction
+from math import gcd
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from asc_sweep.data.base import DataError
+
+# What a clip's header may say. Outside these bounds it is damaged (or not a recording a scene
+# classifier can use), and believing it would cost the host its memory: a header that claims
+# billions of frames has its buffer allocated before a sample is read, and resampling from a
+# rate of a few hertz makes a filter bank of gigabytes.
+MIN_RATE, MAX_RATE = 1000, 768_000
+MAX_CHANNELS = 8
+MAX_CLIP_SECONDS = 3600
+# Frames decoded at a time (a header's frame count is checked, not trusted to size a buffer).
+BLOCK_SAMPLES = 1 << 22
+# Resampling ratios whose reduced terms exceed this are approximated (see ``resample``).
+MAX_RATIO_TERM = 4096
 
 
 class AudioError(DataError):
@@ -41,28 +55,76 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
         why = "is not a file" if Path(path).exists() else "file not found"
         raise AudioError(f"{path}: {why}")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (frames, channels)
+        with sf.SoundFile(str(path)) as f:
+            rate, channels = int(f.samplerate), int(f.channels)
+            if not MIN_RATE <= rate <= MAX_RATE:
+                raise AudioError(
+                    f"{path}: sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz "
+                    "(a damaged header?)"
+                )
+            if channels > MAX_CHANNELS:
+                raise AudioError(
+                    f"{path}: {channels} channels; at most {MAX_CHANNELS} are downmixed to mono"
+                )
+            most = MAX_CLIP_SECONDS * rate
+            if f.frames > most:
+                raise AudioError(f"{path}: {_too_long(f.frames, rate, 'by its header')}")
+            blocks, total = [], 0
+            while len(block := f.read(BLOCK_SAMPLES // channels, "float32", always_2d=True)):
+                blocks.append(block)
+                total += len(block)
+                if total > most:
+                    raise AudioError(f"{path}: {_too_long(total, rate, 'at least')}")
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(f"{path}: cannot decode ({_reason(exc)})") from None
     except OSError as exc:
         raise AudioError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if data.shape[0] == 0:
+    if total == 0:
         raise AudioError(f"{path}: holds no samples (zero length)")
+    data = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)  # (frames, channels)
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(mono).all():
         raise AudioError(f"{path}: has NaN or infinite samples")
-    return np.ascontiguousarray(mono, dtype=np.float32), int(rate)
+    return np.ascontiguousarray(mono, dtype=np.float32), rate
+
+
+def _too_long(frames: int, rate: int, how: str) -> str:
+    return (
+        f"{frames / rate / 60:.0f} minutes long {how}; clips of at most {MAX_CLIP_SECONDS // 60} "
+        "minutes are held in memory (cut long recordings into clips)"
+    )
 
 
 def resample(wave: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    """Band-limited resampling (torchaudio's windowed sinc); a no-op at the same rate."""
+    """Band-limited resampling (torchaudio's windowed sinc); a no-op at the same rate.
+
+    torchaudio builds one filter per output phase, ``new / gcd`` filters of about
+    ``orig / gcd`` taps: tiny for the rates recorders use (44.1 to 16 kHz: 160 of 441), but
+    12 GB and 20 s for a 4 s clip at 44101 Hz. A ratio whose reduced terms exceed ``MAX_RATIO_TERM`` is
+    replaced by the nearest one within it: a pitch error of at most 125 parts per million (a
+    fifth of a cent), and as many samples more or fewer.
+    """
     if orig_rate == new_rate:
         return wave
     import torch
     import torchaudio.functional as AF
 
-    out = AF.resample(torch.from_numpy(wave), orig_rate, new_rate)
+    orig, new = _ratio_terms(orig_rate, new_rate)
+    out = AF.resample(torch.from_numpy(wave), orig, new)
     return out.numpy().astype(np.float32, copy=False)
+
+
+def _ratio_terms(orig_rate: int, new_rate: int) -> tuple[int, int]:
+    """``(orig, new)`` with ``new / orig`` (nearly) ``new_rate / orig_rate``, both at most
+    ``MAX_RATIO_TERM`` once reduced (exactly the rates, where that holds already)."""
+    g = gcd(orig_rate, new_rate)
+    if max(orig_rate, new_rate) // g <= MAX_RATIO_TERM:
+        return orig_rate, new_rate
+    if new_rate > orig_rate:
+        up = Fraction(orig_rate, new_rate).limit_denominator(MAX_RATIO_TERM)
+        return up.numerator, up.denominator
+    down = Fraction(new_rate, orig_rate).limit_denominator(MAX_RATIO_TERM)
+    return down.denominator, down.numerator
 
 
 def load_clip(path: str | Path, sample_rate: int) -> np.ndarray:

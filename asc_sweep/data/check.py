@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asc_sweep.data.audio import AudioError, decode
+from asc_sweep.data.audio import MAX_CHANNELS, AudioError, decode
 from asc_sweep.data.base import AUDIO_EXTENSIONS, Clip, DatasetIndex
 from asc_sweep.sweep.config import DEFAULTS, n_fft_for
 
-MAX_CHANNELS = 8
 DEFAULT_WIN_MS = float(DEFAULTS["win_ms"])
 
 FORMAT_OF_EXTENSION = {".wav": {"WAV", "WAVEX", "RF64"}, ".flac": {"FLAC"}, ".ogg": {"OGG"}}

@@ -168,7 +168,8 @@ def train_and_evaluate(
     if setup.data.upsampled:
         print(
             f"note: {setup.data.upsampled} clips are resampled up to {config.rate} Hz (above "
-            "their native rate): this adds no information; set sample_rate to stop it",
+            "their native rate): this adds no information (sample_rate: null trains at each "
+            "dataset's own rate, up to 32 kHz)",
             file=sys.stderr,
         )
     state = initial_state(config, setup)

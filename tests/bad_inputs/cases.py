@@ -12,6 +12,7 @@ they were.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sqlite3
 import struct
@@ -113,6 +114,22 @@ def _wav_header(channels: int, frames: int, rate: int = 16000) -> bytes:
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
+def _flac_claiming(frames: int) -> Callable[[Path], None]:
+    """Half a second of FLAC whose STREAMINFO says it holds ``frames`` samples (the 36-bit
+    total at bytes 18-25): decoders size their buffer from it."""
+
+    def write(path: Path) -> None:
+        buf = io.BytesIO()
+        sf.write(buf, layouts.tone(0.5, 16000), 16000, format="FLAC")
+        data = bytearray(buf.getvalue())
+        assert data[:4] == b"fLaC"
+        fields = int.from_bytes(data[18:26], "big") & ~((1 << 36) - 1)
+        data[18:26] = (fields | frames).to_bytes(8, "big")
+        path.write_bytes(bytes(data))
+
+    return write
+
+
 def _write_bytes(data: bytes) -> Callable[[Path], None]:
     return lambda path: path.write_bytes(data)
 
@@ -141,6 +158,14 @@ def _symlink_outside(ws: Workspace) -> Argv:
     layouts.write_wav(outside)
     (root / "clips/a_1.wav").unlink()
     (root / "clips/a_1.wav").symlink_to(outside)
+    return ws.check(root)
+
+
+def _symlink_loop(ws: Workspace) -> Argv:
+    root = ws.csv_dataset()
+    (root / "clips/a_1.wav").unlink()
+    (root / "clips/a_1.wav").symlink_to(root / "clips/a_1.lnk")
+    (root / "clips/a_1.lnk").symlink_to(root / "clips/a_1.wav")
     return ws.check(root)
 
 
@@ -309,6 +334,8 @@ CASES: list[Case] = [
     Case("meta-path-dotdot", lambda ws: ws.check(_edit_meta(ws, lambda t: t.replace("clips/a_0.wav", "../outside.wav"))), says="meta.csv:2: path '../outside.wav' leaves the dataset folder"),
     Case("meta-path-absolute", lambda ws: ws.check(_edit_meta(ws, lambda t: t.replace("clips/a_0.wav", "/etc/hostname"))), says="meta.csv:2: path '/etc/hostname' leaves the dataset folder"),
     Case("meta-symlink-outside", _symlink_outside, says="clips/a_1.wav: a link to a file outside the dataset folder"),
+    Case("meta-path-too-long", lambda ws: ws.check(_edit_meta(ws, lambda t: t.replace("clips/a_1.wav", "clips/" + "x" * 300 + ".wav"))), says="xxxxx...: not a usable path (File name too long)"),
+    Case("meta-symlink-loop", _symlink_loop, says="meta.csv:3: clips/a_1.wav: not a usable path (links that lead back to it)"),
     Case("meta-label-only-in-test", lambda ws: ws.check(ws.csv_dataset([*rows_ab(), ("clips/c_0.wav", "c", 2, "c-g")])), says="fold 2: class 'c' is tested but never trained on"),
     Case("meta-fold-without-a-class", lambda ws: ws.check(ws.csv_dataset([r for r in rows_ab(folds=3) if not (r[1] == "b" and r[2] == 3)])), says="fold 3: no test clips of class 'b'"),
     Case("meta-fold-zero", lambda ws: ws.check(_edit_meta(ws, lambda t: t.replace(",a,1,", ",a,0,", 1))), says="meta.csv:2: fold '0' is not a whole number >= 1"),
@@ -334,6 +361,9 @@ CASES: list[Case] = [
     Case("audio-zero-channels", lambda ws: ws.check(_replace_clip(ws, "clips/a_1.wav", _write_bytes(_wav_header(0, 100)))), says="meta.csv:3: clips/a_1.wav: cannot decode"),
     Case("audio-64-channels", lambda ws: ws.check(_replace_clip(ws, "clips/a_1.wav", _write_bytes(_wav_header(64, 8000)))), says="meta.csv:3: clips/a_1.wav: 64 channels; at most 8"),
     Case("audio-8khz-in-44khz-dataset", _mixed_rates, exit=0, says="clips/a_1_0.wav: 8000 Hz while most clips are 44100 Hz"),
+    Case("audio-header-claims-years", lambda ws: ws.check(_replace_clip(ws, "clips/a_1.wav", _flac_claiming(2**35))), says="meta.csv:3: clips/a_1.wav: 35791 minutes long by its header; clips of at most 60 minutes"),
+    Case("audio-header-claims-years-in-training", lambda ws: ws.train(_replace_clip(ws, "clips/a_1.wav", _flac_claiming(2**35))), says="clips/a_1.wav: 35791 minutes long by its header"),
+    Case("audio-rate-3-hz", lambda ws: ws.check(_replace_clip(ws, "clips/a_1.wav", _write_bytes(_wav_header(1, 8000, rate=3)))), says="meta.csv:3: clips/a_1.wav: sample rate 3 Hz is outside 1000-768000 Hz (a damaged header?)"),
     Case("audio-empty-file", lambda ws: ws.check(_replace_clip(ws, "clips/a_1.wav", _write_bytes(b""))), says="meta.csv:3: clips/a_1.wav: empty file (0 bytes)"),
     Case("audio-not-audio", lambda ws: ws.check(_replace_clip(ws, "clips/a_1.wav", _write_bytes(b"<html>404 Not Found</html>" * 10))), says="meta.csv:3: clips/a_1.wav: cannot decode"),
     Case("audio-truncated", lambda ws: ws.check(_replace_clip(ws, "clips/a_1.wav", _write_bytes(_wav_header(1, 8000)[:3000]))), says="meta.csv:3: clips/a_1.wav: truncated"),
