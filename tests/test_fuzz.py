@@ -1,4 +1,5 @@
-"""Hostile input, generated: specs and run configurations that nobody thought to write down.
+"""Hostile input, generated: specs, run configurations and audio files that nobody thought to
+write down.
 
 The bad-input corpus (``test_bad_inputs.py``) holds the cases someone thought of. Here
 hypothesis mutates the shipped sweep specs (a key dropped, a value swapped for a number, a
@@ -7,22 +8,36 @@ result to the contract: a spec is either refused with a ``SpecError`` whose ever
 the file and what is wrong, or it registers, and then each run its sweep hands out is a valid
 run configuration. Never another exception: the CLI would print a traceback. The runs are
 drawn deterministically (``derandomize``), so CI sees the same examples every time.
+
+Audio files get the same treatment from their bytes: a header field overwritten (a rate, a
+channel count, a frame count), bits flipped, the file cut short or grown; decoding, resampling
+and ``data check``'s inspection either work or raise an ``AudioError`` naming the clip.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import math
+import resource
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile as sf
+import torchaudio.functional  # noqa: F401  (mapped before memory_limit lowers the limit)
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from asc_sweep.backends import LocalBackend
+from asc_sweep.data.audio import AudioError, decode, load_clip
+from asc_sweep.data.base import Clip
+from asc_sweep.data.check import inspect_clip
 from asc_sweep.errors import SpecError
 from asc_sweep.sweep.config import (
     ARCH_NAMES,
@@ -185,3 +200,82 @@ def test_the_shipped_specs_all_register(tmp_path: Path) -> None:
             assert _hand_out_runs(store, spec) >= 1
     finally:
         store.close()
+
+
+def _encoded(fmt: str, subtype: str, rate: int, channels: int) -> bytes:
+    wave = np.random.default_rng(0).standard_normal((4000, channels)).astype(np.float32) * 0.1
+    buf = io.BytesIO()
+    sf.write(buf, wave, rate, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+ENCODED = [
+    _encoded("WAV", "PCM_16", 16000, 1),
+    _encoded("WAV", "FLOAT", 44100, 2),
+    _encoded("WAV", "PCM_U8", 8000, 1),
+    _encoded("FLAC", "PCM_16", 22050, 1),
+    _encoded("OGG", "VORBIS", 16000, 1),
+    _encoded("AIFF", "PCM_24", 48000, 3),
+]
+HEADER_WORDS = [0, 1, 3, 7, 2**16 - 1, 2**31, 2**32 - 1, 44101, 192000, 10**9]
+# Where formats keep what a decoder sizes its work by: RIFF size, channels, rate, byte rate,
+# block size and data size of a canonical WAV; a FLAC's rate and 36-bit frame count.
+HEADER_FIELDS = [4, 22, 24, 28, 32, 40, 18, 21, 22]
+
+
+@contextlib.contextmanager
+def memory_limit(extra: int) -> Iterator[None]:
+    """This process may map ``extra`` bytes more than it has now (an allocation past that is
+    a MemoryError), so that a file that makes a decoder allocate gigabytes fails the test
+    instead of the host."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    mapped = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + extra, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+@st.composite
+def damaged_audio(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(ENCODED)))
+    for _ in range(draw(st.integers(1, 3))):
+        how = draw(st.sampled_from(["word", "byte", "flip", "cut", "grow"]))
+        if how == "word" and len(data) >= 4:  # a 32-bit header field: rate, sizes, channels
+            field = st.sampled_from(HEADER_FIELDS) | st.integers(0, 56)
+            at = min(draw(field), len(data) - 4)
+            data[at : at + 4] = struct.pack("<I", draw(st.sampled_from(HEADER_WORDS)))
+        elif how == "byte":
+            data[draw(st.integers(0, min(63, len(data) - 1)))] = draw(st.integers(0, 255))
+        elif how == "flip":
+            at = draw(st.integers(0, len(data) - 1))
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif how == "cut":
+            del data[draw(st.integers(0, len(data))) :]
+        else:
+            data += draw(st.binary(max_size=64))
+        if not data:
+            break
+    return bytes(data)
+
+
+@settings(
+    max_examples=400,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=damaged_audio())
+def test_a_damaged_audio_file_decodes_or_is_refused_by_name(data: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "clip.wav"
+    path.write_bytes(data)
+    for read in (decode, lambda p: load_clip(p, 16000)):
+        try:
+            with memory_limit(1 << 30):
+                read(path)
+        except AudioError as exc:
+            assert str(exc).startswith(f"{path}: ") and len(str(exc).splitlines()) == 1
+            event(f"refused: {str(exc).split(': ', 1)[1].split(' (')[0][:40]}")
+    report = inspect_clip(tmp_path, Clip(path="clip.wav", label="a", group="g"))
+    assert all(message for message in report.errors)
