@@ -12,6 +12,11 @@ drawn deterministically (``derandomize``), so CI sees the same examples every ti
 Audio files get the same treatment from their bytes: a header field overwritten (a rate, a
 channel count, a frame count), bits flipped, the file cut short or grown; decoding, resampling
 and ``data check``'s inspection either work or raise an ``AudioError`` naming the clip.
+
+Reports read what runs logged, and a W&B sweep's runs (or a custom run function's) may log
+anything: a report over runs whose summaries and histories hold NaN, infinities, text, lists,
+mappings, ragged confusion matrices, and whose knobs take mappings and lists, renders every
+table and counts only the finite numbers.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import itertools
 import math
 import resource
 import struct
@@ -39,6 +45,11 @@ from asc_sweep.data.audio import AudioError, decode, load_clip
 from asc_sweep.data.base import Clip
 from asc_sweep.data.check import inspect_clip
 from asc_sweep.errors import SpecError
+from asc_sweep.report import RunRecord, write_report
+from asc_sweep.report.findings import findings
+from asc_sweep.report.records import swept_factors
+from asc_sweep.report.render import render_html, render_latex, render_markdown
+from asc_sweep.report.stats import analyse
 from asc_sweep.sweep.config import (
     ARCH_NAMES,
     DATASET_NAMES,
@@ -279,3 +290,93 @@ def test_a_damaged_audio_file_decodes_or_is_refused_by_name(data: bytes, tmp_pat
             event(f"refused: {str(exc).split(': ', 1)[1].split(' (')[0][:40]}")
     report = inspect_clip(tmp_path, Clip(path="clip.wav", label="a", group="g"))
     assert all(message for message in report.errors)
+
+
+JUNK = st.sampled_from(
+    [None, math.nan, math.inf, -math.inf, "0.7", True, [], {}, -1.0, 2.0, 10**30]
+)
+SUMMARY_KEYS = ["test/accuracy", "test/macro_f1", "test/log_loss", "epochs_to_90", "epochs_run",
+                "time/inference_ms_per_clip", "parameters", "data/test_clips", "data/train_clips"]  # fmt: skip
+
+
+@st.composite
+def logged_runs(draw: st.DrawFn) -> list[RunRecord]:
+    knob_values = st.sampled_from(
+        [0.1, "a", "b", None, True, 16000, 8000, [1, 2], {"k": 1}, 1, 1.0]
+    )
+    factors = draw(st.dictionaries(st.sampled_from(["arch", "init", "sample_rate", "mixup"]),
+                                   st.lists(knob_values, min_size=1, max_size=3), max_size=2))  # fmt: skip
+    folds = draw(st.lists(st.sampled_from([1, 2, 3, 4, 5, None, "3"]), min_size=1, max_size=4))
+    classes = ["a", "b", "c"][: draw(st.integers(1, 3))]
+    maybe = lambda good: st.one_of(st.just(good), st.just(good), st.just(good), JUNK)  # noqa: E731
+    records = []
+    for combo in itertools.product(*factors.values()):
+        for fold in folds:
+            params = {**dict(zip(factors, combo, strict=True)), "fold": fold}
+            state = draw(st.sampled_from(["finished"] * 5 + ["failed", "stopped", "running"]))
+            acc = draw(st.floats(0.3, 0.95))
+            summary = {k: draw(maybe(acc if "accuracy" in k else 3.0)) for k in SUMMARY_KEYS}
+            n = len(classes) + draw(st.sampled_from([0, 0, 0, 1]))
+            summary["classes"] = draw(maybe(classes))
+            summary["confusion"] = draw(maybe([[1] * n for _ in classes]))
+            summary[f"test/accuracy/{classes[0]}"] = draw(maybe(acc))
+            summary["environment"] = draw(
+                maybe({"precision": draw(st.sampled_from(["float32", "bfloat16"]))})
+            )
+            history = [
+                {"epoch": e + 1, "val/accuracy": draw(maybe(acc))}
+                for e in range(draw(st.integers(0, 4)))
+            ]
+            records.append(RunRecord(f"run-{len(records)}", params, state, summary, history))
+    return records
+
+
+@settings(max_examples=150, derandomize=True, deadline=None)
+@given(
+    records=logged_runs(),
+    metric=st.sampled_from(["test/accuracy", "test/log_loss", "val/accuracy"]),
+)
+def test_a_report_over_whatever_runs_logged_renders_every_table(
+    records: list[RunRecord], metric: str
+) -> None:
+    data = analyse(records, sweep_id="fuzz", sweep_name=None, factors=swept_factors(records),
+                   metric=metric, expected_folds=[1, 2, 3])  # fmt: skip
+    for text in (
+        render_markdown(data, []),
+        render_html(data, []),
+        render_latex(data),
+        *findings(data),
+    ):
+        assert text and "Traceback" not in text
+    for cell in data.cells:
+        assert all(math.isfinite(v) for v in cell.values.get(metric, []))
+    for effects in data.effects.values():
+        assert all(math.isfinite(d) for e in effects for d in e.diffs)
+
+
+def test_a_report_of_hostile_runs_writes_every_file_and_plot(tmp_path: Path) -> None:
+    """One sweep of every kind of junk, through ``write_report`` with its plots."""
+    records = []
+    for i, (arch, init, fold) in enumerate(
+        itertools.product(["cnn6", "m5"], [{"gain": 1}, [1, 2]], [1, 2, 3])
+    ):
+        good = i % 3 != 0
+        summary = {"test/accuracy": 0.6 + 0.01 * i if good else math.nan, "test/log_loss": "high",
+                   "classes": ["a", "b"], "confusion": [[3, 1], [2]] if i == 4 else [[3, 1], [2, 4]],
+                   "time/inference_ms_per_clip": math.inf if i == 5 else 1.5, "epochs_to_90": None,
+                   "data/test_clips": True, "data/train_clips": 0}  # fmt: skip
+        history = [
+            {"epoch": 1, "val/accuracy": math.nan},
+            {"epoch": 2, "val/accuracy": 0.5 + 0.01 * i},
+        ]
+        records.append(
+            RunRecord(
+                f"r{i}", {"arch": arch, "init": init, "fold": fold}, "finished", summary, history
+            )
+        )
+    data, files = write_report(records, tmp_path / "report", sweep_id="junk")
+    assert files.markdown.read_text() and files.html.read_text() and files.runs_csv.read_text()
+    assert files.plots and all(p.stat().st_size > 0 for p in files.plots)
+    assert {e.level for e in data.effects["init"]} == {(1, 2)}  # a mapping and a list: two levels
+    (cell,) = [c for c in data.cells if c.params == {"arch": "cnn6", "init": {"gain": 1}}]
+    assert cell.values["test/accuracy"] == [0.61, 0.62]  # fold 1 logged NaN: two folds count

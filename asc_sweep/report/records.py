@@ -47,16 +47,7 @@ class RunRecord:
 
     def metric(self, name: str) -> float | None:
         """A finite summary value of a finished run, else None."""
-        if not self.done:
-            return None
-        value = self.summary.get(name)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
-            return None
-        return float(value)
+        return finite(self.summary.get(name)) if self.done else None
 
     @functools.cached_property
     def environment(self) -> dict[str, str]:
@@ -68,15 +59,35 @@ class RunRecord:
         return tuple(hashable(self.params.get(f)) for f in factors)
 
 
+def finite(value: Any) -> float | None:
+    """``value`` as a float where it is a finite number (not a bool), else None: summaries
+    and histories may hold anything a run function logged."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 def environments_differ(a: RunRecord, b: RunRecord) -> bool:
     """Whether two runs recorded different environments (a field both recorded differs)."""
     x, y = a.environment, b.environment
     return any(x[k] != y[k] for k in x.keys() & y.keys())
 
 
+class FrozenDict(dict[Any, Any]):
+    """A mapping knob value (W&B's nested parameters) as a dict key: hashed by its items,
+    printed as written."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted((repr(k), v) for k, v in self.items())))
+
+
 def hashable(value: Any) -> Any:
-    """A knob value usable as a dict key (lists become tuples)."""
-    return tuple(value) if isinstance(value, list) else value
+    """A knob value usable as a dict key (lists become tuples, mappings ``FrozenDict``)."""
+    if isinstance(value, list):
+        return tuple(hashable(v) for v in value)
+    if isinstance(value, dict):
+        return FrozenDict({k: hashable(v) for k, v in value.items()})
+    return value
 
 
 def swept_factors(records: Sequence[RunRecord]) -> list[str]:

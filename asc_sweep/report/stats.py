@@ -18,7 +18,13 @@ from asc_sweep.report.cv import (
     correlated_bayes,
     friedman_nemenyi,
 )
-from asc_sweep.report.records import CELL_EXCLUDED, RunRecord, environments_differ, hashable
+from asc_sweep.report.records import (
+    CELL_EXCLUDED,
+    RunRecord,
+    environments_differ,
+    finite,
+    hashable,
+)
 from asc_sweep.sweep import environment
 
 
@@ -203,12 +209,11 @@ def test_train_ratio(records: Sequence[RunRecord]) -> float:
     """n_test / n_train of a fold, from the runs' clip counts (the corrected tests' term);
     1/(k-1) for k folds where runs do not record them; 0 with a single fold."""
     ratios = [
-        float(r.summary["data/test_clips"]) / float(r.summary["data/train_clips"])
+        test / train
         for r in records
-        if isinstance(r.summary.get("data/test_clips"), (int, float))
-        and isinstance(r.summary.get("data/train_clips"), (int, float))
-        and r.summary["data/train_clips"]
-    ]
+        if (test := r.metric("data/test_clips")) is not None and test > 0
+        and (train := r.metric("data/train_clips")) is not None and train > 0
+    ]  # fmt: skip
     if ratios:
         return statistics.fmean(ratios)
     k = len({hashable(r.params.get("fold")) for r in records})
@@ -248,6 +253,8 @@ def main_effects(
 ) -> list[Effect]:
     """Each level of ``factor`` against ``reference`` (default: the first level), Holm-corrected."""
     levels = levels_of(records, factor)
+    if not levels:  # no run of the factor counts (all failed, or still running)
+        return []
     reference = levels[0] if reference is None else reference
     ratio = test_train_ratio(records) if ratio is None else ratio
     return with_holm([
@@ -271,6 +278,8 @@ def simple_effects(
     """The effect of ``factor`` within each level of every other swept factor (e.g. He init
     per architecture); Holm-corrected within each (factor, other factor's level) family."""
     levels = levels_of(records, factor)
+    if not levels:  # no run of the factor counts (all failed, or still running)
+        return []
     reference = levels[0] if reference is None else reference
     ratio = test_train_ratio(records) if ratio is None else ratio
     out: list[Effect] = []
@@ -373,13 +382,16 @@ def convergence_curves(
     levels = levels_of(records, factor)
     out = []
     for level in levels:
-        series = [[h[metric] for h in r.history if metric in h] for r in records
+        # Each logged epoch in order; a value that is not a finite number leaves a gap.
+        series = [[finite(h[metric]) for h in r.history if metric in h] for r in records
                   if r.done and hashable(r.params.get(factor)) == level]  # fmt: skip
         series = [s for s in series if s]
         length = max((len(s) for s in series), default=0)
         mean, std, n = [], [], []
         for e in range(length):
-            at = [s[e] for s in series if len(s) > e]
+            at = [v for s in series if len(s) > e and (v := s[e]) is not None]
+            if not at:
+                break
             mean.append(statistics.fmean(at))
             std.append(statistics.stdev(at) if len(at) > 1 else 0.0)
             n.append(len(at))
@@ -477,16 +489,30 @@ def confusion_by(
     """Confusion matrices summed over folds (and other knobs) for each level of ``factor``."""
     out: dict[Any, tuple[list[str], np.ndarray]] = {}
     for r in records:
-        matrix, classes = r.summary.get("confusion"), r.summary.get("classes")
-        if not (r.done and isinstance(matrix, list) and isinstance(classes, list)):
+        matrix, classes = r.summary.get("confusion"), r.summary.get("classes", [])
+        if not (r.done and _is_confusion(matrix, classes)):
             continue
-        level = hashable(r.params.get(factor))
+        level, names = hashable(r.params.get(factor)), list(classes)
         m = np.asarray(matrix, dtype=np.int64)
-        if level in out and out[level][1].shape == m.shape:
-            out[level] = (classes, out[level][1] + m)
-        elif level not in out:
-            out[level] = (classes, m)
+        if level not in out:
+            out[level] = (names, m)
+        elif out[level][0] == names:  # summed only over runs of the same classes, in order
+            out[level] = (names, out[level][1] + m)
     return out
+
+
+def _is_confusion(matrix: Any, classes: Any) -> bool:
+    """A square table of counts, one row and column per class name."""
+    return (
+        isinstance(classes, list)
+        and all(isinstance(c, str) for c in classes)
+        and isinstance(matrix, list)
+        and len(matrix) == len(classes)
+        and all(isinstance(row, list) and len(row) == len(classes) for row in matrix)
+        and all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for row in matrix for n in row
+        )
+    )
 
 
 @dataclass
