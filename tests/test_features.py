@@ -293,6 +293,21 @@ def test_clip_shorter_than_a_frame_is_refused() -> None:
         front.log_mel(torch.zeros(1, 300))
 
 
+@pytest.mark.parametrize("banded", [True, False])
+def test_a_batch_shorter_than_half_a_frame_is_padded_as_a_longer_batch_pads_it(
+    banded: bool,
+) -> None:
+    """Centred reflect padding needs more samples than half a frame; a batch of clips all
+    that short (a long window, whole short clips) gets zeros past its end, as each clip of a
+    longer batch does: its valid frames are what it gives beside a long clip."""
+    front = LogMel(16000, n_mels=32, win_length=400, hop_length=160, banded=banded)
+    clip = torch.from_numpy(np.random.default_rng(3).standard_normal((1, 100)).astype(np.float32))
+    alone = front.log_mel(clip)
+    in_batch = front.log_mel(torch.nn.functional.pad(clip, (0, 4000)))
+    valid = int(front.frames(torch.tensor([100]))[0])
+    torch.testing.assert_close(alone[..., :valid], in_batch[..., :valid], rtol=0, atol=1e-4)
+
+
 def test_top_db_floor_is_per_clip() -> None:
     """A quiet clip batched with a loud one keeps its own dynamic range."""
     front = LogMel(16000, n_mels=32, win_length=400, hop_length=160, top_db=60.0)

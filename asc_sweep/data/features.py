@@ -221,11 +221,21 @@ class LogMel(nn.Module):
         """Log-mel in dB without normalisation."""
         # The STFT runs in float32 even under autocast: half precision loses the quiet bands.
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            waveforms = waveforms.float()
+            waveforms = self._long_enough(waveforms.float())
             banded = self.banded
             if banded if banded is not None else waveforms.device.type == "cpu":
                 return self.banded_mel(waveforms, db=True)
             return self.power_to_db_(self.mel(waveforms))
+
+    def _long_enough(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """A batch of clips all shorter than half an FFT frame, zero-padded past it: centred
+        reflect padding needs more samples than it reflects. A short clip in a longer batch is
+        zero-padded the same way, and its ``lengths`` mask the frames past its end alike."""
+        half = self.n_fft // 2
+        short = half + 1 - waveforms.shape[-1]
+        if self.center and self.pad_mode in ("reflect", "circular") and short > 0:
+            return functional.pad(waveforms, (0, short))
+        return waveforms
 
     def power_to_db_(self, power: torch.Tensor) -> torch.Tensor:
         """``AmplitudeToDB`` in place, with ``top_db`` applied to each clip on its own.
