@@ -93,6 +93,9 @@ def visible_gpus() -> list[str]:
 # Agents a CPU host starts by default: one per core, but no more than this (each holds torch,
 # a model and its optimiser: several hundred MB), the cores then shared out as threads.
 MAX_CPU_AGENTS = 4
+# More agents than this per CPU core (and beyond 64 in all) is a typo, not a plan: each is a
+# process that holds torch and a fold's data.
+MAX_AGENTS_PER_CORE = 8
 
 
 def plan_agents(
@@ -112,20 +115,39 @@ def plan_agents(
     from asc_sweep.errors import AscSweepError
 
     chosen = gpus if gpus is not None else visible_gpus()
+    cores = os.cpu_count() or 1
     if not chosen:
         if agents_per_gpu is not None:
             raise AscSweepError(
                 "--agents-per-gpu: no GPU is visible on this host (CUDA_VISIBLE_DEVICES, or no "
                 "CUDA); use --agents N"
             )
-        return agents or max(1, min(MAX_CPU_AGENTS, os.cpu_count() or 1)), None
+        return checked_agent_count(agents or max(1, min(MAX_CPU_AGENTS, cores)), cores), None
     per_gpu = agents_per_gpu or 1
     if agents is not None and agents_per_gpu is not None and agents != per_gpu * len(chosen):
         raise AscSweepError(
             f"--agents {agents} and --agents-per-gpu {agents_per_gpu} disagree on "
             f"{len(chosen)} GPU(s) ({','.join(chosen)}); give one of them"
         )
-    return agents or per_gpu * len(chosen), chosen
+    return checked_agent_count(agents or per_gpu * len(chosen), cores), chosen
+
+
+def checked_agent_count(agents: int, cores: int | None = None) -> int:
+    """``agents``, where this host can hold them.
+
+    Raises:
+        AscSweepError: more than ``MAX_AGENTS_PER_CORE`` per CPU core (and more than 64).
+    """
+    from asc_sweep.errors import AscSweepError
+
+    cores = cores or os.cpu_count() or 1
+    most = max(64, MAX_AGENTS_PER_CORE * cores)
+    if agents > most:
+        raise AscSweepError(
+            f"--agents {agents}: at most {most} on this host ({MAX_AGENTS_PER_CORE} per CPU core, "
+            f"{cores} cores); each agent is a process holding torch and a fold's data"
+        )
+    return agents
 
 
 def gpu_for(index: int, gpus: list[str] | None) -> str | None:

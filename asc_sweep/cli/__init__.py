@@ -106,13 +106,18 @@ def create(
     max_attempts: Annotated[
         int,
         typer.Option(
-            min=1, help="Times a run may be lost with its agent before it is marked failed"
+            min=1,
+            max=1000,
+            help="Times a run may be lost with its agent before it is marked failed",
         ),
     ] = 3,
     seed: Annotated[
         int | None,
         typer.Option(
-            help="Seed for random and bayes suggestions [default: random]", show_default=False
+            min=0,
+            max=2**31 - 1,
+            help="Seed for random and bayes suggestions [default: random]",
+            show_default=False,
         ),
     ] = None,
     backend_name: Annotated[
@@ -178,7 +183,9 @@ def agent(
     function: FunctionOption = None,
     threads: Annotated[
         int | None,
-        typer.Option(min=1, help="CPU threads for the run's numeric libraries", show_default=False),
+        typer.Option(
+            min=1, max=1024, help="CPU threads for the run's numeric libraries", show_default=False
+        ),
     ] = None,
     poll_seconds: Annotated[
         float, typer.Option(min=0.05, help="Wait between claims while other runs are in flight")
@@ -376,7 +383,10 @@ def launch(
     threads: Annotated[
         int | None,
         typer.Option(
-            min=1, help="CPU threads per agent [default: CPU cores / agents]", show_default=False
+            min=1,
+            max=1024,
+            help="CPU threads per agent [default: CPU cores / agents]",
+            show_default=False,
         ),
     ] = None,
     max_restarts: Annotated[int, typer.Option(min=0, help="Restarts of an agent that dies")] = 3,

@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from asc_sweep.agent.launcher import Launcher, visible_gpus
+from asc_sweep.agent.launcher import Launcher, checked_agent_count, visible_gpus
 from asc_sweep.backends.base import CreateOptions
 from asc_sweep.backends.registry import create_sweep
 from asc_sweep.cli.console import show_findings
@@ -77,6 +77,8 @@ def run_demo(
 
     Agents are pinned round robin to every visible GPU; without ``agents``, 2, or one per GPU
     where there are more."""
+    if agents is not None:
+        checked_agent_count(agents)  # before anything is synthesised or registered
     synth = (
         SynthSpec(classes=8, clips_per_class=16, seconds=1.0, sample_rate=16000)
         if quick
