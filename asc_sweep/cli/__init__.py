@@ -341,9 +341,17 @@ def demo(
 def _parse_gpus(gpus: str | None) -> list[str] | None:
     if gpus is None:
         return None
+    from asc_sweep.agent.launcher import visible_gpus
+
     ids = [g.strip() for g in gpus.split(",") if g.strip()]
-    if not ids or not all(g.isdigit() for g in ids):
+    if not ids or not all(g.isascii() and g.isdigit() for g in ids):
         raise AscSweepError(f"--gpus {gpus!r}: give GPU indices separated by commas, e.g. 0,1,2")
+    visible = visible_gpus()
+    if visible and (hidden := [g for g in ids if g not in visible]):
+        raise AscSweepError(
+            f"--gpus {gpus!r}: GPU {hidden[0]} is not visible on this host; visible: "
+            f"{','.join(visible)}"
+        )
     return ids
 
 
