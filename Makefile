@@ -47,13 +47,14 @@ bench: venv
 	$(BIN)/python benchmarks/evaluation.py --device cpu
 	$(BIN)/python benchmarks/overhead.py --repeats 2
 	$(BIN)/python benchmarks/cache_reuse.py
+	$(BIN)/python benchmarks/resample.py --repeats 1 --rates 44100 44056 22222
 	$(BIN)/python benchmarks/scaling.py
 	$(BIN)/python benchmarks/report.py --seeds 5
 
 # Every benchmark at toy sizes: proves the scripts run (CI smoke), figures mean nothing. Two
 # at a time (most of their time is processes starting), each one's output kept together.
-QUICK := $(addprefix quick-,store early features synth soak models evaluation overhead cache scaling \
-	utilisation report)
+QUICK := $(addprefix quick-,store early features synth soak models evaluation overhead cache resample \
+	scaling utilisation report)
 .PHONY: $(QUICK)
 bench-quick: venv
 	$(MAKE) --no-print-directory -j2 --output-sync=target $(QUICK)
@@ -76,6 +77,8 @@ quick-overhead:
 	$(BIN)/python benchmarks/overhead.py --repeats 1 --folds 1
 quick-cache:
 	$(BIN)/python benchmarks/cache_reuse.py --clips-per-class 8 --seconds 1
+quick-resample:  # the exact calls left out: 11 GB
+	$(BIN)/python benchmarks/resample.py --no-exact --seconds 1 --repeats 1
 quick-scaling:
 	$(BIN)/python benchmarks/scaling.py --quick
 quick-report:
