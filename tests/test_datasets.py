@@ -87,7 +87,7 @@ def test_urbansound8k_mixed_rates_channels_and_lengths(tmp_path: Path) -> None:
 
 
 def test_a_clip_at_an_odd_rate_resamples_in_bounded_memory(tmp_path: Path) -> None:
-    """Resampling 44101 Hz to 16 kHz exactly would build 16000 filters of 44101 taps (12 GB);
+    """Resampling 44101 Hz to 16 kHz exactly would build 16000 filters of 44101 taps (11 GB);
     the ratio is approximated within MAX_RATIO_TERM instead, and the result is what an exact
     polyphase resampler (scipy's) gives. The rates recorders use stay exact."""
     from scipy.signal import resample_poly
