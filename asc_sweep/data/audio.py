@@ -100,9 +100,10 @@ def resample(wave: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
 
     torchaudio builds one filter per output phase, ``new / gcd`` filters of about
     ``orig / gcd`` taps: tiny for the rates recorders use (44.1 to 16 kHz: 160 of 441), but
-    11 GB and 30 s for a 4 s clip at 44101 Hz (BENCHMARKS.md). A ratio whose reduced terms exceed ``MAX_RATIO_TERM`` is
-    replaced by the nearest one within it: a pitch error of at most 125 parts per million (a
-    fifth of a cent), and as many samples more or fewer.
+    11 GB and 30 s for a 4 s clip at 44101 Hz (BENCHMARKS.md). A ratio whose reduced terms
+    exceed ``MAX_RATIO_TERM`` is replaced by the nearest one within it: a time-scale (and
+    pitch) error of at most 125 parts per million (a fifth of a cent), and as many samples
+    more or fewer.
     """
     if orig_rate == new_rate:
         return wave
