@@ -72,6 +72,34 @@ def test_bayes_suggestions_change_with_observed_metrics(
     assert late_a < late_b
 
 
+def _suggestions_with_junk(backend: SqlStore, junk: list[Any]) -> list[tuple[float, float]]:
+    """A 20-run bayes sweep whose runs 2, 4, ... log ``junk`` values of the metric in turn
+    (``None``: nothing at all), the others a score that prefers small mixup."""
+    sweep = backend.create_sweep(parse_spec(BAYES), seed=11)
+    out = []
+    for i in range(20):
+        claim = backend.claim(sweep.id, "a")
+        assert claim.run and claim.token
+        out.append((claim.run.params["lr"], claim.run.params["mixup"]))
+        value = junk[(i // 2) % len(junk)] if i % 2 else 1 - claim.run.params["mixup"]
+        metrics = {} if value is None else {"val/accuracy": value}
+        backend.log(claim.run.id, claim.token, 0, metrics)
+        backend.finish(claim.run.id, claim.token, metrics)
+    return out
+
+
+def test_a_run_that_logged_nan_counts_as_one_that_logged_nothing(
+    make_sql_store: Callable[[], SqlStore],
+) -> None:
+    """A run that diverged logs NaN; a custom run function may log an infinity, a text or
+    1e308. The engine compares the values and squares them: left in, any of them failed every
+    later claim of a bayes sweep. It sees only the numbers it can use, so such a run counts as
+    one that logged nothing (the engine's worst), and the sweep goes on."""
+    junk = _suggestions_with_junk(make_sql_store(), [math.nan, math.inf, "high", 1e308, -math.inf])
+    silent = _suggestions_with_junk(make_sql_store(), [None])
+    assert junk == silent and len(set(junk)) == 20
+
+
 def test_engine_sees_finished_and_running_runs(make_sql_store: Callable[[], SqlStore]) -> None:
     """Runs in flight are passed to the engine too (bayes avoids suggesting them again)."""
     backend = make_sql_store()

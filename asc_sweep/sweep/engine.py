@@ -89,21 +89,39 @@ def _records(runs: Sequence[EngineRun | PreparedRun]) -> list[Any]:
 def to_sweep_run(run: EngineRun) -> Any:
     """Build the engine's ``SweepRun``; raises if history or summary did not reach it."""
     sweeps = _import_sweeps()
+    summary = _numbers(run.summary)
     sweep_run = sweeps.SweepRun(
         name=run.name,
         state=ENGINE_STATE[run.state],
         config={k: {"value": v} for k, v in run.params.items()},
-        sampledHistory=[dict(h) for h in run.history],
-        summaryMetrics=dict(run.summary),
+        sampledHistory=[_numbers(h) for h in run.history],
+        summaryMetrics=summary,
     )
     if len(sweep_run.history) != len(run.history) or len(sweep_run.summary_metrics or {}) != len(
-        run.summary
+        summary
     ):
         raise RuntimeError(
             "the installed sweeps/pydantic combination drops run history; "
             "metrics would not reach the sweep engine"
         )
     return sweep_run
+
+
+# Beyond this the Gaussian process's squares of the metric overflow to NaN.
+MAX_METRIC = 1e150
+
+
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers of a history row or summary the engine can use: it compares what it reads
+    and its Gaussian process squares it, so a NaN (a run that diverged), an infinity, a text or
+    a 1e308 left in would fail every later claim of a bayes sweep. A run left without its
+    metric counts as the worst (bayes) or as not having logged it yet (hyperband, which drops
+    NaN itself)."""
+    return {
+        k: v
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= MAX_METRIC
+    }
 
 
 def _params(sweep_run: Any) -> dict[str, Any]:
