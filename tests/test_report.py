@@ -153,6 +153,24 @@ def test_an_incomplete_sweep_is_reported_as_such(tmp_path: Path) -> None:
     assert he.n == 5  # fold 1 still counts, through the architecture that has both runs
 
 
+def test_a_run_that_finished_without_a_finite_metric_is_named_not_dropped(tmp_path: Path) -> None:
+    """A run that diverged finishes with a NaN log loss: its fold is not averaged, and the
+    report says which fold and what it logged, rather than quietly showing fewer folds."""
+    import math
+
+    records = planted(0.03)
+    for i, value in ((0, math.nan), (1, None)):  # cnn6, default, folds 1 and 2
+        summary = {k: v for k, v in records[i].summary.items() if k != "test/accuracy"}
+        summary.update({} if value is None else {"test/accuracy": value})
+        records[i] = RunRecord(records[i].name, records[i].params, "finished", summary, [])
+    data, files = write_report(records, tmp_path, sweep_id="abc123", expected_folds=FOLDS)
+    cell = next(c for c in data.cells if c.params == {"arch": "cnn6", "init": "default"})
+    assert cell.n("test/accuracy") == 3
+    assert cell.missing == ["fold 1 finished without a finite test/accuracy (nan)",
+                            "fold 2 finished without a finite test/accuracy (none logged)"]  # fmt: skip
+    assert "fold 1 finished without a finite test/accuracy (nan)" in files.markdown.read_text()
+
+
 class SubDict:
     """How W&B's API hands over a nested summary dict: ``items()`` and ``keys()``, but no
     mapping."""

@@ -73,12 +73,23 @@ def cells(
                    if (why := r.exclusion(include_stopped)) is not None]  # fmt: skip
         present = {r.params.get("fold") for r in members}
         missing += [f"fold {f} not run" for f in all_folds if f not in present]
+        missing += [f"fold {r.params.get('fold')} finished without a finite {metrics[0]} "
+                    f"({_shown(r.summary.get(metrics[0]))})"
+                    for r in done if metrics and r.metric(metrics[0]) is None]  # fmt: skip
         values = {m: [v for r in done if (v := r.metric(m)) is not None] for m in metrics}
         params = {k: v for k, v in members[0].params.items() if k not in CELL_EXCLUDED}
         out.append(
             Cell(params, values, sorted((r.params.get("fold") for r in done), key=_order), missing)
         )
     return sorted(out, key=lambda c: [_order(v) for v in c.params.values()])
+
+
+def _shown(value: Any) -> str:
+    """A logged value as a reader should see it: ``NaN``, ``none logged``, short text."""
+    if value is None:
+        return "none logged"
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:21]}..."
 
 
 def _order(value: Any) -> tuple[int, float, str]:
