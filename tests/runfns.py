@@ -155,3 +155,19 @@ def trainer_crashing_once_in_epoch_3(params: dict[str, Any], ctx: RunContext) ->
 
         ctx.log = crash_in_epoch_3  # type: ignore[method-assign]
     return run_for_agent(params, ctx)
+
+
+def numpy_results(params: dict[str, Any], ctx: RunContext) -> Any:
+    """What a run function built on numpy or torch returns: numpy scalars and arrays, a
+    tensor, tuples, a set, keys that are not text; fold 2 returns an object no store holds,
+    fold 3 a list instead of a mapping."""
+    import numpy as np
+    import torch
+
+    ctx.log({"epoch": 1, "val/accuracy": np.float32(0.25), "val/loss": torch.tensor(1.5)})
+    if params["fold"] == 2:
+        return {"val/accuracy": 0.5, "model": object()}
+    if params["fold"] == 3:
+        return [0.5]
+    return {"val/accuracy": np.float64(0.75), "confusion": np.eye(2, dtype=np.int64),
+            "shape": (2, 2), "classes": {"b", "a"}, 7: np.int32(7)}  # fmt: skip

@@ -146,6 +146,35 @@ def test_a_run_that_raises_is_recorded_and_the_agent_goes_on(store: Path) -> Non
     )
 
 
+def test_what_a_run_function_returns_is_stored_as_plain_data_or_fails_the_run(
+    store: Path,
+) -> None:
+    """numpy scalars and arrays, tensors, tuples, sets and non-text keys (what functions
+    built on numpy or torch return and log) are stored as plain JSON data; an object no store
+    can hold, or a result that is not a mapping, fails that run with a line saying what and
+    where, and the agent goes on (it raised a JSON error and left the run running)."""
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(
+            parse_spec("method: grid\nparameters:\n  fold: {values: [1, 2, 3]}\n")
+        )
+    agent = start_agent(store, sweep.id, "numpy_results")
+    out = finish(agent)
+    assert agent.returncode == 0, out
+    with LocalBackend(store) as backend:
+        runs = {r.params["fold"]: r for r in backend.runs(sweep.id)}
+        history = backend.history(runs[1].id)
+    assert runs[1].state == "finished" and runs[1].summary == {
+        "val/accuracy": 0.75, "confusion": [[1, 0], [0, 1]], "shape": [2, 2],
+        "classes": ["a", "b"], "7": 7,
+    }  # fmt: skip
+    assert history[0]["val/accuracy"] == 0.25 and history[0]["val/loss"] == 1.5
+    assert runs[2].state == runs[3].state == "failed"
+    assert "TypeError: the summary returned['model']: an object, which no store can hold" in (
+        runs[2].error or ""
+    )
+    assert "the run function returned a list; it must return a mapping" in (runs[3].error or "")
+
+
 def test_agent_with_unknown_function_exits_2(store: Path) -> None:
     with LocalBackend(store) as backend:
         sweep = backend.create_sweep(parse_spec(TWO_FOLDS))

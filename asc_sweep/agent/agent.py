@@ -71,7 +71,8 @@ class AgentRunContext(StopAware):
         epochs (restored from a checkpoint) are stored again but not printed again."""
         step = self._next_step if step is None else step
         self._next_step = step + 1
-        self.heed(lambda: self._store.log(self.run_id, self._token, step, metrics))
+        stored = storable(metrics, "the metrics logged")
+        self.heed(lambda: self._store.log(self.run_id, self._token, step, stored))
         if self._console is None or "epoch" not in metrics:
             return
         if replay:
@@ -303,7 +304,7 @@ class Agent:
         try:
             with Heartbeat(self.store, ctx, interval, self.console):
                 if not ctx.stop.is_set:
-                    summary = self.run_fn(dict(run.params), ctx)
+                    summary = run_summary(self.run_fn(dict(run.params), ctx))
         except RunInterrupted:
             pass  # the stop flag says why
         except Exception as exc:
@@ -386,6 +387,49 @@ class Agent:
             self.stats.lost += 1
             self.console.print(f"[yellow]{exc}; result dropped[/]")
             return None
+
+
+def run_summary(returned: Any) -> dict[str, Any]:
+    """What a run function returned, as a store holds it (None: an empty summary).
+
+    Raises:
+        TypeError: not a mapping, or holding a value no store can keep (the run fails with it).
+    """
+    if returned is None:
+        return {}
+    if not isinstance(returned, Mapping):
+        raise TypeError(
+            f"the run function returned a {type(returned).__name__}; it must return a mapping "
+            "of summary values (or None)"
+        )
+    summary: dict[str, Any] = storable(returned, "the summary returned")
+    return summary
+
+
+def storable(value: Any, where: str) -> Any:
+    """``value`` as plain JSON data: numpy scalars and arrays and torch tensors through their
+    ``tolist``, tuples and sets as lists, mapping keys as text (NaN and infinities stay: the
+    report and the engine leave them out).
+
+    Raises:
+        TypeError: naming where the value sits and its type, for anything else.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): storable(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, (set, frozenset)):
+        return [storable(v, where) for v in sorted(value, key=repr)]
+    to_list = getattr(value, "tolist", None)  # numpy scalars and arrays, torch tensors
+    if callable(to_list):
+        return storable(to_list(), where)
+    kind = type(value).__name__
+    raise TypeError(
+        f"{where}: {'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind}, which no store can hold; "
+        "use numbers, text, booleans, None, and lists and mappings of them"
+    )
 
 
 def describe(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from asc_sweep.agent.agent import run_summary
 from asc_sweep.agent.functions import DEFAULT_FUNCTION, load_run_function
 from asc_sweep.backends.wandb import FUNCTION_ENV
 from asc_sweep.errors import AscSweepError
@@ -79,7 +80,7 @@ def run_configuration(args_file: Path) -> dict[str, Any]:
         if not isinstance(params, dict):
             raise AscSweepError(f"{args_file}: expected a JSON object of parameters")
         run_fn = load_run_function(os.environ.get(FUNCTION_ENV) or DEFAULT_FUNCTION)
-        summary = dict(run_fn(params, context) or {})
+        summary = run_summary(run_fn(params, context))
     finally:
         signal.signal(signal.SIGTERM, previous)
     shutil.rmtree(context.run_dir, ignore_errors=True)  # the run is over: its checkpoint goes
