@@ -26,6 +26,7 @@ import copy
 import io
 import itertools
 import math
+import re
 import resource
 import struct
 from collections.abc import Iterator
@@ -358,7 +359,7 @@ def test_a_report_of_hostile_runs_writes_every_file_and_plot(tmp_path: Path) -> 
     """One sweep of every kind of junk, through ``write_report`` with its plots."""
     records = []
     for i, (arch, init, fold) in enumerate(
-        itertools.product(["cnn6", "m5"], [{"gain": 1}, [1, 2]], [1, 2, 3])
+        itertools.product(["cnn6", "m5 | x\ny"], [{"gain": 1}, [1, 2]], [1, 2, 3])
     ):
         good = i % 3 != 0
         summary = {"test/accuracy": 0.6 + 0.01 * i if good else math.nan, "test/log_loss": "high",
@@ -376,6 +377,15 @@ def test_a_report_of_hostile_runs_writes_every_file_and_plot(tmp_path: Path) -> 
         )
     data, files = write_report(records, tmp_path / "report", sweep_id="junk")
     assert files.markdown.read_text() and files.html.read_text() and files.runs_csv.read_text()
+    tables: list[list[int]] = [[]]  # unescaped pipes of each row, table by table
+    for line in files.markdown.read_text().splitlines():
+        if line.startswith("|"):
+            tables[-1].append(len(re.findall(r"(?<!\\)\|", line)))
+        elif tables[-1]:
+            tables.append([])
+    assert all(len(set(t)) == 1 for t in tables if t), (
+        tables
+    )  # a knob's "|" and newline stay in their cell
     assert files.plots and all(p.stat().st_size > 0 for p in files.plots)
     assert {e.level for e in data.effects["init"]} == {(1, 2)}  # a mapping and a list: two levels
     (cell,) = [c for c in data.cells if c.params == {"arch": "cnn6", "init": {"gain": 1}}]

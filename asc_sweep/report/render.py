@@ -145,7 +145,7 @@ def cost_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
 
 
 def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    esc = [[c.replace("|", "\\|") for c in r] for r in [list(head), *rows]]
+    esc = [[" ".join(c.replace("|", "\\|").split()) for c in r] for r in [list(head), *rows]]
     lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in esc[1:]]
     return "\n".join(lines)
