@@ -23,6 +23,15 @@ def test_every_item_once_per_epoch_in_similar_length_batches() -> None:
     assert list(sampler) == epoch0  # reproducible
 
 
+def test_a_last_clip_alone_joins_the_batch_before_it() -> None:
+    """17 clips in batches of 16: one batch of 17, not 16 and 1 (batch norm cannot train on
+    one short clip); 18 clips: 16 and 2, as before. Every clip still comes once."""
+    for n, sizes in ((17, [17]), (18, [2, 16]), (33, [16, 17]), (1, [1])):
+        epoch = list(LengthBucketSampler(list(range(100, 100 + n)), batch_size=16, seed=3))
+        assert sorted(len(b) for b in epoch) == sizes, n
+        assert sorted(i for b in epoch for i in b) == list(range(n))
+
+
 def test_padding_keeps_lengths_and_labels() -> None:
     waves, lengths, labels = pad_batch([(np.ones(5, np.float32), 2), (np.ones(3, np.float32), 0)])
     assert waves.shape == (2, 5) and lengths.tolist() == [5, 3] and labels.tolist() == [2, 0]

@@ -89,7 +89,10 @@ class LengthBucketSampler(Sampler[list[int]]):
 
     Items are sorted by length within pools of ``pool_batches`` batches (shuffled first when
     ``shuffle``), cut into batches, and the batches shuffled; every epoch differs but is
-    reproducible from ``seed`` and the epoch number.
+    reproducible from ``seed`` and the epoch number. A pool's last clip, were it left alone in
+    its batch, joins the batch before it: batch norm cannot train on one clip whose last map is
+    a single value per channel (short clips, few bands), and one clip's statistics are noise
+    anyway.
     """
 
     def __init__(
@@ -120,9 +123,12 @@ class LengthBucketSampler(Sampler[list[int]]):
         for start in range(0, len(order), self.pool):
             pool = order[start : start + self.pool]
             pool = pool[np.argsort(self.lengths[pool], kind="stable")]
-            for b in range(0, len(pool), self.batch_size):
-                batch = pool[b : b + self.batch_size].tolist()
-                if len(batch) == self.batch_size or not self.drop_last:
+            cut = list(range(0, len(pool), self.batch_size))
+            if len(cut) > 1 and len(pool) - cut[-1] == 1:
+                cut.pop()  # a last clip alone joins the batch before it (see the class)
+            for b, e in zip(cut, [*cut[1:], len(pool)], strict=True):
+                batch = pool[b:e].tolist()
+                if len(batch) >= self.batch_size or not self.drop_last:
                     batches.append(batch)
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
