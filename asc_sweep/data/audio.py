@@ -19,6 +19,8 @@ from asc_sweep.data.base import DataError
 MIN_RATE, MAX_RATE = 1000, 768_000
 MAX_CHANNELS = 8
 MAX_CLIP_SECONDS = 3600
+# What libsndfile reports as the frame count of a file whose header does not say.
+UNKNOWN_LENGTH = 2**63 - 1
 # Frames decoded at a time (a header's frame count is checked, not trusted to size a buffer).
 BLOCK_SAMPLES = 1 << 22
 # Resampling ratios whose reduced terms exceed this are approximated (see ``resample``).
@@ -67,6 +69,11 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
                     f"{path}: {channels} channels; at most {MAX_CHANNELS} are downmixed to mono"
                 )
             most = MAX_CLIP_SECONDS * rate
+            if f.frames == UNKNOWN_LENGTH:
+                raise AudioError(
+                    f"{path}: its header gives no length (a FLAC written to a pipe?), which "
+                    "soundfile cannot decode; re-encode the file"
+                )
             if f.frames > most:
                 raise AudioError(f"{path}: {_too_long(f.frames, rate, 'by its header')}")
             blocks, total = [], 0

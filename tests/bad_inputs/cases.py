@@ -116,7 +116,8 @@ def _wav_header(channels: int, frames: int, rate: int = 16000) -> bytes:
 
 def _flac_claiming(frames: int) -> Callable[[Path], None]:
     """Half a second of FLAC whose STREAMINFO says it holds ``frames`` samples (the 36-bit
-    total at bytes 18-25): decoders size their buffer from it."""
+    total at bytes 18-25; 0: unknown, as an encoder writing to a pipe leaves it): decoders
+    size their buffer from it."""
 
     def write(path: Path) -> None:
         buf = io.BytesIO()
@@ -369,6 +370,7 @@ CASES: list[Case] = [
     Case("audio-8khz-in-44khz-dataset", _mixed_rates, exit=0, says="clips/a_1_0.wav: 8000 Hz while most clips are 44100 Hz"),
     Case("audio-header-claims-years", lambda ws: ws.check(_replace_clip(ws, "clips/a_1.wav", _flac_claiming(2**35))), says="meta.csv:3: clips/a_1.wav: 35791 minutes long by its header; clips of at most 60 minutes"),
     Case("audio-header-claims-years-in-training", lambda ws: ws.train(_replace_clip(ws, "clips/a_1.wav", _flac_claiming(2**35))), says="clips/a_1.wav: 35791 minutes long by its header"),
+    Case("audio-flac-without-a-length", lambda ws: ws.check(_replace_clip(ws, "clips/a_1.wav", _flac_claiming(0))), says="meta.csv:3: clips/a_1.wav: its header gives no length (a FLAC written to a pipe?), which soundfile cannot decode; re-encode the file"),
     Case("audio-rate-3-hz", lambda ws: ws.check(_replace_clip(ws, "clips/a_1.wav", _write_bytes(_wav_header(1, 8000, rate=3)))), says="meta.csv:3: clips/a_1.wav: sample rate 3 Hz is outside 1000-768000 Hz (a damaged header?)"),
     Case("audio-empty-file", lambda ws: ws.check(_replace_clip(ws, "clips/a_1.wav", _write_bytes(b""))), says="meta.csv:3: clips/a_1.wav: empty file (0 bytes)"),
     Case("audio-not-audio", lambda ws: ws.check(_replace_clip(ws, "clips/a_1.wav", _write_bytes(b"<html>404 Not Found</html>" * 10))), says="meta.csv:3: clips/a_1.wav: cannot decode"),
