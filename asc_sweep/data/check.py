@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asc_sweep.data.audio import MAX_CHANNELS, AudioError, decode
+from asc_sweep.data.audio import MAX_CHANNELS, UNKNOWN_LENGTH, AudioError, decode
 from asc_sweep.data.base import AUDIO_EXTENSIONS, Clip, DatasetIndex
 from asc_sweep.sweep.config import DEFAULTS, n_fft_for
 
@@ -123,7 +123,8 @@ def _inspect(root: Path, clip: Clip) -> ClipReport:
         warnings.append(f"{info.channels} channels (downmixed to mono)")
     if info.subtype in ("PCM_U8", "PCM_S8"):
         warnings.append("8-bit audio (coarse: 48 dB of dynamic range)")
-    seconds = info.frames / info.samplerate if info.samplerate else None
+    known = info.samplerate and info.frames != UNKNOWN_LENGTH
+    seconds = info.frames / info.samplerate if known else None
     window = n_fft_for(info.samplerate, DEFAULT_WIN_MS) if info.samplerate else 0
     if info.frames == 0:
         errors.append("zero length (no samples)")
