@@ -54,7 +54,9 @@ from asc_sweep.report.stats import analyse
 from asc_sweep.sweep.config import (
     ARCH_NAMES,
     DATASET_NAMES,
+    DEFAULTS,
     INIT_NAMES,
+    KNOB_TYPES,
     KNOBS,
     METRIC_NAMES,
     RunConfig,
@@ -166,6 +168,10 @@ def _hand_out_runs(store: LocalBackend, spec: SweepSpec) -> int:
 def test_a_mutated_spec_is_refused_with_named_problems_or_runs(
     doc: dict[str, Any], fuzz_store: LocalBackend
 ) -> None:
+    _refused_by_name_or_runs(doc, fuzz_store)
+
+
+def _refused_by_name_or_runs(doc: dict[str, Any], fuzz_store: LocalBackend) -> None:
     text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
     try:
         spec = parse_spec(text, "fuzzed.yaml")
@@ -178,6 +184,59 @@ def test_a_mutated_spec_is_refused_with_named_problems_or_runs(
         return
     event("registered")
     assert _hand_out_runs(fuzz_store, spec) >= 1 or spec.method == "grid"
+
+
+def _edges(name: str) -> list[Any]:
+    """Values of a knob at and just past what it allows: its choices and a near miss, its
+    bounds and one step beyond them, its default, null."""
+    knob, default = KNOBS[name], DEFAULTS[name]
+    if knob.choices is not None:
+        return [*knob.choices, "nope", default]
+    if isinstance(default, bool):
+        return [True, False, default]
+    out: list[Any] = [default, None, 1, 0]
+    for bound in (knob.minimum, knob.maximum):
+        if bound is not None:
+            out += [bound, bound - 1, bound + 1, bound / 2, bound * 2]
+    integral = "int" in KNOB_TYPES[name]
+    return [int(v) if integral and isinstance(v, float) and v.is_integer() else v for v in out]
+
+
+@st.composite
+def knob_specs(draw: st.DrawFn) -> dict[str, Any]:
+    """Specs written from the knob table: several knobs, each at a value, a list of values or
+    a range, drawn from its edges; so that most register and the cross-field checks (bands
+    and windows, architectures, crops, folds, recipes) meet their corners."""
+    method = draw(st.sampled_from(["grid", "random", "bayes"]))
+    names = draw(st.lists(st.sampled_from(sorted(KNOBS)), min_size=1, max_size=5, unique=True))
+    parameters: dict[str, Any] = {"dataset": {"value": "synth"}}
+    for name in names:
+        edges = st.sampled_from(_edges(name))
+        form = draw(st.sampled_from(["value", "values", "range"]))
+        if form == "value":
+            parameters[name] = {"value": draw(edges)}
+        elif form == "values":
+            parameters[name] = {
+                "values": draw(st.lists(edges, min_size=1, max_size=3, unique_by=repr))
+            }
+        else:
+            low, high = sorted([draw(edges), draw(edges)], key=lambda v: (v is None, repr(v)))
+            parameters[name] = {"min": low, "max": high}
+    return {"method": method, "metric": {"name": "val/accuracy", "goal": "maximize"},
+            "parameters": parameters}  # fmt: skip
+
+
+@settings(
+    max_examples=500,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(doc=knob_specs())
+def test_a_spec_at_the_knobs_edges_is_refused_with_named_problems_or_runs(
+    doc: dict[str, Any], fuzz_store: LocalBackend
+) -> None:
+    _refused_by_name_or_runs(doc, fuzz_store)
 
 
 @settings(max_examples=300, derandomize=True, deadline=None)

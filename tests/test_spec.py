@@ -76,9 +76,29 @@ BAD_SPECS: list[tuple[str, str, str]] = [
         "parameters.n_mels: 8 mel bands are too few for cnn10, which needs at least 16 (with arch=cnn10)",
     ),
     (
-        "recipe-mels-too-few-for-arch",  # dcase2017's recipe sets 40 bands; crnn needs 32+
-        GRID_HEAD + "  recipe: {value: dcase2017}\n  n_mels: {value: 24}\n  arch: {value: crnn}\n",
+        "recipe-mels-too-few-for-arch",  # dcase2018's recipe sets 40 bands; crnn needs 32+
+        GRID_HEAD + "  recipe: {value: dcase2018}\n  n_mels: {value: 24}\n  arch: {value: crnn}\n",
         "parameters.n_mels: 24 mel bands are too few for crnn",
+    ),
+    (
+        "frame-targets-without-a-frame-wise-arch",
+        GRID_HEAD + "  frame_targets: {value: true}\n  arch: {values: [dcase2017_mlp, cnn6]}\n",
+        "parameters.frame_targets: needs a frame-wise arch (dcase2017_mlp), not cnn6 (with arch=cnn6)",
+    ),
+    (
+        "recipe-frame-targets-with-another-arch",  # the dcase2017 recipe trains on frames
+        GRID_HEAD + "  recipe: {value: dcase2017}\n  arch: {value: crnn}\n",
+        "frame_targets: needs a frame-wise arch (dcase2017_mlp), not crnn (with arch=crnn)",
+    ),
+    (
+        "freeze-without-pretrained",
+        GRID_HEAD + "  freeze_epochs: {values: [0, 2]}\n",
+        "parameters.freeze_epochs: needs pretrained weights to keep",
+    ),
+    (
+        "bayes-with-nothing-to-search",
+        "method: bayes\nmetric: {name: val/accuracy, goal: maximize}\nparameters:\n  lr: {value: 0.01}\n",
+        "parameters: bayes search needs a parameter to search (values:, or min: and max:)",
     ),
     (
         "crop-shorter-than-a-frame",

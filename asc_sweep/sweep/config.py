@@ -294,39 +294,7 @@ class RunConfig:
 
     def cross_field_problems(self) -> list[tuple[str, str]]:
         """Settings that are fine alone but impossible together, as (key, message) pairs."""
-        problems = audio_problems(
-            sample_rate=self.sample_rate,  # None, the dataset's rate: checked once it is known
-            win_ms=self.win_ms,
-            n_mels=self.n_mels,
-            f_min=self.f_min,
-            f_max=self.f_max,
-            mel_scale=self.mel_scale,
-            arch=self.arch,
-            crop_seconds=self.crop_seconds,
-            eval_segment_seconds=self.eval_segment_seconds,
-        )
-        if self.pretrained is not None and self.arch not in ("cnn6", "cnn10"):
-            problems.append(
-                ("pretrained", f"PANNs weights fit cnn6 and cnn10, not arch {self.arch}")
-            )
-        if self.frame_targets and self.arch not in FRAME_WISE_ARCHS:
-            problems.append(
-                (
-                    "frame_targets",
-                    f"needs a frame-wise arch ({', '.join(FRAME_WISE_ARCHS)}), not {self.arch}",
-                )
-            )
-        if self.frame_targets and self.eval_segment_seconds is not None:
-            problems.append(
-                ("eval_segment_seconds", "must be null with frame_targets (the frames are voted)")
-            )
-        if self.freeze_epochs and self.pretrained is None:
-            problems.append(("freeze_epochs", "needs pretrained weights to keep"))
-        if self.pretrained is not None and self.n_mels != 64:
-            problems.append(
-                ("n_mels", f"{self.n_mels}: PANNs weights were trained on 64 mel bands")
-            )
-        return problems
+        return combination_problems(**{k: getattr(self, k) for k in COMBINED_KNOBS})
 
     @property
     def rate(self) -> int:
@@ -494,6 +462,53 @@ def empty_mel_bands(
         if not (first_bin_above_lo * bin_hz < hi and first_bin_above_lo <= n_fft // 2):
             empty += 1
     return empty
+
+
+def model_problems(
+    *,
+    arch: str,
+    n_mels: int,
+    pretrained: str | None,
+    frame_targets: bool,
+    eval_segment_seconds: float | None,
+    freeze_epochs: int,
+) -> list[tuple[str, str]]:
+    """What an architecture, its pretrained weights and frame-wise training need of each
+    other, as (key, message) pairs."""
+    problems = []
+    if pretrained is not None and arch not in ("cnn6", "cnn10"):
+        problems.append(("pretrained", f"PANNs weights fit cnn6 and cnn10, not arch {arch}"))
+    if frame_targets and arch not in FRAME_WISE_ARCHS:
+        problems.append(
+            (
+                "frame_targets",
+                f"needs a frame-wise arch ({', '.join(FRAME_WISE_ARCHS)}), not {arch}",
+            )
+        )
+    if frame_targets and eval_segment_seconds is not None:
+        problems.append(
+            ("eval_segment_seconds", "must be null with frame_targets (the frames are voted)")
+        )
+    if freeze_epochs and pretrained is None:
+        problems.append(("freeze_epochs", "needs pretrained weights to keep"))
+    if pretrained is not None and n_mels != 64:
+        problems.append(("n_mels", f"{n_mels}: PANNs weights were trained on 64 mel bands"))
+    return problems
+
+
+# What ``audio_problems`` and ``model_problems`` read; ``COMBINED_KNOBS`` are both, which the
+# spec validator tries together at every corner of a sweep.
+AUDIO_ARGS = ("sample_rate", "win_ms", "n_mels", "f_min", "f_max", "mel_scale", "arch",
+              "crop_seconds", "eval_segment_seconds")  # fmt: skip
+MODEL_ARGS = ("arch", "n_mels", "pretrained", "frame_targets", "eval_segment_seconds",
+              "freeze_epochs")  # fmt: skip
+COMBINED_KNOBS: tuple[str, ...] = tuple(dict.fromkeys(AUDIO_ARGS + MODEL_ARGS))
+
+
+def combination_problems(**settings: Any) -> list[tuple[str, str]]:
+    """Every problem of knobs that are fine alone but not together (``COMBINED_KNOBS``)."""
+    audio = audio_problems(**{k: settings[k] for k in AUDIO_ARGS})
+    return audio + model_problems(**{k: settings[k] for k in MODEL_ARGS})
 
 
 def audio_problems(

@@ -20,12 +20,13 @@ import yaml
 
 from asc_sweep.errors import Problem, SpecError
 from asc_sweep.sweep.config import (
+    COMBINED_KNOBS,
     DATASET_FOLDS,
     DEFAULTS,
     KNOB_TYPES,
     KNOBS,
     METRIC_NAMES,
-    audio_problems,
+    combination_problems,
     knob_problems,
     range_problems,
     unknown_knob_message,
@@ -62,20 +63,7 @@ BOUNDED_BY_VALUES = {
     "param_qloguniform_v2",
 }
 GRID_KINDS = {"param_single_value", "param_categorical", "param_int_uniform", "param_quniform"}
-# The knobs ``audio_problems`` checks together: the front end's, and what the model and the
-# crops make of it.
-AUDIO_KNOBS = (
-    "sample_rate",
-    "win_ms",
-    "n_mels",
-    "f_min",
-    "f_max",
-    "mel_scale",
-    "arch",
-    "crop_seconds",
-    "eval_segment_seconds",
-)
-MAX_AUDIO_COMBINATIONS = 20_000
+MAX_COMBINATIONS = 20_000
 
 
 @dataclass(frozen=True)
@@ -187,10 +175,22 @@ def validate_config(data: Any) -> list[Problem]:
         bad = {
             p.path.split(".")[1].split("[")[0] for p in problems if p.path.startswith("parameters.")
         }
-        if not bad.intersection((*AUDIO_KNOBS, "recipe")):
+        if not bad.intersection((*COMBINED_KNOBS, "recipe")):
             problems += _combination_problems(params)
         if not bad.intersection({"dataset", "fold"}):
             problems += _fold_problems(params)
+        if (
+            not bad
+            and data.get("method") == "bayes"
+            and all("value" in p and "values" not in p and "min" not in p for p in params.values())
+        ):
+            problems.append(
+                Problem(
+                    "parameters",
+                    "bayes search needs a parameter to search (values:, or min: and max:); "
+                    "every one here is fixed with value:",
+                )
+            )
         if not bad and data.get("method") == "grid" and not data.get("run_cap"):
             size = math.prod(_grid_count(p) for p in params.values())
             if size > MAX_GRID:
@@ -522,15 +522,15 @@ def _recipe_defaults(params: dict[str, Any]) -> list[tuple[dict[str, Any], str |
 def _combination_problems(params: dict[str, Any]) -> list[Problem]:
     found: dict[str, Problem] = {}
     for defaults, arch in _recipe_defaults(params):
-        _audio_combinations(params, defaults, arch, found)
+        _combinations_of(params, defaults, arch, found)
     return list(found.values())
 
 
-def _audio_combinations(
+def _combinations_of(
     params: dict[str, Any], defaults: dict[str, Any], arch: str | None, found: dict[str, Problem]
 ) -> None:
     candidates = {
-        k: _candidates(k, params[k]) if k in params else [defaults[k]] for k in AUDIO_KNOBS
+        k: _candidates(k, params[k]) if k in params else [defaults[k]] for k in COMBINED_KNOBS
     }
     if arch is not None:
         candidates["arch"] = [arch]
@@ -538,10 +538,10 @@ def _audio_combinations(
         return
     names = list(candidates)
     combos = itertools.product(*(candidates[k] or [] for k in names))
-    for combo in itertools.islice(combos, MAX_AUDIO_COMBINATIONS):
+    for combo in itertools.islice(combos, MAX_COMBINATIONS):
         settings = dict(zip(names, combo, strict=True))
         # sample_rate None, the dataset's native rate: the rest is checked when a run knows it
-        for key, msg in audio_problems(**settings):
+        for key, msg in combination_problems(**settings):
             if key not in found:
                 swept = ", ".join(
                     f"{k}={'null' if settings[k] is None else settings[k]}"
