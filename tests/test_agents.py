@@ -125,23 +125,29 @@ def test_signal_puts_the_run_back_in_the_queue_at_once(
         assert name in (runs[0].error or "")
 
 
-def test_a_run_that_raises_is_recorded_and_the_agent_goes_on(store: Path) -> None:
+def three_folds_by(store: Path, function: str) -> tuple[str, str, dict[int, Any]]:
+    """A grid of folds 1-3 through one agent running ``runfns:function``, which must exit 0:
+    the sweep's id, the agent's output and the runs by fold."""
     with LocalBackend(store) as backend:
         sweep = backend.create_sweep(
             parse_spec("method: grid\nparameters:\n  fold: {values: [1, 2, 3]}\n")
         )
-    agent = start_agent(store, sweep.id, "raise_on_fold_2")
+    agent = start_agent(store, sweep.id, function)
     out = finish(agent)
     assert agent.returncode == 0, out
     with LocalBackend(store) as backend:
-        states = {r.params["fold"]: r for r in backend.runs(sweep.id)}
+        return sweep.id, out, {r.params["fold"]: r for r in backend.runs(sweep.id)}
+
+
+def test_a_run_that_raises_is_recorded_and_the_agent_goes_on(store: Path) -> None:
+    sweep_id, out, states = three_folds_by(store, "raise_on_fold_2")
     assert states[1].state == states[3].state == "finished"
     assert states[2].state == "failed"
     assert "ValueError: cannot train fold 2" in (states[2].error or "")
     assert "1 failed" in out
-    launched = launch(store, sweep.id, "--agents", "1", "--function", "runfns:quick")
+    launched = launch(store, sweep_id, "--agents", "1", "--function", "runfns:quick")
     assert launched.returncode == 0, launched.stderr
-    assert f"sweep {sweep.id} is done; 1 failed: queue them again with `asc-sweep retry " in (
+    assert f"sweep {sweep_id} is done; 1 failed: queue them again with `asc-sweep retry " in (
         launched.stderr
     )
 
@@ -153,15 +159,8 @@ def test_what_a_run_function_returns_is_stored_as_plain_data_or_fails_the_run(
     built on numpy or torch return and log) are stored as plain JSON data; an object no store
     can hold, or a result that is not a mapping, fails that run with a line saying what and
     where, and the agent goes on (it raised a JSON error and left the run running)."""
+    _, _, runs = three_folds_by(store, "numpy_results")
     with LocalBackend(store) as backend:
-        sweep = backend.create_sweep(
-            parse_spec("method: grid\nparameters:\n  fold: {values: [1, 2, 3]}\n")
-        )
-    agent = start_agent(store, sweep.id, "numpy_results")
-    out = finish(agent)
-    assert agent.returncode == 0, out
-    with LocalBackend(store) as backend:
-        runs = {r.params["fold"]: r for r in backend.runs(sweep.id)}
         history = backend.history(runs[1].id)
     assert runs[1].state == "finished" and runs[1].summary == {
         "val/accuracy": 0.75, "confusion": [[1, 0], [0, 1]], "shape": [2, 2],

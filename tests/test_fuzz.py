@@ -158,12 +158,15 @@ def _hand_out_runs(store: LocalBackend, spec: SweepSpec) -> int:
     return ran
 
 
-@settings(
-    max_examples=1000,
+# Specs register into one store for the module (a fixture hypothesis does not reset).
+SPEC_RUNS = settings(
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
+
+
+@settings(SPEC_RUNS, max_examples=1000)
 @given(doc=mutated_specs())
 def test_a_mutated_spec_is_refused_with_named_problems_or_runs(
     doc: dict[str, Any], fuzz_store: LocalBackend
@@ -226,12 +229,7 @@ def knob_specs(draw: st.DrawFn) -> dict[str, Any]:
             "parameters": parameters}  # fmt: skip
 
 
-@settings(
-    max_examples=500,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@settings(SPEC_RUNS, max_examples=500)
 @given(doc=knob_specs())
 def test_a_spec_at_the_knobs_edges_is_refused_with_named_problems_or_runs(
     doc: dict[str, Any], fuzz_store: LocalBackend
