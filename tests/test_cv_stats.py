@@ -51,6 +51,21 @@ def test_zero_spread_is_undefined_never_p_zero() -> None:
     assert (verdict.better, verdict.equal, verdict.worse) == (1.0, 0.0, 0.0)
 
 
+def test_one_fold_gives_no_verdict_and_says_so(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One replicate has no spread: the Bayesian test gave P(better) = 1.00 from it, a
+    certainty from nothing. It gives no verdict, and the finding says what would tell."""
+    verdict = correlated_bayes([0.05], 0.0, rope=0.01)
+    assert all(math.isnan(v) for v in (verdict.better, verdict.equal, verdict.worse))
+    records = [RunRecord(f"r{i}", {"init": init, "fold": 1}, "finished", {"test/accuracy": acc})
+               for i, (init, acc) in enumerate([("default", 0.70), ("he_normal", 0.75)])]  # fmt: skip
+    data, files = write_report(records, tmp_path, sweep_id="one")
+    assert findings(data)[0] == (
+        "init=he_normal against init=default on test/accuracy: +0.050 from a single fold: no "
+        "interval and no test; more folds (or seeds) would tell."
+    )
+    assert "1.00" not in files.markdown.read_text().split("## ")[0]
+
+
 @pytest.mark.parametrize("runs", [1, 2])
 def test_the_bayesian_correlated_t_test_agrees_with_baycomp(runs: int) -> None:
     baycomp = pytest.importorskip("baycomp")

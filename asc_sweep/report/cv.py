@@ -78,15 +78,16 @@ def correlated_bayes(
     """The Bayesian correlated t-test of fold-level differences (level minus reference).
 
     ``rho / (1 - rho)`` equals ``n_test / n_train``, so the posterior's scale is the corrected
-    t-test's standard error. With zero spread the posterior is a point at the mean.
+    t-test's standard error. With zero spread the posterior is a point at the mean; with one
+    replicate there is no spread to speak of, and no verdict (NaN), rather than a certainty.
     """
     d = np.asarray(diffs, dtype=np.float64)
     n = len(d)
-    if n == 0:
+    if n < 2:
         return BayesVerdict(math.nan, math.nan, math.nan, rope)
     mean = float(d.mean())
-    var = float(d.var(ddof=1)) if n > 1 else 0.0
-    if n < 2 or var == 0.0:
+    var = float(d.var(ddof=1))
+    if var == 0.0:
         above, below = float(mean > rope), float(mean < -rope)
     else:
         scale = math.sqrt((1.0 / n + test_train_ratio) * var)

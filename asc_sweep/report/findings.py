@@ -25,6 +25,10 @@ def effect_sentence(e: Effect, data: ReportData) -> str:
     level, ref = f"{e.factor}={e.level}", f"{e.factor}={e.reference}"
     if e.n == 0:
         return f"{level} and {ref} have no runs alike in every other knob yet."
+    if e.n == 1:
+        return (f"{level} against {ref} on {e.metric}: {e.mean:+.3f} from a single "
+                f"{'fold' if replicates(e).endswith('fold') else 'replicate'}: no interval and "
+                "no test; more folds (or seeds) would tell.")  # fmt: skip
     p = e.p_holm if not math.isnan(e.p_holm) else e.p
     test = f"corrected t over {replicates(e)}, {describe_p(p)}"
     ci = (
