@@ -64,6 +64,15 @@ def test_one_fold_gives_no_verdict_and_says_so(tmp_path) -> None:  # type: ignor
         "interval and no test; more folds (or seeds) would tell."
     )
     assert "1.00" not in files.markdown.read_text().split("## ")[0]
+    # Two folds with the same difference: no spread, so no interval and no test, and no
+    # "no clear difference" beside it either.
+    records += [RunRecord(f"s{i}", {"init": init, "fold": 2}, "finished", {"test/accuracy": acc})
+                for i, (init, acc) in enumerate([("default", 0.60), ("he_normal", 0.65)])]  # fmt: skip
+    data, _ = write_report(records, tmp_path / "two", sweep_id="two")
+    assert findings(data)[0] == (
+        "init=he_normal against init=default on test/accuracy: +0.050 in each of 2 folds alike: "
+        "without spread there is no interval and no test."
+    )
 
 
 @pytest.mark.parametrize("runs", [1, 2])

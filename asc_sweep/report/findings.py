@@ -29,17 +29,16 @@ def effect_sentence(e: Effect, data: ReportData) -> str:
         return (f"{level} against {ref} on {e.metric}: {e.mean:+.3f} from a single "
                 f"{'fold' if replicates(e).endswith('fold') else 'replicate'}: no interval and "
                 "no test; more folds (or seeds) would tell.")  # fmt: skip
+    if math.isnan(e.ci_low):  # every replicate the same difference
+        return (f"{level} against {ref} on {e.metric}: {e.mean:+.3f} in each of "
+                f"{replicates(e)} alike: without spread there is no interval and no test.")  # fmt: skip
     p = e.p_holm if not math.isnan(e.p_holm) else e.p
     test = f"corrected t over {replicates(e)}, {describe_p(p)}"
-    ci = (
-        f"95% CI {e.ci_low:+.3f} to {e.ci_high:+.3f}"
-        if not math.isnan(e.ci_low)
-        else "no interval: the folds do not vary"
-    )
+    ci = f"95% CI {e.ci_low:+.3f} to {e.ci_high:+.3f}"
     better = (e.mean > 0) == data.higher_is_better
     if not math.isnan(p) and p < ALPHA and e.mean != 0:
         winner, loser = (level, ref) if better else (ref, level)
-        if e.mean < 0 and not math.isnan(e.ci_low):  # said as winner - loser: so is its interval
+        if e.mean < 0:  # said as winner - loser: so is its interval
             ci = f"95% CI {-e.ci_high:+.3f} to {-e.ci_low:+.3f}"
         return f"{winner} beats {loser} on {e.metric} by {abs(e.mean):.3f} ({ci}; {test})."
     if e.bayes.equal >= PRACTICALLY_EQUAL:
