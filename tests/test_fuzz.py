@@ -16,7 +16,9 @@ and ``data check``'s inspection either work or raise an ``AudioError`` naming th
 Reports read what runs logged, and a W&B sweep's runs (or a custom run function's) may log
 anything: a report over runs whose summaries and histories hold NaN, infinities, text, lists,
 mappings, ragged confusion matrices, and whose knobs take mappings and lists, renders every
-table and counts only the finite numbers.
+table and counts only the finite numbers. And what a report says of an effect is held to what
+was planted: the winner, the size and an interval on its side of zero, at any number of folds,
+for a score and for a loss.
 """
 
 from __future__ import annotations
@@ -450,3 +452,40 @@ def test_a_report_of_hostile_runs_writes_every_file_and_plot(tmp_path: Path) -> 
     assert {e.level for e in data.effects["init"]} == {(1, 2)}  # a mapping and a list: two levels
     (cell,) = [c for c in data.cells if c.params == {"arch": "cnn6", "init": {"gain": 1}}]
     assert cell.values["test/accuracy"] == [0.61, 0.62]  # fold 1 logged NaN: two folds count
+
+
+@settings(max_examples=120, derandomize=True, deadline=None)
+@given(
+    folds=st.integers(3, 10),
+    effect=st.sampled_from([-0.2, -0.1, -0.05, 0.05, 0.1, 0.2]),
+    spread=st.floats(0.01, 0.1),
+    seed=st.integers(0, 2**16),
+    metric=st.sampled_from(["test/accuracy", "test/log_loss"]),
+)
+def test_a_planted_effect_is_said_with_its_winner_its_size_and_an_interval_around_it(
+    folds: int, effect: float, spread: float, seed: int, metric: str
+) -> None:
+    """Beside crash freedom, what the findings say: a planted difference twenty times the
+    noise between folds (and folds that differ from each other by up to ``spread``) is named
+    with the right winner (for a loss, the lower), its size, and an interval on its side of
+    zero that holds it, whatever the number of folds and whichever level wins."""
+    rng = np.random.default_rng(seed)
+    noise = abs(effect) / 20
+    records = []
+    for fold in range(1, folds + 1):
+        base = 0.6 + rng.uniform(-spread, spread)
+        for init, shift in (("default", 0.0), ("he_normal", effect)):
+            value = base + shift + rng.normal(0, noise / 4)
+            records.append(RunRecord(f"{init}-{fold}", {"init": init, "fold": fold}, "finished",
+                                     {metric: value}))  # fmt: skip
+    data = analyse(records, sweep_id="planted", sweep_name=None, factors=["init"], metric=metric)
+    (e,) = data.effects["init"]
+    assert abs(e.mean - effect) < noise and e.ci_low < e.mean < e.ci_high
+    assert e.ci_low - noise < effect < e.ci_high + noise
+    better = "he_normal" if (effect > 0) == (metric == "test/accuracy") else "default"
+    worse = "default" if better == "he_normal" else "he_normal"
+    said = findings(data)[0]
+    lead = re.match(rf"init={better} beats init={worse} on {metric} by (\d\.\d+) \(", said)
+    assert lead and abs(float(lead[1]) - abs(effect)) < noise, said
+    low, high = (float(x) for x in re.findall(r"95% CI ([-+]\d\.\d+) to ([-+]\d\.\d+)", said)[0])
+    assert 0 < low <= abs(e.mean) <= high, said  # the winner's lead, with its own interval
