@@ -120,3 +120,17 @@ def test_check_runs_as_a_real_command(bad_corpus: Path) -> None:
     )
     assert proc.returncode == 2
     assert "clips/nan.wav: has NaN or infinite samples" in proc.stdout
+
+
+def test_a_header_problem_is_said_once(tmp_path: Path) -> None:
+    """64 channels is refused by the header check and by decoding alike: the clip's report
+    names it once (decoding is left out where the header already failed the clip)."""
+    from asc_sweep.data.base import Clip
+    from asc_sweep.data.check import inspect_clip
+
+    sf.write(tmp_path / "array.wav", np.zeros((800, 64), dtype=np.float32), 16000)
+    report = inspect_clip(tmp_path, Clip("array.wav", "a", "g"))
+    assert report.errors == (
+        "64 channels; at most 8 are downmixed to mono (a microphone-array recording? mix it "
+        "down first)",
+    )

@@ -138,7 +138,7 @@ def _inspect(root: Path, clip: Clip) -> ClipReport:
             f"truncated: the header promises {shortfall[0]} bytes of audio, the file holds "
             f"{shortfall[1]}"
         )
-    else:
+    elif not errors:  # decoding would only say again what the header did (channels)
         try:
             wave, _ = decode(path)
         except AudioError as exc:
