@@ -128,7 +128,7 @@ def test_a_header_problem_is_said_once(tmp_path: Path) -> None:
     from asc_sweep.data.base import Clip
     from asc_sweep.data.check import inspect_clip
 
-    sf.write(tmp_path / "array.wav", np.zeros((800, 64), dtype=np.float32), 16000)
+    sf.write(tmp_path / "array.wav", np.zeros((4000, 64), dtype=np.float32), 16000)
     report = inspect_clip(tmp_path, Clip("array.wav", "a", "g"))
     assert report.errors == (
         "64 channels; at most 8 are downmixed to mono (a microphone-array recording? mix it "
