@@ -474,8 +474,13 @@ def model_problems(
     freeze_epochs: int,
 ) -> list[tuple[str, str]]:
     """What an architecture, its pretrained weights and frame-wise training need of each
-    other, as (key, message) pairs."""
+    other and of the bands, as (key, message) pairs."""
     problems = []
+    if arch not in WAVEFORM_ARCHS and n_mels < MIN_MELS.get(arch, 1):
+        fewest = MIN_MELS[arch]
+        problems.append(
+            ("n_mels", f"{n_mels} mel bands are too few for {arch}, which needs at least {fewest}")
+        )
     if pretrained is not None and arch not in ("cnn6", "cnn10"):
         problems.append(("pretrained", f"PANNs weights fit cnn6 and cnn10, not arch {arch}"))
     if frame_targets and arch not in FRAME_WISE_ARCHS:
@@ -507,8 +512,8 @@ COMBINED_KNOBS: tuple[str, ...] = tuple(dict.fromkeys(AUDIO_ARGS + MODEL_ARGS))
 
 def combination_problems(**settings: Any) -> list[tuple[str, str]]:
     """Every problem of knobs that are fine alone but not together (``COMBINED_KNOBS``)."""
-    audio = audio_problems(**{k: settings[k] for k in AUDIO_ARGS})
-    return audio + model_problems(**{k: settings[k] for k in MODEL_ARGS})
+    model = model_problems(**{k: settings[k] for k in MODEL_ARGS})
+    return model + audio_problems(**{k: settings[k] for k in AUDIO_ARGS})
 
 
 def audio_problems(
@@ -523,13 +528,9 @@ def audio_problems(
     crop_seconds: float | None = None,
     eval_segment_seconds: float | None = None,
 ) -> list[tuple[str, str]]:
-    """Front-end settings that cannot work together, or that ``arch`` cannot take, as (key,
-    message) pairs. Without a ``sample_rate`` (the dataset's own, not known yet) only what does
-    not depend on it."""
-    if arch is not None and arch not in WAVEFORM_ARCHS and n_mels < MIN_MELS.get(arch, 1):
-        fewest = MIN_MELS[arch]
-        message = f"{n_mels} mel bands are too few for {arch}, which needs at least {fewest}"
-        return [("n_mels", message)]
+    """Front-end settings that cannot work together, or crops too short for ``arch``'s
+    front end, as (key, message) pairs; nothing without a ``sample_rate`` (the dataset's own,
+    not known yet)."""
     if sample_rate is None:
         return []
     nyquist = sample_rate / 2

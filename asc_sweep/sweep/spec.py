@@ -182,7 +182,7 @@ def validate_config(data: Any) -> list[Problem]:
         if (
             not bad
             and data.get("method") == "bayes"
-            and all("value" in p and "values" not in p and "min" not in p for p in params.values())
+            and all(_kind(str(name), p) == "param_single_value" for name, p in params.items())
         ):
             problems.append(
                 Problem(
@@ -381,6 +381,12 @@ def _parameter_problems(name: str, param: Any, method: Any) -> list[Problem]:
             )
         )
     return problems
+
+
+def _kind(name: str, param: dict[str, Any]) -> str | None:
+    """The engine's kind of a valid parameter (``param_single_value`` is not searched)."""
+    filled = sweeps_schema().fill_parameter(name, param)
+    return None if filled is None else str(filled[0])
 
 
 def _parameter_form_message(param: dict[str, Any]) -> str:
