@@ -101,6 +101,11 @@ BAD_SPECS: list[tuple[str, str, str]] = [
         "parameters: bayes search needs a parameter to search (values:, or min: and max:)",
     ),
     (
+        "window-of-a-lifetime",  # its sample count would overflow: lengths have upper bounds
+        GRID_HEAD + "  sample_rate: {value: 16000}\n  win_ms: {value: 4.0e+303}\n",
+        "parameters.win_ms.value: 4e+303 is out of range; win_ms must be <= 10000",
+    ),
+    (
         "crop-shorter-than-a-frame",
         GRID_HEAD + "  sample_rate: {value: 16000}\n  crop_seconds: {values: [0.01, 2.0]}\n",
         "parameters.crop_seconds: 0.01 s is shorter than one FFT frame (n_fft = 1024 samples for a "

@@ -149,8 +149,12 @@ class RunConfig:
         maximum=192000,
     )
     n_mels: int = knob(64, "mel bands", minimum=1, maximum=512)
-    win_ms: float = knob(40.0, "analysis window in ms", minimum=0, exclusive_minimum=True)
-    hop_ms: float = knob(20.0, "hop in ms", minimum=0, exclusive_minimum=True)
+    # Upper bounds on the lengths keep their sample counts finite integers (an hour of
+    # audio is the longest clip decoding takes).
+    win_ms: float = knob(
+        40.0, "analysis window in ms", minimum=0, maximum=10_000, exclusive_minimum=True
+    )
+    hop_ms: float = knob(20.0, "hop in ms", minimum=0, maximum=10_000, exclusive_minimum=True)
     f_min: float = knob(0.0, "lowest mel frequency in Hz", minimum=0)
     f_max: float | None = knob(
         None, "highest mel frequency in Hz (null: sample_rate / 2)", minimum=0
@@ -194,7 +198,11 @@ class RunConfig:
         8, "epochs whose weights selection 'average' averages (the last ones)", minimum=1
     )
     crop_seconds: float | None = knob(
-        2.0, "training crop length in s (null: whole clips)", minimum=0, exclusive_minimum=True
+        2.0,
+        "training crop length in s (null: whole clips)",
+        minimum=0,
+        maximum=3600,
+        exclusive_minimum=True,
     )
     specaugment: bool = knob(True, "SpecAugment time and frequency masking")
     mixup: float = knob(0.0, "mixup alpha (0: off)", minimum=0)
@@ -219,10 +227,11 @@ class RunConfig:
         None,
         "evaluate on segments of this length and vote (null: whole clips)",
         minimum=0,
+        maximum=3600,
         exclusive_minimum=True,
     )
     eval_hop_seconds: float = knob(
-        0.5, "hop between evaluation segments in s", minimum=0, exclusive_minimum=True
+        0.5, "hop between evaluation segments in s", minimum=0, maximum=3600, exclusive_minimum=True
     )
     voting: str = knob(
         "mean",
