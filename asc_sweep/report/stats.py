@@ -372,8 +372,8 @@ def pivot(
                     and (v := r.metric(metric)) is not None]  # fmt: skip
             line.append(statistics.fmean(vals) if vals else math.nan)
         table.append(line)
-        finite = [(v, j) for j, v in enumerate(line) if not math.isnan(v)]
-        best.append((max(finite) if higher_is_better else min(finite))[1] if finite else None)
+        filled = [(v, j) for j, v in enumerate(line) if not math.isnan(v)]
+        best.append((max(filled) if higher_is_better else min(filled))[1] if filled else None)
     return Pivot(rows, cols, row_levels, col_levels, table, best, higher_is_better)
 
 
