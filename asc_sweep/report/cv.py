@@ -108,6 +108,7 @@ class Ranking:
     n_blocks: int
     p: float
     critical_difference: float
+    blocks: str = "folds"  # what a block is: folds, or fold x seed replicates
 
 
 def friedman_nemenyi(

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 
 from asc_sweep.report.cv import Ranking, describe_p
-from asc_sweep.report.stats import Effect, ReportData
+from asc_sweep.report.stats import Effect, Interaction, ReportData
 from asc_sweep.sweep import environment
 
 ALPHA = 0.05
 PRACTICALLY_EQUAL = 0.5  # posterior mass within the ROPE above which we say "practically equal"
 
 
-def replicates(e: Effect) -> str:
+def replicates(e: Effect | Interaction) -> str:
     """ "4 folds", or "8 fold x seed replicates" when seeds are swept (replicates are pairs)."""
     if e.replicates and isinstance(e.replicates[0], tuple):
         return f"{e.n} fold x seed replicates"
@@ -52,9 +52,62 @@ def effect_sentence(e: Effect, data: ReportData) -> str:
 def ranking_sentence(factor: str, r: Ranking, metric: str) -> str:
     order = sorted(zip(r.ranks, r.levels, strict=True), key=lambda x: x[0])
     ranked = ", ".join(f"{level} ({rank:.2f})" for rank, level in order)
-    return (f"Ranking {factor} by {metric} over {r.n_blocks} folds (Friedman, {describe_p(r.p)}), "
+    return (f"Ranking {factor} by {metric} over {r.n_blocks} {r.blocks} (Friedman, {describe_p(r.p)}), "
             f"mean rank (1 = best): {ranked}; mean ranks further apart than "
             f"{r.critical_difference:.2f} differ (Nemenyi, alpha 0.05).")  # fmt: skip
+
+
+def clear(i: Interaction) -> bool:
+    """An interaction contrast that holds after Holm's correction across its pair of factors."""
+    return not math.isnan(i.p_holm) and i.p_holm < ALPHA and i.mean != 0
+
+
+def interaction_sentences(a: str, b: str, found: list[Interaction], metric: str) -> list[str]:
+    """Each clear interaction of factors ``a`` and ``b`` in words, with the two effects it
+    compares, and each that every replicate shows alike (no spread, so no test); where neither
+    kind is found, one sentence saying no interaction is clear, with the smallest p."""
+    tested = [i for i in found if i.n >= 2]
+    out = []
+    for i in tested:
+        if clear(i):
+            reading = (" The two effects point opposite ways: the main effect averages over them."
+                       if i.reverses else "")  # fmt: skip
+            out.append(
+                f"On {metric}, {i.factor}={i.level} against {i.factor}={i.reference} depends on "
+                f"{i.other}: {i.at_held:+.3f} with {i.other}={i.held} and {i.at_reference:+.3f} "
+                f"with {i.other}={i.held_reference} (difference {i.mean:+.3f}, 95% CI "
+                f"{i.ci_low:+.3f} to {i.ci_high:+.3f}; corrected t over {replicates(i)}, "
+                f"{describe_p(i.p_holm)} after Holm).{reading}"
+            )
+        elif math.isnan(i.ci_low) and i.mean != 0:  # every replicate the same contrast
+            out.append(
+                f"On {metric}, {i.factor}={i.level} against {i.factor}={i.reference} is "
+                f"{i.mean:+.3f} more with {i.other}={i.held} than with "
+                f"{i.other}={i.held_reference} in each of {replicates(i)} alike: without spread "
+                "there is no interval and no test."
+            )
+    if tested and not out:
+        defined = [i.p_holm for i in tested if not math.isnan(i.p_holm)]
+        smallest = (
+            f"smallest {describe_p(min(defined))} after Holm" if defined else "no test defined"
+        )
+        contrasts = f"{len(tested)} contrast{'s' if len(tested) != 1 else ''}"
+        out.append(f"No clear interaction of {a} and {b} on {metric} ({contrasts} over "
+                   f"{replicates(tested[0])}; {smallest}).")  # fmt: skip
+    return out
+
+
+def depends_on(e: Effect, data: ReportData) -> list[str]:
+    """The other factors on which a main effect clearly depends (its interactions)."""
+    others = []
+    for (a, b), found in data.interactions.items():
+        for i in found:
+            if clear(i) and (
+                (a == e.factor and i.level == e.level and i.reference == e.reference)
+                or (b == e.factor and i.held == e.level and i.held_reference == e.reference)
+            ):
+                others.append(b if a == e.factor else a)
+    return list(dict.fromkeys(others))
 
 
 def environment_sentences(data: ReportData) -> list[str]:
@@ -96,7 +149,13 @@ def findings(data: ReportData) -> list[str]:
     for factor, effects in data.effects.items():
         if factor in data.rankings:
             out.append(ranking_sentence(factor, data.rankings[factor], data.metric))
-        out += [effect_sentence(e, data) for e in effects]
+        for e in effects:
+            line = effect_sentence(e, data)
+            if others := depends_on(e, data):
+                line += f" This effect depends on {' and '.join(others)} (below)."
+            out.append(line)
+    for (a, b), found in data.interactions.items():
+        out += interaction_sentences(a, b, found, data.metric)
     if not data.factors:
         out.append("Only the fold (or seed) varies: there is no factor to compare; the tables "
                    "show the spread over folds.")  # fmt: skip

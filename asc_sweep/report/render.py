@@ -13,7 +13,7 @@ from typing import Any
 from asc_sweep.report.cv import Ranking, describe_p
 from asc_sweep.report.findings import findings
 from asc_sweep.report.records import RunRecord
-from asc_sweep.report.stats import Cell, ClassTable, Effect, Pivot, ReportData
+from asc_sweep.report.stats import Cell, ClassTable, Effect, Interaction, Pivot, ReportData
 
 CELL_METRICS = (
     ("test/accuracy", "accuracy", 3),
@@ -79,6 +79,28 @@ def effect_rows(
             fmt(e.bayes.worse, 2),
         ]
         for e in effects
+    ]
+    return head, rows
+
+
+def interaction_rows(found: Sequence[Interaction]) -> tuple[list[str], list[list[str]]]:
+    head = ["level", "vs", "other factor at", "vs", "folds", "effect there", "effect at its reference",
+            "difference", "95% CI", "p (corrected t)", "Holm"]  # fmt: skip
+    rows = [
+        [
+            f"{i.factor}={i.level}",
+            str(i.reference),
+            f"{i.other}={i.held}",
+            str(i.held_reference),
+            str(i.n),
+            fmt(i.at_held, 4),
+            fmt(i.at_reference, 4),
+            fmt(i.mean, 4),
+            f"[{fmt(i.ci_low, 4)}, {fmt(i.ci_high, 4)}]",
+            fmt_p(i.p),
+            fmt_p(i.p_holm),
+        ]
+        for i in found
     ]
     return head, rows
 
@@ -171,7 +193,7 @@ def sections(data: ReportData) -> list[Section]:
     for factor in data.effects:
         if factor in data.rankings:
             r = data.rankings[factor]
-            out.append((f"Ranking of {factor}", f"Mean rank of each level over {r.n_blocks} folds "
+            out.append((f"Ranking of {factor}", f"Mean rank of each level over {r.n_blocks} {r.blocks} "
                         f"(Friedman test {describe_p(r.p)}); levels whose mean ranks differ by more "
                         f"than {r.critical_difference:.2f} differ (Nemenyi, alpha 0.05; Demšar 2006).",
                         ranking_rows(r), [f"cd-{_slug(factor)}"]))  # fmt: skip
@@ -180,6 +202,13 @@ def sections(data: ReportData) -> list[Section]:
             out.append((f"Effect of {factor} within each level of the other factors",
                         "The same tests, holding one other factor at one level; Holm within each "
                         "held level.", effect_rows(simple, within=True), []))  # fmt: skip
+    if data.interactions:
+        found = [i for pair in data.interactions.values() for i in pair]
+        out.append(("Interactions", "Does one factor's effect change with another's level? Per "
+                    "fold (x seed), a level's effect against its reference where the other factor "
+                    "is at one level, minus the same effect where it is at its reference (the "
+                    "same number either way round). Corrected t as above; Holm across each pair "
+                    "of factors' contrasts.", interaction_rows(found), []))  # fmt: skip
     for p in data.pivots:
         out.append((f"{p.row_factor} x {p.col_factor}", f"Mean {data.metric}; * marks the best cell of each row.",
                     pivot_rows(p), [f"pivot-{_slug(p.row_factor)}-{_slug(p.col_factor)}"]))  # fmt: skip

@@ -306,6 +306,77 @@ def simple_effects(
     return out
 
 
+@dataclass(frozen=True)
+class Interaction:
+    """How much one level's effect changes between two levels of another factor, replicated over
+    folds (x seeds).
+
+    Per replicate, the 2x2 interaction contrast ``(level - reference | other=held) - (level -
+    reference | other=held_reference)``: the same number as the effect of ``held`` against
+    ``held_reference`` at ``level`` minus at ``reference``. The interval and ``p`` are the
+    corrected resampled t-test's, ``p_holm`` Holm's across the pair of factors' contrasts.
+    ``at_held`` and ``at_reference`` are the two simple effects over the same replicates.
+    """
+
+    factor: str
+    level: Any
+    reference: Any
+    other: str
+    held: Any
+    held_reference: Any
+    metric: str
+    diffs: list[float]
+    replicates: list[Any]
+    at_held: float
+    at_reference: float
+    mean: float
+    ci_low: float
+    ci_high: float
+    p: float
+    p_holm: float = math.nan
+
+    @property
+    def n(self) -> int:
+        return len(self.diffs)
+
+    @property
+    def reverses(self) -> bool:
+        """The two simple effects point opposite ways (their means differ in sign)."""
+        return self.at_held * self.at_reference < 0
+
+
+def interactions(
+    simple: Sequence[Effect], factor: str, other: str, held_reference: Any, ratio: float
+) -> list[Interaction]:
+    """Every level of ``factor`` (against its reference) by every level of ``other`` (against
+    ``held_reference``), from ``factor``'s simple effects within ``other``'s levels: one
+    contrast per replicate that both simple effects have. Holm-corrected across them all."""
+    within = [e for e in simple if e.factor == factor and set(e.within) == {other}]
+    out: list[Interaction] = []
+    for base in within:
+        if base.within[other] != held_reference:
+            continue
+        at_base = dict(zip(base.replicates, base.diffs, strict=True))
+        for e in within:
+            if e.level != base.level or e.within[other] == held_reference:
+                continue
+            at_held = dict(zip(e.replicates, e.diffs, strict=True))
+            reps = [k for k in e.replicates if k in at_base]
+            diffs = [at_held[k] - at_base[k] for k in reps]
+            t = corrected_t(diffs, ratio)
+            out.append(Interaction(
+                factor, e.level, e.reference, other, e.within[other], held_reference, e.metric,
+                diffs, reps, _mean([at_held[k] for k in reps]), _mean([at_base[k] for k in reps]),
+                t.mean, t.ci_low, t.ci_high, t.p,
+            ))  # fmt: skip
+    adjusted = holm([i.p for i in out])
+    return [replace(i, p_holm=a) for i, a in zip(out, adjusted, strict=True)]
+
+
+def _mean(values: Sequence[float]) -> float:
+    return statistics.fmean(values) if values else math.nan
+
+
 def ranking(
     records: Sequence[RunRecord], factor: str, metric: str, higher_is_better: bool = True
 ) -> Ranking | None:
@@ -329,7 +400,9 @@ def ranking(
     ]
     if len(table) < 2:
         return None
-    return friedman_nemenyi(levels, table, higher_is_better)
+    seeds = any(isinstance(k, tuple) for k in by_rep)
+    blocks = "fold x seed replicates" if seeds else "folds"
+    return replace(friedman_nemenyi(levels, table, higher_is_better), blocks=blocks)
 
 
 def levels_of(records: Sequence[RunRecord], factor: str) -> list[Any]:
@@ -544,6 +617,7 @@ class ReportData:
     costs: list[CostPoint] = field(default_factory=list)
     cost_factors: list[str] = field(default_factory=list)
     simple_effects: dict[str, list[Effect]] = field(default_factory=dict)
+    interactions: dict[tuple[str, str], list[Interaction]] = field(default_factory=dict)
     rankings: dict[str, Ranking] = field(default_factory=dict)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (run, why)
     retried: list[tuple[str, str]] = field(default_factory=list)  # failed, run again: (run, why)
@@ -626,6 +700,11 @@ def analyse(
     for i, a in enumerate(factors):
         for b in factors[i + 1 :]:
             data.pivots.append(pivot(usable, a, b, metric, higher))
+            if held := levels_of(usable, b):
+                reference = references.get(b, held[0])
+                found = interactions(data.simple_effects.get(a, []), a, b, reference, ratio)
+                if found:
+                    data.interactions[(a, b)] = found
     data.curve_factor = "init" if "init" in factors else (factors[0] if factors else None)
     if data.curve_factor:
         data.convergence_effects = main_effects(
