@@ -51,6 +51,29 @@ def test_zero_spread_is_undefined_never_p_zero() -> None:
     assert (verdict.better, verdict.equal, verdict.worse) == (1.0, 0.0, 0.0)
 
 
+def test_spread_that_is_only_float_rounding_is_no_spread(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """0.75 - 0.70 and 0.65 - 0.60 differ in the last bit: that rounding gave p = 1e-45 and
+    "beats ... p < 0.001" for a difference every fold shows alike."""
+    pairs = [(0.70, 0.75), (0.60, 0.65), (0.80, 0.85), (0.50, 0.55)]
+    diffs = np.array([b - a for a, b in pairs])
+    assert diffs.std() > 0  # in floats, they are not alike
+    result = corrected_t(diffs, 1 / 3)
+    assert math.isnan(result.p) and math.isnan(result.ci_low)
+    assert correlated_bayes(diffs, 1 / 3, rope=0.01).better == 1.0
+    records = [RunRecord(f"r{i}{j}", {"init": init, "fold": i}, "finished", {"test/accuracy": acc})
+               for i, pair in enumerate(pairs, 1)
+               for j, (init, acc) in enumerate(zip(("default", "he_normal"), pair, strict=True))]  # fmt: skip
+    (effect,) = main_effects(records, "init", "test/accuracy")
+    assert all(math.isnan(p) for p in (effect.p, effect.p_t, effect.p_wilcoxon))
+    data, _ = write_report(records, tmp_path, sweep_id="alike")
+    assert findings(data)[0] == (
+        "init=he_normal against init=default on test/accuracy: +0.050 in each of 4 folds alike: "
+        "without spread there is no interval and no test."
+    )
+    # A real spread, however small against the values, still counts.
+    assert not math.isnan(corrected_t([0.05, 0.05 + 1e-9, 0.05, 0.05], 1 / 3).p)
+
+
 def test_one_fold_gives_no_verdict_and_says_so(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """One replicate has no spread: the Bayesian test gave P(better) = 1.00 from it, a
     certainty from nothing. It gives no verdict, and the finding says what would tell."""

@@ -17,6 +17,7 @@ from asc_sweep.report.cv import (
     corrected_t,
     correlated_bayes,
     friedman_nemenyi,
+    variance,
 )
 from asc_sweep.report.records import (
     CELL_EXCLUDED,
@@ -196,7 +197,7 @@ def fold_differences(
 def paired_tests(diffs: Sequence[float]) -> tuple[float, float]:
     """Plain paired t-test and Wilcoxon signed-rank p over replicates; NaN where undefined."""
     d = np.asarray(diffs, dtype=np.float64)
-    if len(d) < 2 or float(d.std(ddof=1)) == 0.0:
+    if len(d) < 2 or variance(d) == 0.0:
         return math.nan, math.nan
     p_t = float(stats.ttest_1samp(d, 0.0).pvalue)
     p_w = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else math.nan
