@@ -243,3 +243,99 @@ def test_rankings_over_seeds_count_replicates_not_folds() -> None:
     data = analyse(records, sweep_id="x", sweep_name=None, factors=["init"])
     assert data.rankings["init"].n_blocks == 8
     assert any("over 8 fold x seed replicates (Friedman" in s for s in findings(data))
+
+
+# --- properties of the main and simple effects and rankings the interactions build on --------
+
+
+def effects_of(records: list[RunRecord], reference: str = "default") -> dict:
+    data = analyse(records, sweep_id="x", sweep_name=None, factors=["init", "arch"],
+                   references={"init": reference})  # fmt: skip
+    return {e.level: e for e in data.effects["init"]}
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    values=accuracies,
+    fold_shift=st.lists(st.floats(-0.3, 0.3), min_size=4, max_size=4),
+    arch_shift=st.lists(st.floats(-0.3, 0.3), min_size=3, max_size=3),
+    scale=st.floats(0.1, 10.0),
+)
+def test_main_effects_ignore_fold_and_other_factor_offsets_and_follow_the_scale(
+    values: list[float], fold_shift: list[float], arch_shift: list[float], scale: float
+) -> None:
+    acc = dict(zip(KEYS, values, strict=True))
+    before = effects_of(grid(acc))
+    offset = {(i, a, f): v + fold_shift[f - 1] + arch_shift[ARCHS.index(a)]
+              for (i, a, f), v in acc.items()}  # fmt: skip
+    after = effects_of(grid(offset))
+    scaled = effects_of(grid({k: v * scale for k, v in acc.items()}))
+    for level, e in before.items():
+        assert after[level].diffs == pytest.approx(e.diffs, abs=1e-9)
+        s = scaled[level]
+        assert s.mean == pytest.approx(scale * e.mean, abs=1e-9)
+        assert s.ci_high - s.ci_low == pytest.approx(
+            scale * (e.ci_high - e.ci_low), abs=1e-9, nan_ok=True
+        )
+        assert s.p == pytest.approx(e.p, abs=1e-6, nan_ok=True)
+        assert e.p_holm >= e.p or math.isnan(e.p)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(values=accuracies)
+def test_swapping_level_and_reference_negates_the_effect_alone(values: list[float]) -> None:
+    records = grid(dict(zip(KEYS, values, strict=True)))
+    forward = effects_of(records)["he_normal"]
+    backward = effects_of(records, reference="he_normal")["default"]
+    assert backward.mean == pytest.approx(-forward.mean, abs=1e-12)
+    assert (backward.ci_low, backward.ci_high) == pytest.approx(
+        (-forward.ci_high, -forward.ci_low), abs=1e-12, nan_ok=True
+    )
+    assert backward.p == pytest.approx(forward.p, nan_ok=True)
+    assert backward.bayes.better == pytest.approx(forward.bayes.worse, nan_ok=True)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    init_effect=st.lists(st.floats(-0.2, 0.2), min_size=4, max_size=4),
+    arch_shift=st.lists(st.floats(-0.3, 0.3), min_size=3, max_size=3),
+)
+def test_without_interaction_every_simple_effect_is_the_main_effect(
+    init_effect: list[float], arch_shift: list[float]
+) -> None:
+    acc = {(i, a, f): 0.6 + arch_shift[ARCHS.index(a)] + (init_effect[f - 1] if i == "he_normal" else 0.0)
+           for (i, a, f) in KEYS}  # fmt: skip
+    records = grid(acc)
+    (main,) = [e for e in effects_of(records).values() if e.level == "he_normal"]
+    simple = simple_effects(records, "init", "test/accuracy", factors=["init", "arch"])
+    at = [e for e in simple if e.level == "he_normal"]
+    assert {e.within["arch"] for e in at} == set(ARCHS)
+    for e in at:
+        assert e.diffs == pytest.approx(main.diffs, abs=1e-9)
+        assert e.diffs == pytest.approx(init_effect, abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    values=st.lists(st.floats(0.01, 1.0), min_size=len(INITS) * len(FOLDS),
+                    max_size=len(INITS) * len(FOLDS)),
+    power=st.floats(0.2, 5.0),
+)  # fmt: skip
+def test_rankings_depend_only_on_the_order_within_each_fold(
+    values: list[float], power: float
+) -> None:
+    """Friedman ranks within each fold: a transform that keeps every order keeps the ranks."""
+    acc = dict(zip([(i, f) for i in INITS for f in FOLDS], values, strict=True))
+
+    def ranks(value: dict[tuple[str, int], float]) -> list[float]:
+        records = [RunRecord(f"r{n}", {"init": i, "fold": f}, "finished", {"test/accuracy": v})
+                   for n, ((i, f), v) in enumerate(value.items())]  # fmt: skip
+        data = analyse(records, sweep_id="x", sweep_name=None, factors=["init"])
+        return data.rankings["init"].ranks
+
+    r = ranks(acc)
+    assert sum(r) == pytest.approx(6.0) and all(1.0 <= x <= 3.0 for x in r)  # 3 levels
+    assert ranks({k: v**power for k, v in acc.items()}) == pytest.approx(r)
+    # Higher is better: the level best in every fold ranks 1.
+    best = {k: v + (2.0 if k[0] == "xavier_uniform" else 0.0) for k, v in acc.items()}
+    assert ranks(best)[INITS.index("xavier_uniform")] == 1.0
