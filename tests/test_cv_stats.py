@@ -24,7 +24,7 @@ from scipy import stats
 from asc_sweep.report import RunRecord, write_report
 from asc_sweep.report.cv import corrected_t, correlated_bayes, describe_p, friedman_nemenyi
 from asc_sweep.report.findings import findings
-from asc_sweep.report.stats import fold_differences, main_effects, simple_effects
+from asc_sweep.report.stats import analyse, fold_differences, main_effects, simple_effects
 
 FOLDS = [1, 2, 3, 4]
 CELLS = [("cnn6", "a"), ("cnn6", "b"), ("crnn", "a"), ("crnn", "b")]
@@ -333,3 +333,25 @@ def test_a_fold_only_sweep_still_gets_per_fold_and_per_class_tables(tmp_path) ->
     assert "Only the fold (or seed) varies" in text
     assert data.fold_table is not None and data.fold_table.replicates == FOLDS
     assert any(p.stem == "classes-all" for p in files.plots)
+
+
+def test_the_findings_answer_whether_an_init_converges_sooner() -> None:
+    """Fewer epochs to 90% of the best validation accuracy is better: the level that needs
+    fewer is said to win, with its interval, whatever the report's own metric."""
+    rng = np.random.default_rng(4)
+    records = []
+    for fold in FOLDS:
+        for init, epochs in (("default", 6.0), ("he_normal", 4.0)):
+            summary = {"test/accuracy": 0.7 + rng.normal(0, 0.01),
+                       "epochs_to_90": epochs + rng.normal(0, 0.3)}  # fmt: skip
+            records.append(RunRecord(f"r{len(records)}", {"init": init, "fold": fold}, "finished",
+                                     summary))  # fmt: skip
+    data = analyse(records, sweep_id="x", sweep_name=None, factors=["init"])
+    (e,) = data.convergence_effects
+    assert e.mean < 0 and e.ci_high < 0
+    (said,) = [s for s in findings(data) if s.startswith("Convergence: ")]
+    assert said.startswith(
+        f"Convergence: init=he_normal beats init=default on epochs to 90% of the best validation "
+        f"accuracy (fewer is better) by {-e.mean:.1f} (95% CI {-e.ci_high:+.1f} to {-e.ci_low:+.1f}; "
+        "corrected t over 4 folds"
+    )

@@ -19,34 +19,52 @@ def replicates(e: Effect | Interaction) -> str:
     return f"{e.n} fold{'s' if e.n != 1 else ''}"
 
 
-def effect_sentence(e: Effect, data: ReportData) -> str:
+def effect_sentence(e: Effect, data: ReportData, *, higher_is_better: bool | None = None,
+                    label: str | None = None, digits: int = 3) -> str:  # fmt: skip
     """One effect in words, e.g. ``sample_rate=16000 beats sample_rate=8000 on test/accuracy by
-    0.182 (95% CI 0.155 to 0.209; corrected t over 4 folds, p = 0.003)``."""
+    0.182 (95% CI 0.155 to 0.209; corrected t over 4 folds, p = 0.003)``. ``label`` names the
+    metric (default: its key) and ``higher_is_better`` its direction (default: the report's
+    metric's)."""
     level, ref = f"{e.factor}={e.level}", f"{e.factor}={e.reference}"
+    metric = label or e.metric
+    higher = data.higher_is_better if higher_is_better is None else higher_is_better
+
+    def num(x: float, sign: str = "+") -> str:
+        return f"{x:{sign}.{digits}f}"
+
     if e.n == 0:
         return f"{level} and {ref} have no runs alike in every other knob yet."
     if e.n == 1:
-        return (f"{level} against {ref} on {e.metric}: {e.mean:+.3f} from a single "
+        return (f"{level} against {ref} on {metric}: {num(e.mean)} from a single "
                 f"{'fold' if replicates(e).endswith('fold') else 'replicate'}: no interval and "
                 "no test; more folds (or seeds) would tell.")  # fmt: skip
     if math.isnan(e.ci_low):  # every replicate the same difference
-        return (f"{level} against {ref} on {e.metric}: {e.mean:+.3f} in each of "
+        return (f"{level} against {ref} on {metric}: {num(e.mean)} in each of "
                 f"{replicates(e)} alike: without spread there is no interval and no test.")  # fmt: skip
     p = e.p_holm if not math.isnan(e.p_holm) else e.p
     test = f"corrected t over {replicates(e)}, {describe_p(p)}"
-    ci = f"95% CI {e.ci_low:+.3f} to {e.ci_high:+.3f}"
-    better = (e.mean > 0) == data.higher_is_better
+    ci = f"95% CI {num(e.ci_low)} to {num(e.ci_high)}"
+    better = (e.mean > 0) == higher
     if not math.isnan(p) and p < ALPHA and e.mean != 0:
         winner, loser = (level, ref) if better else (ref, level)
         if e.mean < 0:  # said as winner - loser: so is its interval
-            ci = f"95% CI {-e.ci_high:+.3f} to {-e.ci_low:+.3f}"
-        return f"{winner} beats {loser} on {e.metric} by {abs(e.mean):.3f} ({ci}; {test})."
+            ci = f"95% CI {num(-e.ci_high)} to {num(-e.ci_low)}"
+        return f"{winner} beats {loser} on {metric} by {num(abs(e.mean), '')} ({ci}; {test})."
     if e.bayes.equal >= PRACTICALLY_EQUAL:
-        return (f"{level} and {ref} are practically equal on {e.metric}: {e.mean:+.3f} "
+        return (f"{level} and {ref} are practically equal on {metric}: {num(e.mean)} "
                 f"(P = {e.bayes.equal:.2f} that the difference is within ±{e.bayes.rope:g}; "
                 f"{test}).")  # fmt: skip
-    return (f"No clear difference between {level} and {ref} on {e.metric}: {e.mean:+.3f} ({ci}; "
+    return (f"No clear difference between {level} and {ref} on {metric}: {num(e.mean)} ({ci}; "
             f"{test}; P({level} better) = {e.bayes.better:.2f}).")  # fmt: skip
+
+
+def convergence_sentence(e: Effect, data: ReportData) -> str:
+    """The convergence question ("does He init converge faster?") in words: epochs to 90% of
+    the best validation accuracy, where fewer is better."""
+    return "Convergence: " + effect_sentence(
+        e, data, higher_is_better=False, digits=1,
+        label="epochs to 90% of the best validation accuracy (fewer is better)",
+    )  # fmt: skip
 
 
 def ranking_sentence(factor: str, r: Ranking, metric: str) -> str:
@@ -156,6 +174,7 @@ def findings(data: ReportData) -> list[str]:
             out.append(line)
     for (a, b), found in data.interactions.items():
         out += interaction_sentences(a, b, found, data.metric)
+    out += [convergence_sentence(e, data) for e in data.convergence_effects if e.n]
     if not data.factors:
         out.append("Only the fold (or seed) varies: there is no factor to compare; the tables "
                    "show the spread over folds.")  # fmt: skip
