@@ -6,6 +6,7 @@ real PostgreSQL server (started by the tests; skipped, with the reason, where no
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from collections.abc import Callable
@@ -131,6 +132,13 @@ def test_expired_lease_requeues_the_same_configuration(backend: SqlStore) -> Non
     assert "lease expired at attempt 1" in (same[0].run.error or "")
     with pytest.raises(LeaseLost):  # the dead agent's late report is refused
         backend.finish(lost.run.id, lost.token, {})
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, math.inf, math.nan, 1e308])
+def test_a_lease_must_end(backend: SqlStore, seconds: float) -> None:
+    """A lease that never ends would keep a killed agent's run "running" forever."""
+    with pytest.raises(ValueError, match="lease_seconds must be > 0 and at most 604800"):
+        backend.create_sweep(parse_spec(GRID), lease_seconds=seconds)
 
 
 def test_a_run_lost_max_attempts_times_fails_with_its_reason(backend: SqlStore) -> None:

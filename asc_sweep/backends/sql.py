@@ -47,6 +47,7 @@ from asc_sweep.sweep.spec import MAX_GRID, SweepSpec
 
 SCHEMA_VERSION = 1
 DEFAULT_LEASE_SECONDS = 60.0
+MAX_LEASE_SECONDS = 7 * 24 * 3600.0  # a week: a lease that never ends keeps a killed run forever
 DEFAULT_MAX_ATTEMPTS = 3
 ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: ids are read aloud and typed
 
@@ -160,8 +161,8 @@ class SqlStore(ABC):
         seed: int | None = None,
     ) -> Sweep:
         """Register a validated spec. A grid is expanded at once (in the engine's order)."""
-        if lease_seconds <= 0:
-            raise ValueError("lease_seconds must be > 0")
+        if not 0 < lease_seconds <= MAX_LEASE_SECONDS:  # NaN and infinity too: a lease must end
+            raise ValueError(f"lease_seconds must be > 0 and at most {MAX_LEASE_SECONDS:g}")
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
         sweep_spec = spec if isinstance(spec, SweepSpec) else SweepSpec(dict(spec))

@@ -100,7 +100,10 @@ def create(
     lease_seconds: Annotated[
         float,
         typer.Option(
-            min=1, help="A run whose agent sends no heartbeat for this long goes back to the queue"
+            min=1,
+            max=7 * 24 * 3600,
+            help="A run whose agent sends no heartbeat for this long goes back to the queue "
+            "(seconds, at most a week)",
         ),
     ] = 60.0,
     max_attempts: Annotated[

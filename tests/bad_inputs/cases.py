@@ -317,6 +317,7 @@ CASES: list[Case] = [
     Case("cli-demo-ten-thousand-agents", lambda ws: ["demo", "--data", str(ws.dir / "demo"), "--store", str(ws.dir / "demo.db"), "--agents", "10000"], says="--agents 10000: at most"),
     Case("cli-create-seed-too-large", lambda ws: ["create", str(ws.good_spec), "--store", str(ws.store), "--seed", str(10**24)], says="--seed"),
     Case("cli-create-max-attempts-too-large", lambda ws: ["create", str(ws.good_spec), "--store", str(ws.store), "--max-attempts", str(10**24)], says="--max-attempts"),
+    Case("cli-create-lease-never-ends", lambda ws: ["create", str(ws.good_spec), "--store", str(ws.store), "--lease-seconds", "inf"], says="--lease-seconds"),
     Case("cli-launch-hidden-gpu", lambda ws: ["launch", ws.sweep_id, "--store", str(ws.store), "--gpus", "0,7"], env=lambda ws: {"CUDA_VISIBLE_DEVICES": "0,1"}, says="--gpus '0,7': GPU 7 is not visible on this host; visible: 0,1"),
     Case("cli-launch-gpu-superscript", lambda ws: ["launch", ws.sweep_id, "--store", str(ws.store), "--gpus", "\u00b2"], says="give GPU indices separated by commas"),
     Case("cli-launch-zero-agents", lambda ws: ["launch", ws.sweep_id, "--store", str(ws.store), "--agents", "0"], says="--agents"),
