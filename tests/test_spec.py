@@ -101,6 +101,12 @@ BAD_SPECS: list[tuple[str, str, str]] = [
         "parameters: bayes search needs a parameter to search (values:, or min: and max:)",
     ),
     (
+        "random-with-nothing-to-search",  # one configuration, one seed, again and again
+        "method: random\nrun_cap: 5\nparameters:\n  lr: {value: 0.01}\n  fold: {value: 1}\n",
+        "parameters: random search needs a parameter to search (values:, or min: and max:); every "
+        "one here is fixed with value: (use method: grid for one run)",
+    ),
+    (
         "window-of-a-lifetime",  # its sample count would overflow: lengths have upper bounds
         GRID_HEAD + "  sample_rate: {value: 16000}\n  win_ms: {value: 4.0e+303}\n",
         "parameters.win_ms.value: 4e+303 is out of range; win_ms must be <= 10000",

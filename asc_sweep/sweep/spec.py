@@ -179,16 +179,19 @@ def validate_config(data: Any) -> list[Problem]:
             problems += _combination_problems(params)
         if not bad.intersection({"dataset", "fold"}):
             problems += _fold_problems(params)
+        method = data.get("method")
         if (
             not bad
-            and data.get("method") == "bayes"
+            and method in ("bayes", "random")
             and all(_kind(str(name), p) == "param_single_value" for name, p in params.items())
         ):
+            # bayes fails at its first claim; random would hand out one configuration, with
+            # one seed, until run_cap (or forever): the same run again and again.
             problems.append(
                 Problem(
                     "parameters",
-                    "bayes search needs a parameter to search (values:, or min: and max:); "
-                    "every one here is fixed with value:",
+                    f"{method} search needs a parameter to search (values:, or min: and max:); "
+                    "every one here is fixed with value: (use method: grid for one run)",
                 )
             )
         if not bad and data.get("method") == "grid" and not data.get("run_cap"):
