@@ -112,6 +112,12 @@ BAD_SPECS: list[tuple[str, str, str]] = [
         "parameters.win_ms.value: 4e+303 is out of range; win_ms must be <= 10000",
     ),
     (
+        "hop-shorter-than-a-sample",  # every sample its own frame: the features outgrow memory
+        GRID_HEAD + "  sample_rate: {values: [8000, 16000]}\n  hop_ms: {value: 0.1}\n",
+        "parameters.hop_ms: 0.1 ms is shorter than one sample at 8000 Hz; use at least 0.125 ms "
+        "(with sample_rate=8000)",
+    ),
+    (
         "crop-shorter-than-a-frame",
         GRID_HEAD + "  sample_rate: {value: 16000}\n  crop_seconds: {values: [0.01, 2.0]}\n",
         "parameters.crop_seconds: 0.01 s is shorter than one FFT frame (n_fft = 1024 samples for a "

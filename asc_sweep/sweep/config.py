@@ -512,7 +512,7 @@ def model_problems(
 
 # What ``audio_problems`` and ``model_problems`` read; ``COMBINED_KNOBS`` are both, which the
 # spec validator tries together at every corner of a sweep.
-AUDIO_ARGS = ("sample_rate", "win_ms", "n_mels", "f_min", "f_max", "mel_scale", "arch",
+AUDIO_ARGS = ("sample_rate", "win_ms", "hop_ms", "n_mels", "f_min", "f_max", "mel_scale", "arch",
               "crop_seconds", "eval_segment_seconds")  # fmt: skip
 MODEL_ARGS = ("arch", "n_mels", "pretrained", "frame_targets", "eval_segment_seconds",
               "freeze_epochs")  # fmt: skip
@@ -536,6 +536,7 @@ def audio_problems(
     arch: str | None = None,
     crop_seconds: float | None = None,
     eval_segment_seconds: float | None = None,
+    hop_ms: float | None = None,
 ) -> list[tuple[str, str]]:
     """Front-end settings that cannot work together, or crops too short for ``arch``'s
     front end, as (key, message) pairs; nothing without a ``sample_rate`` (the dataset's own,
@@ -550,6 +551,9 @@ def audio_problems(
         ]
     if f_min >= top:
         return [("f_min", f"{f_min:g} Hz must be below f_max = {top:g} Hz")]
+    if hop_ms is not None and hop_ms * sample_rate < 1000:  # under one sample: frames = samples
+        return [("hop_ms", f"{hop_ms:g} ms is shorter than one sample at {sample_rate} Hz; use at "
+                 f"least {1000 / sample_rate:g} ms")]  # fmt: skip
     n_fft = n_fft_for(sample_rate, win_ms)
     empty = empty_mel_bands(sample_rate, n_fft, n_mels, f_min, top, mel_scale)
     if empty:
