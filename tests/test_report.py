@@ -114,6 +114,7 @@ def test_references_convergence_interactions_and_cost(tmp_path: Path) -> None:
     assert {p.name for p in files.plots} == {
         "forest.png",
         "cd-init.png",
+        "interactions.png",
         "pivot-arch-init.png",
         "convergence-init.png",
         "convergence-arch.png",
@@ -122,6 +123,9 @@ def test_references_convergence_interactions_and_cost(tmp_path: Path) -> None:
     # Every plot sits in the section it illustrates.
     assert (
         text.index("## Main effects") < text.index("![forest]") < text.index("## Ranking of init")
+    )
+    assert (
+        text.index("## Interactions") < text.index("![interactions]") < text.index("## arch x init")
     )
 
 

@@ -1,6 +1,7 @@
-"""The report's plots (matplotlib, no display), one per finding: a forest plot of every effect,
-critical-difference diagrams, interaction heat maps, per-class accuracy, confusion matrices,
-validation curves, and accuracy against latency. Each is named after the section it goes with."""
+"""The report's plots (matplotlib, no display), one per finding: forest plots of every effect
+and interaction contrast, critical-difference diagrams, heat maps of each pair of factors,
+per-class accuracy, confusion matrices, validation curves, and accuracy against latency. Each
+is named after the section it goes with."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from asc_sweep.report.cv import Ranking
-from asc_sweep.report.stats import ClassTable, Curve, Effect, Pivot, ReportData
+from asc_sweep.report.stats import ClassTable, Curve, Effect, Interaction, Pivot, ReportData
 
 WIDTH = 7.5  # inches at 110 dpi: 825 px, half of a 1280 px page with room to spare
 
@@ -27,6 +28,9 @@ def draw_plots(data: ReportData, folder: Path) -> list[Path]:
         paths.append(forest(every, data.metric, folder / "forest.png"))
     for factor, ranking in data.rankings.items():
         paths.append(cd_diagram(factor, ranking, folder / f"cd-{_slug(factor)}.png"))
+    found = [i for pair in data.interactions.values() for i in pair if not math.isnan(i.mean)]
+    if found:
+        paths.append(interaction_forest(found, data.metric, folder / "interactions.png"))
     for p in data.pivots:
         paths.append(
             heat_map(
@@ -50,17 +54,33 @@ def draw_plots(data: ReportData, folder: Path) -> list[Path]:
 
 def forest(effects: list[Effect], metric: str, path: Path) -> Path:
     """Every level against its reference: mean difference and 95% interval, one row each."""
-    fig, ax = plt.subplots(figsize=(WIDTH, 1.0 + 0.45 * len(effects)))
-    ys = np.arange(len(effects))[::-1]
-    for y, e in zip(ys, effects, strict=True):
-        lo = e.ci_low if not math.isnan(e.ci_low) else e.mean
-        hi = e.ci_high if not math.isnan(e.ci_high) else e.mean
+    rows = [(f"{e.factor}={e.level} vs {e.reference} (n={e.n})", e.mean, e.ci_low, e.ci_high)
+            for e in effects]  # fmt: skip
+    return _intervals(rows, f"Δ {metric} (95% CI, corrected t over folds)", "Main effects", path)
+
+
+def interaction_forest(found: list[Interaction], metric: str, path: Path) -> Path:
+    """Every interaction contrast: how much a level's effect changes with the other factor's
+    level, with its 95% interval; zero is no interaction."""
+    rows = [(f"{i.factor}={i.level} vs {i.reference}\nx {i.other}={i.held} vs {i.held_reference} "
+             f"(n={i.n})", i.mean, i.ci_low, i.ci_high) for i in found]  # fmt: skip
+    xlabel = f"change of the effect on {metric} (95% CI)"
+    return _intervals(rows, xlabel, "Interactions", path, row_inches=0.6)
+
+
+def _intervals(rows: list[tuple[str, float, float, float]], xlabel: str, title: str,
+               path: Path, row_inches: float = 0.45) -> Path:  # fmt: skip
+    """A forest plot: one row per (label, mean, low, high); a point where there is no interval."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 1.0 + row_inches * len(rows)))
+    ys = np.arange(len(rows))[::-1]
+    for y, (_, mean, low, high) in zip(ys, rows, strict=True):
+        lo = low if not math.isnan(low) else mean
+        hi = high if not math.isnan(high) else mean
         ax.plot([lo, hi], [y, y], color="tab:blue", lw=2)
-        ax.plot(e.mean, y, "o", color="tab:blue")
+        ax.plot(mean, y, "o", color="tab:blue")
     ax.axvline(0, color="grey", lw=1)
-    labels = [f"{e.factor}={e.level} vs {e.reference} (n={e.n})" for e in effects]
-    ax.set_yticks(ys, labels, fontsize=8)
-    ax.set(xlabel=f"Δ {metric} (95% CI, corrected t over folds)", title="Main effects")
+    ax.set_yticks(ys, [label for label, *_ in rows], fontsize=8)
+    ax.set(xlabel=xlabel, title=title)
     return _save(fig, path)
 
 
@@ -82,7 +102,7 @@ def cd_diagram(factor: str, r: Ranking, path: Path) -> Path:
         ax.text(1 + r.critical_difference / 2, k + 1.25, f"CD = {r.critical_difference:.2f}",
                 ha="center", fontsize=8, color="tab:red")  # fmt: skip
     ax.set_yticks([])
-    ax.set(xlabel="mean rank over folds (1 = best)", title=f"Ranking of {factor}")
+    ax.set(xlabel=f"mean rank over {r.blocks} (1 = best)", title=f"Ranking of {factor}")
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
     return _save(fig, path)

@@ -208,7 +208,7 @@ def sections(data: ReportData) -> list[Section]:
                     "fold (x seed), a level's effect against its reference where the other factor "
                     "is at one level, minus the same effect where it is at its reference (the "
                     "same number either way round). Corrected t as above; Holm across each pair "
-                    "of factors' contrasts.", interaction_rows(found), []))  # fmt: skip
+                    "of factors' contrasts.", interaction_rows(found), ["interactions"]))  # fmt: skip
     for p in data.pivots:
         out.append((f"{p.row_factor} x {p.col_factor}", f"Mean {data.metric}; * marks the best cell of each row.",
                     pivot_rows(p), [f"pivot-{_slug(p.row_factor)}-{_slug(p.col_factor)}"]))  # fmt: skip
