@@ -339,3 +339,35 @@ def test_rankings_depend_only_on_the_order_within_each_fold(
     # Higher is better: the level best in every fold ranks 1.
     best = {k: v + (2.0 if k[0] == "xavier_uniform" else 0.0) for k, v in acc.items()}
     assert ranks(best)[INITS.index("xavier_uniform")] == 1.0
+
+
+def test_many_clear_interactions_are_counted_and_the_reversals_said_first() -> None:
+    """Sample rate x arch in a big sweep can hold a dozen clear contrasts: the findings count
+    them and say three, opposite effects first, then the largest."""
+    rng = np.random.default_rng(1)
+    rates, archs = [8000, 16000, 22050, 32000], ["cnn6", "cnn10", "m5", "crnn"]
+    gain = {"cnn6": 0.01, "cnn10": 0.03, "m5": 0.06, "crnn": -0.005}  # crnn loses a little
+    records = []
+    for fold in FOLDS:
+        base = 0.7 + rng.normal(0, 0.03)
+        for rate in rates:
+            for arch in archs:
+                acc = base + gain[arch] * rates.index(rate) + rng.normal(0, 0.002)
+                records.append(RunRecord(f"r{len(records)}", {"sample_rate": rate, "arch": arch,
+                                         "fold": fold}, "finished", {"test/accuracy": acc}))  # fmt: skip
+    data = analyse(records, sweep_id="x", sweep_name=None, factors=["sample_rate", "arch"])
+    found = data.interactions["sample_rate", "arch"]
+    held = [i for i in found if i.p_holm < 0.05]
+    assert len(found) == 9 and len(held) > 3
+    said = [s for s in findings(data)
+            if s.startswith("On test/accuracy, sample_rate=") or "interact on" in s]  # fmt: skip
+    assert said[0] == (
+        f"sample_rate and arch interact on test/accuracy: {len(held)} of 9 contrasts are clear "
+        "after Holm (the Interactions table lists them); the 3 with opposite effects or the "
+        "largest differences:"
+    )
+    assert len(said) == 4
+    reversals = [i for i in held if i.reverses]
+    assert reversals and all(i.held == "crnn" for i in reversals)
+    shown = said[1 : 1 + len(reversals[:3])]
+    assert all("with arch=crnn" in s and "opposite ways" in s for s in shown)

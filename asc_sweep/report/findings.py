@@ -9,6 +9,7 @@ from asc_sweep.report.stats import Effect, Interaction, ReportData
 from asc_sweep.sweep import environment
 
 ALPHA = 0.05
+SHOWN_INTERACTIONS = 3  # clear interactions of one pair of factors said in words; the rest counted
 PRACTICALLY_EQUAL = 0.5  # posterior mass within the ROPE above which we say "practically equal"
 
 
@@ -82,22 +83,29 @@ def clear(i: Interaction) -> bool:
 
 def interaction_sentences(a: str, b: str, found: list[Interaction], metric: str) -> list[str]:
     """Each clear interaction of factors ``a`` and ``b`` in words, with the two effects it
-    compares, and each that every replicate shows alike (no spread, so no test); where neither
-    kind is found, one sentence saying no interaction is clear, with the smallest p."""
+    compares (at most ``SHOWN_INTERACTIONS`` of them, reversals and the largest first, after a
+    sentence counting them all), and each that every replicate shows alike (no spread, so no
+    test); where neither kind is found, one sentence saying no interaction is clear, with the
+    smallest p."""
     tested = [i for i in found if i.n >= 2]
     out = []
+    held = sorted((i for i in tested if clear(i)), key=lambda i: (not i.reverses, -abs(i.mean)))
+    if len(held) > SHOWN_INTERACTIONS:
+        out.append(f"{a} and {b} interact on {metric}: {len(held)} of {len(tested)} contrasts "
+                   f"are clear after Holm (the Interactions table lists them); the "
+                   f"{SHOWN_INTERACTIONS} with opposite effects or the largest differences:")  # fmt: skip
+    for i in held[:SHOWN_INTERACTIONS]:
+        reading = (" The two effects point opposite ways: the main effect averages over them."
+                   if i.reverses else "")  # fmt: skip
+        out.append(
+            f"On {metric}, {i.factor}={i.level} against {i.factor}={i.reference} depends on "
+            f"{i.other}: {i.at_held:+.3f} with {i.other}={i.held} and {i.at_reference:+.3f} "
+            f"with {i.other}={i.held_reference} (difference {i.mean:+.3f}, 95% CI "
+            f"{i.ci_low:+.3f} to {i.ci_high:+.3f}; corrected t over {replicates(i)}, "
+            f"{describe_p(i.p_holm)} after Holm).{reading}"
+        )
     for i in tested:
-        if clear(i):
-            reading = (" The two effects point opposite ways: the main effect averages over them."
-                       if i.reverses else "")  # fmt: skip
-            out.append(
-                f"On {metric}, {i.factor}={i.level} against {i.factor}={i.reference} depends on "
-                f"{i.other}: {i.at_held:+.3f} with {i.other}={i.held} and {i.at_reference:+.3f} "
-                f"with {i.other}={i.held_reference} (difference {i.mean:+.3f}, 95% CI "
-                f"{i.ci_low:+.3f} to {i.ci_high:+.3f}; corrected t over {replicates(i)}, "
-                f"{describe_p(i.p_holm)} after Holm).{reading}"
-            )
-        elif math.isnan(i.ci_low) and i.mean != 0:  # every replicate the same contrast
+        if math.isnan(i.ci_low) and i.mean != 0:  # every replicate the same contrast
             out.append(
                 f"On {metric}, {i.factor}={i.level} against {i.factor}={i.reference} is "
                 f"{i.mean:+.3f} more with {i.other}={i.held} than with "
