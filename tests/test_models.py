@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
 from asc_sweep.data.features import LogMel, fit_normalization
 from asc_sweep.models import ARCHITECTURES, ModelSpec, build_model, count_parameters
+from asc_sweep.models.common import BatchNorm1d, BatchNorm2d
 from asc_sweep.sweep.config import ARCH_NAMES, FRAME_WISE_ARCHS, MIN_MELS, WAVEFORM_ARCHS, RunConfig
 
 RATES = (8000, 16000, 22050, 32000, 44100)
@@ -57,9 +59,9 @@ def test_every_model_takes_its_fewest_bands_and_a_single_frame(arch: str) -> Non
     """The spec validator refuses a run the model cannot take, from ``MIN_MELS`` and
     ``WAVEFORM_ARCHS``: those tables must be what the models accept. At its fewest bands
     each model builds (and one band fewer does not), and clips of one frame (or one sample),
-    beside each other or beside a long one, train and evaluate to finite logits; alone, one
-    evaluates. (A batch of a single one-frame clip cannot train a model with batch norm: its
-    last map is one value per channel.)"""
+    alone, beside each other or beside a long one, train and evaluate to finite logits. (Alone,
+    a one-frame clip leaves batch norm one value per channel: it trains on the running
+    statistics, which it leaves as they are.)"""
     assert (ARCHITECTURES[arch].input_kind == "waveform") == (arch in WAVEFORM_ARCHS)
     fewest = 1 if arch in WAVEFORM_ARCHS else MIN_MELS.get(arch, 1)
     if fewest > 1:
@@ -70,7 +72,7 @@ def test_every_model_takes_its_fewest_bands_and_a_single_frame(arch: str) -> Non
     for width, lengths in ((1, [1]), (1, [1, 1]), (300, [300, 1])):
         shape = (len(lengths), width) if arch in WAVEFORM_ARCHS else (len(lengths), fewest, width)
         x = torch.randn(shape)
-        model.train(len(lengths) > 1)
+        model.train()
         logits = model(x, torch.tensor(lengths))
         logits.sum().backward()
         model.eval()
@@ -78,6 +80,35 @@ def test_every_model_takes_its_fewest_bands_and_a_single_frame(arch: str) -> Non
             tested = model(x, torch.tensor(lengths))
         assert logits.shape == tested.shape == (len(lengths), 3), (arch, lengths)
         assert torch.isfinite(logits).all() and torch.isfinite(tested).all(), (arch, lengths)
+
+
+@pytest.mark.parametrize("norm", [BatchNorm1d, BatchNorm2d])
+def test_batch_norm_trains_on_one_value_per_channel_with_its_running_statistics(norm: type) -> None:
+    """torch raises on a training batch of one value per channel; the models' batch norm
+    normalises it with the running statistics, which it leaves as they are, and is torch's
+    own on every other batch."""
+    torch.manual_seed(0)
+    bn, reference = norm(4), (nn.BatchNorm1d if norm is BatchNorm1d else nn.BatchNorm2d)(4)
+    with torch.no_grad():
+        for layer in (bn, reference):
+            layer.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0, 0.0]))
+            layer.running_var.copy_(torch.tensor([4.0, 1.0, 0.25, 9.0]))
+            layer.weight.copy_(torch.tensor([1.0, 2.0, 0.5, -1.0]))
+    shape = (1, 4) if norm is BatchNorm1d else (1, 4, 1, 1)
+    bn.train(), reference.train()
+    x = torch.randn(shape)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        reference(x)
+    stats = (bn.running_mean.clone(), bn.running_var.clone())
+    y = bn(x)
+    expected = (x.reshape(4) - stats[0]) / torch.sqrt(stats[1] + bn.eps) * bn.weight + bn.bias
+    torch.testing.assert_close(y.reshape(4), expected)
+    assert torch.equal(bn.running_mean, stats[0]) and torch.equal(bn.running_var, stats[1])
+    y.sum().backward()  # it trains: the affine parameters get their gradients
+    assert bn.weight.grad is not None and torch.isfinite(bn.weight.grad).all()
+    wider = torch.randn((3, 4) if norm is BatchNorm1d else (3, 4, 2, 2))
+    torch.testing.assert_close(bn(wider), reference(wider))
+    torch.testing.assert_close(bn.running_mean, reference.running_mean)
 
 
 def test_frame_wise_models_pool_their_frames_logits() -> None:

@@ -9,6 +9,33 @@ import torch
 from torch import nn
 
 
+class BatchNorm1d(nn.BatchNorm1d):
+    """Batch norm that trains on a batch of one value per channel (see ``_one_value``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _one_value(self, x) if _single(self, x) else super().forward(x)
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """Batch norm that trains on a batch of one value per channel (see ``_one_value``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _one_value(self, x) if _single(self, x) else super().forward(x)
+
+
+def _single(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> bool:
+    return bn.training and x.numel() == x.shape[1]
+
+
+def _one_value(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """A training batch that holds one value per channel (one short clip with few bands, at
+    ``batch_size: 1``) has no batch statistics: torch raises. It is normalised with the running
+    statistics instead, as evaluation does, and leaves them as they are."""
+    return nn.functional.batch_norm(
+        x, bn.running_mean, bn.running_var, bn.weight, bn.bias, training=False, eps=bn.eps
+    )
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What a builder needs to know about the data."""

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asc_sweep.models.common import AscModel, ModelSpec, masked_mean, time_mask
+from asc_sweep.models.common import AscModel, BatchNorm2d, ModelSpec, masked_mean, time_mask
 
 
 class _Basic(nn.Module):
@@ -16,11 +16,11 @@ class _Basic(nn.Module):
     def __init__(self, c_in: int, c_out: int, k1: int, k2: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, k1, padding=k1 // 2, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
+        self.bn1 = BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, k2, padding=k2 // 2, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
+        self.bn2 = BatchNorm2d(c_out)
         self.shortcut = (
-            nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+            nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), BatchNorm2d(c_out))
             if c_in != c_out
             else nn.Identity()
         )
@@ -47,7 +47,7 @@ class CPResNet(AscModel):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(1, width, 5, stride=2, padding=2, bias=False),
-            nn.BatchNorm2d(width),
+            BatchNorm2d(width),
             nn.ReLU(),
         )
         # The receptive field grows by (k - 1) * jump per conv; kernels are 1 beyond the limit.
@@ -71,7 +71,7 @@ class CPResNet(AscModel):
                     jump *= 2
         self.blocks = nn.ModuleList(blocks)
         self.classifier = nn.Sequential(
-            nn.Conv2d(c_in, spec.n_classes, 1, bias=False), nn.BatchNorm2d(spec.n_classes)
+            nn.Conv2d(c_in, spec.n_classes, 1, bias=False), BatchNorm2d(spec.n_classes)
         )
         self.factor = 2 * 2 ** len(self.pool_after)
 

@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asc_sweep.models.common import AscModel, ModelSpec, masked_mean, time_mask, valid_steps
+from asc_sweep.models.common import (
+    AscModel,
+    BatchNorm2d,
+    ModelSpec,
+    masked_mean,
+    time_mask,
+    valid_steps,
+)
 
 
 class CRNN(AscModel):
@@ -36,7 +43,7 @@ class CRNN(AscModel):
         for p in pools:
             convs += [
                 nn.Conv2d(c_in, channels, 3, padding=1),
-                nn.BatchNorm2d(channels),
+                BatchNorm2d(channels),
                 nn.ReLU(),
                 nn.MaxPool2d((p, 1)),
             ]

@@ -8,6 +8,7 @@ from torch import nn
 
 from asc_sweep.models.common import (
     AscModel,
+    BatchNorm2d,
     Dropout,
     ModelSpec,
     masked_max,
@@ -74,8 +75,8 @@ class DCASE2018CNN(AscModel):
         super().__init__()
         # ReLU is applied after each max pooling: the same values and gradients (ReLU is
         # monotonic, so it commutes with the max), on 25 (block 1) and 4 times fewer elements.
-        self.block1 = nn.Sequential(nn.Conv2d(1, 32, 7, padding=3), nn.BatchNorm2d(32))
-        self.block2 = nn.Sequential(nn.Conv2d(32, 64, 7, padding=3), nn.BatchNorm2d(64))
+        self.block1 = nn.Sequential(nn.Conv2d(1, 32, 7, padding=3), BatchNorm2d(32))
+        self.block2 = nn.Sequential(nn.Conv2d(32, 64, 7, padding=3), BatchNorm2d(64))
         self.drop = Dropout(dropout)
         freq = spec.n_mels // 5 // 4
         if freq < 1:

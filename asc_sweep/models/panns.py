@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asc_sweep.models.common import AscModel, ModelSpec, dropout, masked_max, masked_mean, time_mask
+from asc_sweep.models.common import (
+    AscModel,
+    BatchNorm2d,
+    ModelSpec,
+    dropout,
+    masked_max,
+    masked_mean,
+    time_mask,
+)
 
 
 class _Block(nn.Module):
@@ -21,7 +29,7 @@ class _Block(nn.Module):
                 nn.Conv2d(
                     c_in if i == 0 else c_out, c_out, kernel, padding=kernel // 2, bias=False
                 ),
-                nn.BatchNorm2d(c_out),
+                BatchNorm2d(c_out),
                 nn.ReLU(),
             ]
         self.convs = nn.Sequential(*convs)
@@ -35,7 +43,7 @@ class _PANN(AscModel):
         super().__init__()
         if spec.n_mels < 16:
             raise ValueError(f"PANNs CNNs need n_mels >= 16, got {spec.n_mels}")
-        self.bn0 = nn.BatchNorm2d(spec.n_mels)  # per mel band, as in PANNs
+        self.bn0 = BatchNorm2d(spec.n_mels)  # per mel band, as in PANNs
         widths = (64, 128, 256, 512)
         self.blocks = nn.ModuleList(
             _Block(c_in, c_out, kernel, layers)

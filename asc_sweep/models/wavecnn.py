@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asc_sweep.models.common import AscModel, ModelSpec, masked_mean, time_mask
+from asc_sweep.models.common import AscModel, BatchNorm1d, ModelSpec, masked_mean, time_mask
 
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv1d(c_in, c_out, kernel, stride, padding=kernel // 2),
-        nn.BatchNorm1d(c_out),
+        BatchNorm1d(c_out),
         nn.ReLU(),
     )
 
