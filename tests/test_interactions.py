@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from asc_sweep.report import RunRecord, write_report
 from asc_sweep.report.findings import findings
+from asc_sweep.report.render import sections
 from asc_sweep.report.stats import analyse, holm, interactions, simple_effects
 
 FOLDS = [1, 2, 3, 4]
@@ -197,6 +198,8 @@ def test_a_planted_interaction_is_found_and_said(tmp_path: Path) -> None:
                             "over 4 folds; smallest p") for s in said)  # fmt: skip
     for text in (files.markdown.read_text(), files.html.read_text(), files.latex.read_text()):
         assert "Interactions" in text and "arch=crnn" in text
+    for heading, _, (head, _rows), _plots in sections(data):  # W&B tables need unique columns
+        assert len(set(head)) == len(head), heading
 
 
 def test_a_reversal_is_said_to_be_averaged_over(tmp_path: Path) -> None:

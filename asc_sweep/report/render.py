@@ -84,7 +84,7 @@ def effect_rows(
 
 
 def interaction_rows(found: Sequence[Interaction]) -> tuple[list[str], list[list[str]]]:
-    head = ["level", "vs", "other factor at", "vs", "folds", "effect there", "effect at its reference",
+    head = ["level", "vs", "other factor at", "against its", "folds", "effect there", "effect at its reference",
             "difference", "95% CI", "p (corrected t)", "Holm"]  # fmt: skip
     rows = [
         [
