@@ -12,6 +12,7 @@ interaction of 0.05 (fold sd 0.02) the corrected t finds it in 42% of sweeps.
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
@@ -200,6 +201,30 @@ def test_a_planted_interaction_is_found_and_said(tmp_path: Path) -> None:
         assert "Interactions" in text and "arch=crnn" in text
     for heading, _, (head, _rows), _plots in sections(data):  # W&B tables need unique columns
         assert len(set(head)) == len(head), heading
+
+
+def test_effects_csv_holds_every_tested_difference_at_full_precision(tmp_path: Path) -> None:
+    records = crossed(0.08, np.random.default_rng(3), sd=0.01)
+    data, files = write_report(records, tmp_path, sweep_id="abc123")
+    rows = list(csv.DictReader(files.effects_csv.open()))
+    kinds = [r["kind"] for r in rows]
+    assert kinds.count("main") == sum(len(v) for v in data.effects.values())
+    assert kinds.count("simple") == sum(len(v) for v in data.simple_effects.values())
+    assert kinds.count("interaction") == sum(len(v) for v in data.interactions.values())
+    assert kinds.count("convergence") == len(data.convergence_effects)
+    (main,) = [r for r in rows if r["kind"] == "main" and r["factor"] == "init"]
+    (he,) = data.effects["init"]
+    assert float(main["mean"]) == he.mean and float(main["p_holm"]) == he.p_holm  # every digit
+    assert [float(d) for d in main["diffs"].split("; ")] == he.diffs
+    assert main["replicates"] == "1; 2; 3; 4" and main["within"] == "" and main["other"] == ""
+    (c,) = data.interactions["init", "arch"]
+    (row,) = [r for r in rows if r["kind"] == "interaction" and r["other"] == "arch"]
+    assert (row["level"], row["held"], row["held_reference"]) == ("he_normal", "crnn", "cnn6")
+    assert float(row["ci_low"]) == c.ci_low and float(row["at_held"]) == c.at_held
+    assert row["p_t"] == "" and row["p_better"] == ""  # tests an interaction does not have
+    (simple,) = [r for r in rows if r["kind"] == "simple" and r["factor"] == "init"
+                 and r["within"] == "arch=crnn"]  # fmt: skip
+    assert float(simple["mean"]) == pytest.approx(c.at_held)
 
 
 def test_a_reversal_is_said_to_be_averaged_over(tmp_path: Path) -> None:

@@ -568,7 +568,7 @@ def report(
 ) -> None:
     """Cross-fold tables, paired main effects, interactions, convergence and cost of a sweep.
 
-    Writes report.md, report.html, runs.csv, summary.csv, tables.tex and plots/."""
+    Writes report.md, report.html, runs.csv, summary.csv, effects.csv, tables.tex and plots/."""
     from asc_sweep.report import check_arguments, console_table, write_report
 
     with user_errors():
@@ -594,7 +594,7 @@ def report(
     out.print(console_table(data))
     show_findings(out, data)
     err.print(
-        f"report written to {files.markdown.parent}: report.md, report.html, runs.csv, summary.csv, tables.tex, "
+        f"report written to {files.markdown.parent}: report.md, report.html, runs.csv, summary.csv, effects.csv, tables.tex, "
         f"{len(files.plots)} plots",
         highlight=False,
     )

@@ -33,6 +33,7 @@ class ReportFiles:
     html: Path
     runs_csv: Path
     summary_csv: Path
+    effects_csv: Path
     latex: Path
     plots: list[Path]
 
@@ -88,6 +89,7 @@ def write_report(
         render_html,
         render_latex,
         render_markdown,
+        write_effects_csv,
         write_runs_csv,
         write_summary_csv,
     )
@@ -106,6 +108,7 @@ def write_report(
         out / "report.html",
         out / "runs.csv",
         out / "summary.csv",
+        out / "effects.csv",
         out / "tables.tex",
         plots,
     )
@@ -114,6 +117,7 @@ def write_report(
     files.latex.write_text(render_latex(data))
     write_runs_csv(files.runs_csv, records)
     write_summary_csv(files.summary_csv, data)
+    write_effects_csv(files.effects_csv, data)
     return data, files
 
 
