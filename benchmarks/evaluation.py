@@ -84,6 +84,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(
+            f"--device {args.device}: no CUDA GPU on this host; --device cpu measures the CPU"
+        )
     work = Path(tempfile.mkdtemp(prefix="asc-eval-"))
     os.environ["ASC_SWEEP_CACHE"] = str(work / "cache")
     try:

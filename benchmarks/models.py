@@ -114,6 +114,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(
+            f"--device {args.device}: no CUDA GPU on this host; --device cpu measures the CPU"
+        )
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     amp = run_precision(device)
     mixed = "-" if amp is None else str(amp).removeprefix("torch.")
