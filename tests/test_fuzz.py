@@ -51,7 +51,7 @@ from asc_sweep.errors import SpecError
 from asc_sweep.report import RunRecord, write_report
 from asc_sweep.report.findings import findings
 from asc_sweep.report.records import swept_factors
-from asc_sweep.report.render import render_html, render_latex, render_markdown
+from asc_sweep.report.render import render_html, render_latex, render_markdown, write_effects_csv
 from asc_sweep.report.stats import analyse
 from asc_sweep.sweep.config import (
     ARCH_NAMES,
@@ -397,14 +397,17 @@ def logged_runs(draw: st.DrawFn) -> list[RunRecord]:
     metric=st.sampled_from(["test/accuracy", "test/log_loss", "val/accuracy"]),
 )
 def test_a_report_over_whatever_runs_logged_renders_every_table(
-    records: list[RunRecord], metric: str
+    records: list[RunRecord], metric: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     data = analyse(records, sweep_id="fuzz", sweep_name=None, factors=swept_factors(records),
                    metric=metric, expected_folds=[1, 2, 3])  # fmt: skip
+    effects_csv = tmp_path_factory.mktemp("effects") / "effects.csv"
+    write_effects_csv(effects_csv, data)
     for text in (
         render_markdown(data, []),
         render_html(data, []),
         render_latex(data),
+        effects_csv.read_text(),
         *findings(data),
     ):
         assert text and "Traceback" not in text
@@ -415,6 +418,8 @@ def test_a_report_over_whatever_runs_logged_renders_every_table(
         assert cell.n(metric) + unusable == len(cell.folds), (cell.folds, cell.missing)
     for effects in data.effects.values():
         assert all(math.isfinite(d) for e in effects for d in e.diffs)
+    for found in data.interactions.values():
+        assert all(math.isfinite(d) for i in found for d in i.diffs)
 
 
 def test_a_report_of_hostile_runs_writes_every_file_and_plot(tmp_path: Path) -> None:
