@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 
 from asc_sweep.data.synth import SynthSpec, generate
+from asc_sweep.errors import DeviceUnavailable
+from asc_sweep.run.runtime import pick_device
 from asc_sweep.run.train import segment_vote, set_up
 from asc_sweep.sweep.config import RunConfig
 
@@ -83,11 +85,10 @@ def main() -> None:
     parser.add_argument("--clips-per-class", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(
-            f"--device {args.device}: no CUDA GPU on this host; --device cpu measures the CPU"
-        )
+    try:
+        device = pick_device(args.device)  # cuda without a GPU: one line saying so
+    except DeviceUnavailable as e:
+        raise SystemExit(str(e)) from None
     work = Path(tempfile.mkdtemp(prefix="asc-eval-"))
     os.environ["ASC_SWEEP_CACHE"] = str(work / "cache")
     try:

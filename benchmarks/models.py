@@ -22,8 +22,10 @@ import torch
 from torch import nn
 
 from asc_sweep.data.features import LogMel
+from asc_sweep.errors import DeviceUnavailable
 from asc_sweep.models import ARCHITECTURES, ModelSpec, build_model, count_parameters
 from asc_sweep.run.cost import count_macs, timed_calls
+from asc_sweep.run.runtime import pick_device
 from asc_sweep.run.train import make_optimizer, mixed_precision
 from asc_sweep.sweep.config import RunConfig
 
@@ -113,11 +115,10 @@ def main() -> None:
     parser.add_argument("--arch", nargs="+", default=list(ARCHITECTURES))
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(
-            f"--device {args.device}: no CUDA GPU on this host; --device cpu measures the CPU"
-        )
+    try:
+        device = pick_device(args.device)  # cuda without a GPU: one line saying so
+    except DeviceUnavailable as e:
+        raise SystemExit(str(e)) from None
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     amp = run_precision(device)
     mixed = "-" if amp is None else str(amp).removeprefix("torch.")
