@@ -399,3 +399,18 @@ def test_many_clear_interactions_are_counted_and_the_reversals_said_first() -> N
     assert reversals and all(i.held == "crnn" for i in reversals)
     shown = said[1 : 1 + len(reversals[:3])]
     assert all("with arch=crnn" in s and "opposite ways" in s for s in shown)
+
+
+def test_a_chosen_reference_turns_the_contrast_round() -> None:
+    """--reference arch=crnn: the contrasts are taken against crnn, the same numbers negated."""
+    records = crossed(0.08, np.random.default_rng(3), sd=0.01)
+    plain = analyse(records, sweep_id="x", sweep_name=None, factors=["init", "arch"])
+    turned = analyse(records, sweep_id="x", sweep_name=None, factors=["init", "arch"],
+                     references={"arch": "crnn"})  # fmt: skip
+    (a,) = plain.interactions["init", "arch"]
+    (b,) = turned.interactions["init", "arch"]
+    assert (b.held, b.held_reference) == ("cnn6", "crnn")
+    assert b.diffs == pytest.approx([-d for d in a.diffs])
+    assert (b.ci_low, b.ci_high) == pytest.approx((-a.ci_high, -a.ci_low))
+    assert b.p_holm == pytest.approx(a.p_holm)
+    assert (b.at_held, b.at_reference) == pytest.approx((a.at_reference, a.at_held))
