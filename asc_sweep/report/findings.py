@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from asc_sweep.report.cv import Ranking, describe_p
-from asc_sweep.report.stats import Effect, Interaction, ReportData
+from asc_sweep.report.stats import MAX_LEVELS, Effect, Interaction, ReportData, SampledKnob
 from asc_sweep.sweep import environment
 
 ALPHA = 0.05
@@ -34,6 +34,11 @@ def effect_sentence(e: Effect, data: ReportData, *, higher_is_better: bool | Non
         return f"{x:{sign}.{digits}f}"
 
     if e.n == 0:
+        if data.sampled:  # a value per run: no two runs will ever be alike in it
+            knobs = ", ".join(k.knob for k in data.sampled)
+            return (f"{level} and {ref} have no runs alike in every other knob: the sampled "
+                    f"{'knobs' if len(data.sampled) > 1 else 'knob'} ({knobs}) differ in every "
+                    "run; a grid over this factor's levels would compare them.")  # fmt: skip
         return f"{level} and {ref} have no runs alike in every other knob yet."
     if e.n == 1:
         return (f"{level} against {ref} on {metric}: {num(e.mean)} from a single "
@@ -123,6 +128,20 @@ def interaction_sentences(a: str, b: str, found: list[Interaction], metric: str)
     return out
 
 
+def sampled_sentence(k: SampledKnob, metric: str) -> str:
+    """A knob a search sampled from a range, in words: how its value goes with the metric."""
+    head = (f"{k.knob} took {k.levels} values, too many to compare level by level (more than "
+            f"{MAX_LEVELS}: a search over a range)")  # fmt: skip
+    if math.isnan(k.rho):
+        return (f"{head}; no rank correlation with {metric} can be given ({k.runs} runs with a "
+                "numeric value and the metric).")  # fmt: skip
+    over = f"Spearman's rho {k.rho:+.2f} over {k.runs} runs, every fold pooled, {describe_p(k.p)}"
+    if k.p < ALPHA and k.rho != 0:
+        more = "higher" if k.rho > 0 else "lower"
+        return f"{head}: higher {k.knob} goes with {more} {metric} ({over})."
+    return f"{head}: no clear monotone relation with {metric} ({over})."
+
+
 def depends_on(e: Effect, data: ReportData) -> list[str]:
     """The other factors on which a main effect clearly depends (its interactions)."""
     others = []
@@ -183,6 +202,7 @@ def findings(data: ReportData) -> list[str]:
     for (a, b), found in data.interactions.items():
         out += interaction_sentences(a, b, found, data.metric)
     out += [convergence_sentence(e, data) for e in data.convergence_effects if e.n]
+    out += [sampled_sentence(k, data.metric) for k in data.sampled]
     if not data.factors:
         out.append("Only the fold (or seed) varies: there is no factor to compare; the tables "
                    "show the spread over folds.")  # fmt: skip

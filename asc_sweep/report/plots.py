@@ -1,6 +1,6 @@
 """The report's plots (matplotlib, no display), one per finding: forest plots of every effect
 and interaction contrast, critical-difference diagrams, heat maps of each pair of factors,
-per-class accuracy, confusion matrices, validation curves, and accuracy against latency. Each
+scatter plots of knobs sampled from a range, per-class accuracy, confusion matrices, validation curves, and accuracy against latency. Each
 is named after the section it goes with."""
 
 from __future__ import annotations
@@ -15,7 +15,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from asc_sweep.report.cv import Ranking
-from asc_sweep.report.stats import ClassTable, Curve, Effect, Interaction, Pivot, ReportData
+from asc_sweep.report.stats import (
+    ClassTable,
+    Curve,
+    Effect,
+    Interaction,
+    Pivot,
+    ReportData,
+    SampledKnob,
+)
 
 WIDTH = 7.5  # inches at 110 dpi: 825 px, half of a 1280 px page with room to spare
 
@@ -31,6 +39,9 @@ def draw_plots(data: ReportData, folder: Path) -> list[Path]:
     found = [i for pair in data.interactions.values() for i in pair if not math.isnan(i.mean)]
     if found:
         paths.append(interaction_forest(found, data.metric, folder / "interactions.png"))
+    for k in data.sampled:
+        if k.points:
+            paths.append(scatter(k, data.metric, folder / f"sampled-{_slug(k.knob)}.png"))
     for p in data.pivots:
         paths.append(
             heat_map(
@@ -105,6 +116,19 @@ def cd_diagram(factor: str, r: Ranking, path: Path) -> Path:
     ax.set(xlabel=f"mean rank over {r.blocks} (1 = best)", title=f"Ranking of {factor}")
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
+    return _save(fig, path)
+
+
+def scatter(k: SampledKnob, metric: str, path: Path) -> Path:
+    """A sampled knob's value against the metric, one point per run (a log axis where the
+    values are positive and span more than two decades, as learning rates do)."""
+    xs, ys = zip(*k.points, strict=True)
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.7, 3.2))
+    ax.plot(xs, ys, "o", color="tab:blue", alpha=0.6, markersize=4)
+    if min(xs) > 0 and max(xs) / min(xs) > 100:
+        ax.set_xscale("log")
+    rho = "" if math.isnan(k.rho) else f" (Spearman's rho {k.rho:+.2f})"
+    ax.set(xlabel=k.knob, ylabel=metric, title=f"{metric} against {k.knob}{rho}")
     return _save(fig, path)
 
 

@@ -13,7 +13,15 @@ from typing import Any
 from asc_sweep.report.cv import Ranking, describe_p
 from asc_sweep.report.findings import findings
 from asc_sweep.report.records import RunRecord
-from asc_sweep.report.stats import Cell, ClassTable, Effect, Interaction, Pivot, ReportData
+from asc_sweep.report.stats import (
+    MAX_LEVELS,
+    Cell,
+    ClassTable,
+    Effect,
+    Interaction,
+    Pivot,
+    ReportData,
+)
 
 CELL_METRICS = (
     ("test/accuracy", "accuracy", 3),
@@ -209,6 +217,15 @@ def sections(data: ReportData) -> list[Section]:
                     "is at one level, minus the same effect where it is at its reference (the "
                     "same number either way round). Corrected t as above; Holm across each pair "
                     "of factors' contrasts.", interaction_rows(found), ["interactions"]))  # fmt: skip
+    if data.sampled:
+        out.append(("Sampled knobs", f"Knobs with more than {MAX_LEVELS} values (a random or bayes "
+                    "search over a range): each run is its own level, so nothing pairs and no "
+                    f"level is tested against another. Spearman's rank correlation of the value "
+                    f"with {data.metric} over the runs, every fold pooled (not paired by fold).",
+                    (["knob", "values", "runs", "Spearman's rho", "p"],
+                     [[k.knob, str(k.levels), str(k.runs), fmt(k.rho, 2), fmt_p(k.p)]
+                      for k in data.sampled]),
+                    [f"sampled-{_slug(k.knob)}" for k in data.sampled]))  # fmt: skip
     for p in data.pivots:
         out.append((f"{p.row_factor} x {p.col_factor}", f"Mean {data.metric}; * marks the best cell of each row.",
                     pivot_rows(p), [f"pivot-{_slug(p.row_factor)}-{_slug(p.col_factor)}"]))  # fmt: skip

@@ -406,6 +406,41 @@ def ranking(
     return replace(friedman_nemenyi(levels, table, higher_is_better), blocks=blocks)
 
 
+MAX_LEVELS = 20  # a knob with more values was sampled from a range: no level-by-level tests
+
+
+@dataclass(frozen=True)
+class SampledKnob:
+    """A knob with more than ``MAX_LEVELS`` values (a random or bayes search over a range):
+    each run is its own level, so nothing pairs; Spearman's rank correlation of its value
+    with the metric over the runs, every fold pooled."""
+
+    knob: str
+    levels: int
+    points: list[tuple[float, float]]  # (value, metric) of each run with a numeric value
+    rho: float
+    p: float
+
+    @property
+    def runs(self) -> int:
+        return len(self.points)
+
+
+def sampled_knob(records: Sequence[RunRecord], knob: str, metric: str) -> SampledKnob:
+    points = [
+        (float(v), m)
+        for r in records
+        if isinstance(v := r.params.get(knob), (int, float)) and not isinstance(v, bool)
+        and math.isfinite(v) and (m := r.metric(metric)) is not None
+    ]  # fmt: skip
+    rho = p = math.nan
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    if len(points) >= 3 and len(set(xs)) > 1 and len(set(ys)) > 1:
+        result = stats.spearmanr(xs, ys)
+        rho, p = float(result.statistic), float(result.pvalue)
+    return SampledKnob(knob, len(levels_of(records, knob)), points, rho, p)
+
+
 def levels_of(records: Sequence[RunRecord], factor: str) -> list[Any]:
     """The levels of a factor: numbers in numeric order, anything else in the order runs first
     used it (a grid's spec order)."""
@@ -619,6 +654,7 @@ class ReportData:
     cost_factors: list[str] = field(default_factory=list)
     simple_effects: dict[str, list[Effect]] = field(default_factory=dict)
     interactions: dict[tuple[str, str], list[Interaction]] = field(default_factory=dict)
+    sampled: list[SampledKnob] = field(default_factory=list)
     rankings: dict[str, Ranking] = field(default_factory=dict)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (run, why)
     retried: list[tuple[str, str]] = field(default_factory=list)  # failed, run again: (run, why)
@@ -688,6 +724,11 @@ def analyse(
     data.environments = {key: c for key, c in counts.items() if len(c) > 1}
     data.environment = {key: next(iter(c)) for key, c in counts.items() if len(c) == 1}
     ratio = data.test_train_ratio
+    # Knobs a search sampled from a range take a value per run: level-by-level tests would
+    # pair nothing and grow with the cube of the runs; they get a rank correlation instead.
+    sampled = [f for f in factors if len(levels_of(usable, f)) > MAX_LEVELS]
+    data.sampled = [sampled_knob(usable, f, metric) for f in sampled]
+    factors = [f for f in factors if f not in sampled]
     for f in factors:
         data.effects[f] = main_effects(usable, f, metric, references.get(f), ratio=ratio,
                                        rope=rope, higher_is_better=higher)  # fmt: skip
@@ -714,7 +755,7 @@ def analyse(
         )  # fmt: skip
     data.cost_factors = [f for f in ("arch", "sample_rate") if f in factors] or list(factors[:1])
     data.costs = cost_points(usable, data.cost_factors, metric)
-    data.fold_table = per_fold(usable, factors, metric)
+    data.fold_table = per_fold(usable, data.factors, metric)
     by: list[str | None] = list(factors) or [None]  # a fold-only sweep: one table of all runs
     data.class_tables = [t for f in by if (t := per_class(usable, f))]
     data.confusion_factor = "arch" if "arch" in factors else None
