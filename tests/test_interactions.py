@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asc_sweep.report import RunRecord, write_report
+from asc_sweep.report import RunRecord, console_table, write_report
 from asc_sweep.report.findings import findings
 from asc_sweep.report.render import sections
 from asc_sweep.report.stats import analyse, holm, interactions, simple_effects
@@ -460,7 +460,20 @@ def test_knobs_sampled_from_a_range_get_a_rank_correlation_not_level_tests(
         "mixup) differ in every run; a grid over this factor's levels would compare them."
     ) in said
     assert {"sampled-lr.png", "sampled-mixup.png"} <= {p.name for p in files.plots}
-    assert "## Sampled knobs" in files.markdown.read_text()
+    text = files.markdown.read_text()
+    assert "## Sampled knobs" in text and "## Per fold" not in text  # a fold each: no fold table
+    # The configurations best first, none said to lack the folds a search never drew for it.
+    means = [c.mean("test/accuracy") for c in data.cells]
+    assert means == sorted(means, reverse=True) and not any(c.missing for c in data.cells)
+    best = data.cells[0]
+    assert (
+        f"| {best.params['lr']:.6g} | {best.params['mixup']:.6g} | {best.params['arch']} |" in text
+    )
+    again = analyse(records, sweep_id="search", sweep_name=None, factors=data.factors,
+                    expected_folds=[1, 2, 3, 4])  # fmt: skip
+    assert not any(c.missing for c in again.cells)
+    terminal = console_table(data)
+    assert terminal.row_count == 20 and "the best 20 of 300 configurations" in str(terminal.title)
 
 
 def stats_spearman(xs: tuple[float, ...], ys: tuple[float, ...]) -> float:

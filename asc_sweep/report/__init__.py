@@ -121,18 +121,28 @@ def write_report(
     return data, files
 
 
+SEARCH_ROWS = 20  # a search's best configurations shown in the terminal; the files hold all
+
+
 def console_table(data: ReportData) -> Table:
-    """The main table for the terminal: the report's metric per configuration (the files hold all)."""
-    table = Table(title=f"sweep {data.sweep_id}: {data.metric} across folds (mean ± std)")
+    """The main table for the terminal: the report's metric per configuration (the files hold
+    all; of a search over sampled knobs, the best ``SEARCH_ROWS``)."""
+    from asc_sweep.report.render import knob
+
+    shown = data.cells[:SEARCH_ROWS] if data.sampled else data.cells
+    title = f"sweep {data.sweep_id}: {data.metric} across folds (mean ± std)"
+    if len(shown) < len(data.cells):
+        title += f", the best {len(shown)} of {len(data.cells)} configurations"
+    table = Table(title=title)
     for f in data.factors:
         table.add_column(f)
     for col in (data.metric, "n", "incomplete"):
         table.add_column(col, justify="right" if col != "incomplete" else "left")
-    for c in data.cells:
+    for c in shown:
         mean, std = c.mean(data.metric), c.std(data.metric)
         value = "-" if mean != mean else f"{mean:.3f} ± {std:.3f}"
         table.add_row(
-            *(str(c.params.get(f)) for f in data.factors),
+            *(knob(c.params.get(f)) for f in data.factors),
             value,
             str(c.n(data.metric)),
             "; ".join(c.missing),

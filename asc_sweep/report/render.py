@@ -41,6 +41,14 @@ def fmt(value: float, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def knob(value: Any) -> str:
+    """A knob's value in a table: a float to 6 significant digits (a sampled learning rate
+    reads 0.000100131, not 0.00010013133462910044); runs.csv keeps every digit."""
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.6g}"
+    return str(value)
+
+
 def fmt_p(p: float) -> str:
     if math.isnan(p):
         return "-"
@@ -54,7 +62,7 @@ def cell_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
     head = [*data.factors, *(label for _, label, _ in CELL_METRICS), "n", "incomplete"]
     rows = []
     for c in data.cells:
-        row = [str(c.params.get(f)) for f in data.factors]
+        row = [knob(c.params.get(f)) for f in data.factors]
         for metric, _, digits in CELL_METRICS:
             mean, std = c.mean(metric), c.std(metric)
             row.append("-" if math.isnan(mean) else f"{fmt(mean, digits)} ± {fmt(std, digits)}")
@@ -130,7 +138,7 @@ def fold_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
         finite = [v for v in values if not math.isnan(v)]
         mean = sum(finite) / len(finite) if finite else math.nan
         rows.append(
-            [*(str(params.get(f)) for f in data.factors), *(fmt(v) for v in values), fmt(mean)]
+            [*(knob(params.get(f)) for f in data.factors), *(fmt(v) for v in values), fmt(mean)]
         )
     return head, rows
 
@@ -186,8 +194,12 @@ Section = tuple[str, str, tuple[list[str], list[list[str]]], list[str]]
 
 def sections(data: ReportData) -> list[Section]:
     """(title, explanation, table, names of the plots that go with it) in report order."""
-    out: list[Section] = [("Cross-fold results", f"Mean ± std over folds per configuration; n = folds with a {data.metric}. "
-            "Incomplete configurations list their missing folds and are not averaged over them.", cell_rows(data), [])]  # fmt: skip
+    about = (f"Mean ± std over folds per configuration; n = folds with a {data.metric}. "
+             "Incomplete configurations list their missing folds and are not averaged over them.")  # fmt: skip
+    if data.sampled:
+        about = (f"Each configuration the search drew, best {data.metric} first; n = its folds "
+                 f"with a {data.metric} (a search draws a configuration for one fold at a time).")  # fmt: skip
+    out: list[Section] = [("Cross-fold results", about, cell_rows(data), [])]
     tests = (f"The unit of replication is the fold (x seed): differences between runs alike in every "
              f"other knob are averaged within each fold, so n counts folds. 95% CI and p: corrected "
              f"resampled t-test (Nadeau & Bengio 2003, n_test/n_train = {data.test_train_ratio:.3f}), "
@@ -229,7 +241,7 @@ def sections(data: ReportData) -> list[Section]:
     for p in data.pivots:
         out.append((f"{p.row_factor} x {p.col_factor}", f"Mean {data.metric}; * marks the best cell of each row.",
                     pivot_rows(p), [f"pivot-{_slug(p.row_factor)}-{_slug(p.col_factor)}"]))  # fmt: skip
-    if data.fold_table is not None and data.fold_table.rows:
+    if data.fold_table is not None and data.fold_table.rows and not data.sampled:
         out.append(("Per fold", f"{data.metric} of every configuration in every fold: the numbers "
                     "every test above starts from.", fold_rows(data), []))  # fmt: skip
     for t in data.class_tables:

@@ -85,6 +85,13 @@ def cells(
     return sorted(out, key=lambda c: [_order(v) for v in c.params.values()])
 
 
+def _best_first(mean: float, higher_is_better: bool) -> tuple[bool, float]:
+    """Sort key: the best mean first, configurations without one last."""
+    if math.isnan(mean):
+        return (True, 0.0)
+    return (False, -mean if higher_is_better else mean)
+
+
 def _shown(value: Any) -> str:
     """A logged value as a reader should see it: ``NaN``, ``none logged``, short text."""
     if value is None:
@@ -715,18 +722,22 @@ def analyse(
     references = references or {}
     metrics = list(dict.fromkeys([metric, *TABLE_METRICS]))
     higher = metric not in LOWER_IS_BETTER
-    data = ReportData(sweep_id, sweep_name, metric, higher, list(factors), list(records),
-                      cells(records, metrics, expected_folds, include_stopped))  # fmt: skip
-    data.excluded = [(r.name, why) for r in records if (why := r.exclusion(include_stopped))]
     usable = [r for r in records if r.exclusion(include_stopped) is None]
+    # Knobs a search sampled from a range take a value per run: level-by-level tests would
+    # pair nothing and grow with the cube of the runs; they get a rank correlation instead.
+    sampled = [f for f in factors if len(levels_of(usable, f)) > MAX_LEVELS]
+    # A search's configurations are each drawn once, on one fold: none lacks the others, and
+    # the best come first.
+    table = cells(records, metrics, [] if sampled else expected_folds, include_stopped)
+    if sampled:
+        table.sort(key=lambda c: _best_first(c.mean(metric), higher))
+    data = ReportData(sweep_id, sweep_name, metric, higher, list(factors), list(records), table)
+    data.excluded = [(r.name, why) for r in records if (why := r.exclusion(include_stopped))]
     data.rope, data.test_train_ratio = rope, test_train_ratio(usable)
     counts = environment.counts(r.environment for r in usable)
     data.environments = {key: c for key, c in counts.items() if len(c) > 1}
     data.environment = {key: next(iter(c)) for key, c in counts.items() if len(c) == 1}
     ratio = data.test_train_ratio
-    # Knobs a search sampled from a range take a value per run: level-by-level tests would
-    # pair nothing and grow with the cube of the runs; they get a rank correlation instead.
-    sampled = [f for f in factors if len(levels_of(usable, f)) > MAX_LEVELS]
     data.sampled = [sampled_knob(usable, f, metric) for f in sampled]
     factors = [f for f in factors if f not in sampled]
     for f in factors:
