@@ -4,6 +4,7 @@ both backends give the same report, and report.html renders in a real browser.""
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from asc_sweep.backends.wandb import records_from_runs
 from asc_sweep.report import RunRecord, write_report
 from asc_sweep.report.render import sections
 from asc_sweep.report.stats import holm
-from asc_sweep.sweep.spec import parse_spec
+from asc_sweep.sweep.spec import parse_spec, sampled_knobs
 
 INITS = ["default", "he_normal", "xavier_uniform"]
 ARCHS = ["cnn6", "dcase2018_cnn"]
@@ -446,6 +447,34 @@ def test_cli_report_defaults_to_the_latest_sweep(
     assert bad.exit_code == 2 and "--reference arch: not a swept factor; swept: init" in bad.stderr
     bad_metric = cli("report", "--store", store, "--metric", "test/acc")
     assert bad_metric.exit_code == 2 and "runs have no such metric" in bad_metric.stderr
+
+
+def test_a_small_search_s_ranges_are_read_from_its_spec(
+    cli: Callable[..., Any], store: Path, tmp_path: Path
+) -> None:
+    """12 runs of a random search give lr 12 values, too few to tell it from a grid's levels:
+    the spec says lr is drawn from a range, so it is not compared level by level."""
+    spec = ("method: random\nrun_cap: 12\nparameters:\n  lr: {min: 0.0001, max: 0.1, "
+            "distribution: log_uniform_values}\n  init: {values: [default, he_normal]}\n"
+            "  fold: {values: [1, 2]}\n  epochs: {value: 3}\n")  # fmt: skip
+    assert sampled_knobs(parse_spec(spec).config) == ["lr"]
+    assert sampled_knobs(parse_spec(spec.replace("method: random", "method: grid")
+                                    .replace("lr: {min: 0.0001, max: 0.1, distribution: "
+                                             "log_uniform_values}", "lr: {values: [0.1]}"))
+                         .config) == []  # fmt: skip
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(parse_spec(spec), seed=1)
+        while (claim := backend.claim(sweep.id, "a")).status == "claimed":
+            assert claim.run and claim.token
+            accuracy = 0.9 + 0.05 * math.log10(claim.run.params["lr"])
+            backend.finish(claim.run.id, claim.token, {"test/accuracy": accuracy})
+    result = cli("report", "--store", store, "--out", tmp_path / "rep")
+    assert result.exit_code == 0, result.output
+    shown = result.stdout.split("what this sweep shows:")[1]
+    assert "lr took 12 values, too many to compare level by level" not in shown
+    assert "lr was drawn from a range by the spec" in shown
+    assert "higher lr goes with higher test/accuracy (Spearman's rho +1.00 over 12 runs" in shown
+    assert "lr=" not in shown  # no level-by-level sentences
 
 
 def test_report_into_a_file_path_is_a_one_line_error(

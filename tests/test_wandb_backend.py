@@ -230,6 +230,21 @@ def test_status_of_a_wandb_sweep(monkeypatch: pytest.MonkeyPatch, cli: Callable[
     assert table.exit_code == 0 and "W&B sweep lab/asc/swp123" in table.stdout
 
 
+def test_a_wandb_search_names_the_knobs_it_draws_from_a_range(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    search = _Sweep()
+    search.config = {"method": "bayes", "metric": {"name": "val/accuracy", "goal": "maximize"},
+                     "parameters": {"lr": {"min": 0.0001, "max": 0.1}, "arch": {"values": ["cnn6"]},
+                                    "epochs": {"value": 3}}}  # fmt: skip
+    monkeypatch.setattr(wandb_backend, "api_sweep", lambda path: search)
+    controller = wandb_backend.WandbController(wandb_backend.parse_sweep_path("lab/asc/swp123"))
+    assert controller.sampled_knobs() == ["lr"]
+    monkeypatch.setattr(wandb_backend, "api_sweep", lambda path: _Sweep())  # a grid: none
+    grid = wandb_backend.WandbController(wandb_backend.parse_sweep_path("lab/asc/swp124"))
+    assert grid.sampled_knobs() == []
+
+
 def test_wandb_sweeps_refuse_tracking_off_and_missing_credentials(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cli: Callable[..., Any]
 ) -> None:

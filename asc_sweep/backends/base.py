@@ -206,6 +206,10 @@ class Controller(ABC):
         """The folds the spec sweeps, so the report can flag configurations missing some."""
         return None
 
+    def sampled_knobs(self) -> list[str]:
+        """The knobs the spec draws from a range (``sweep.spec.sampled_knobs``)."""
+        return []
+
     def environments(self) -> dict[str, dict[str, int]] | None:
         """The environment fields on which the runs that ended so far differ, each value with
         its runs (``asc_sweep.sweep.environment``); None where the controller cannot tell

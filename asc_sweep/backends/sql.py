@@ -43,7 +43,7 @@ from asc_sweep.errors import LeaseLost, RetryRefused, RunNotFound, StoreError, S
 from asc_sweep.report.records import RunRecord
 from asc_sweep.sweep import engine, environment
 from asc_sweep.sweep.config import config_hash
-from asc_sweep.sweep.spec import MAX_GRID, SweepSpec
+from asc_sweep.sweep.spec import MAX_GRID, SweepSpec, sampled_knobs
 
 SCHEMA_VERSION = 1
 DEFAULT_LEASE_SECONDS = 60.0
@@ -894,6 +894,9 @@ class StoreController(Controller):
         return environment.mixed(
             environment.of_run((r.summary or {}).get("environment")) for r in ended
         )
+
+    def sampled_knobs(self) -> list[str]:
+        return sampled_knobs(self.sweep.spec)
 
     def expected_folds(self) -> list[Any] | None:
         fold = self.sweep.spec["parameters"].get("fold", {})

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from asc_sweep.backends.base import Controller, CreateOptions, SweepCounts
 from asc_sweep.errors import AscSweepError
 from asc_sweep.report.records import RunRecord
+from asc_sweep.sweep.spec import sampled_knobs
 
 RUN_COMMAND = ["${env}", "asc-sweep", "wandb-run", "${args_json_file}"]
 TRACKING_OFF = (
@@ -251,6 +252,10 @@ class WandbController(Controller):
     def records(self) -> list[RunRecord]:
         self._refresh(force=True)
         return records_from_runs(self._api.runs, list(self._api.config.get("parameters", {})))
+
+    def sampled_knobs(self) -> list[str]:
+        self._refresh()
+        return sampled_knobs(self._api.config)
 
     def ended_since(self, started_at: float) -> int:
         return self._counts.done - (self._done_at_start or 0)

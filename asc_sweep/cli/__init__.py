@@ -585,6 +585,7 @@ def report(
             metric=metric,
             references=references,
             expected_folds=controller.expected_folds(),
+            sampled=controller.sampled_knobs(),
             rope=rope,
             retried=[(f.run, f.error) for f in controller.retried_failures()],
             include_stopped=include_stopped,

@@ -82,9 +82,11 @@ def write_report(
     rope: float = 0.01,
     include_stopped: bool = False,
     retried: Sequence[tuple[str, str]] = (),
+    sampled: Sequence[str] = (),
 ) -> tuple[ReportData, ReportFiles]:
     """Analyse ``records`` and write every report file under ``out``; ``retried`` names the
-    failed runs left out because their configurations ran again, each with its error."""
+    failed runs left out because their configurations ran again, each with its error;
+    ``sampled`` the knobs the spec draws from a range (not compared level by level)."""
     from asc_sweep.report.render import (
         render_html,
         render_latex,
@@ -98,7 +100,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     data = analyse(records, sweep_id=sweep_id, sweep_name=sweep_name, factors=swept_factors(records), metric=metric,
                    references=references, expected_folds=expected_folds, rope=rope,
-                   include_stopped=include_stopped)  # fmt: skip
+                   include_stopped=include_stopped, sampled=sampled)  # fmt: skip
     data.retried = list(retried)
     from asc_sweep.report.plots import draw_plots  # matplotlib: seconds to import, so only here
 

@@ -132,6 +132,9 @@ def sampled_sentence(k: SampledKnob, metric: str) -> str:
     """A knob a search sampled from a range, in words: how its value goes with the metric."""
     head = (f"{k.knob} took {k.levels} values, too many to compare level by level (more than "
             f"{MAX_LEVELS}: a search over a range)")  # fmt: skip
+    if k.drawn:
+        head = (f"{k.knob} was drawn from a range by the spec ({k.levels} values), so its "
+                "values are not compared level by level")  # fmt: skip
     if math.isnan(k.rho):
         return (f"{head}; no rank correlation with {metric} can be given ({k.runs} runs with a "
                 "numeric value and the metric).")  # fmt: skip

@@ -230,8 +230,8 @@ def sections(data: ReportData) -> list[Section]:
                     "same number either way round). Corrected t as above; Holm across each pair "
                     "of factors' contrasts.", interaction_rows(found), ["interactions"]))  # fmt: skip
     if data.sampled:
-        out.append(("Sampled knobs", f"Knobs with more than {MAX_LEVELS} values (a random or bayes "
-                    "search over a range): each run is its own level, so nothing pairs and no "
+        out.append(("Sampled knobs", f"Knobs a random or bayes search draws from a range (or with "
+                    f"more than {MAX_LEVELS} values): each run is its own level, so nothing pairs and no "
                     f"level is tested against another. Spearman's rank correlation of the value "
                     f"with {data.metric} over the runs, every fold pooled (not paired by fold).",
                     (["knob", "values", "runs", "Spearman's rho", "p"],

@@ -427,13 +427,16 @@ class SampledKnob:
     points: list[tuple[float, float]]  # (value, metric) of each run with a numeric value
     rho: float
     p: float
+    drawn: bool = False  # the spec draws it from a range (else: it has too many values)
 
     @property
     def runs(self) -> int:
         return len(self.points)
 
 
-def sampled_knob(records: Sequence[RunRecord], knob: str, metric: str) -> SampledKnob:
+def sampled_knob(
+    records: Sequence[RunRecord], knob: str, metric: str, drawn: bool = False
+) -> SampledKnob:
     points = [
         (float(v), m)
         for r in records
@@ -445,7 +448,7 @@ def sampled_knob(records: Sequence[RunRecord], knob: str, metric: str) -> Sample
     if len(points) >= 3 and len(set(xs)) > 1 and len(set(ys)) > 1:
         result = stats.spearmanr(xs, ys)
         rho, p = float(result.statistic), float(result.pvalue)
-    return SampledKnob(knob, len(levels_of(records, knob)), points, rho, p)
+    return SampledKnob(knob, len(levels_of(records, knob)), points, rho, p, drawn)
 
 
 def levels_of(records: Sequence[RunRecord], factor: str) -> list[Any]:
@@ -713,11 +716,14 @@ def analyse(
     expected_folds: Sequence[Any] | None = None,
     rope: float = 0.01,
     include_stopped: bool = False,
+    sampled: Sequence[str] = (),
 ) -> ReportData:
     """Compute every table of the report from the runs.
 
     Means and tests use finished runs only (``include_stopped`` adds controller-stopped ones);
-    the others are listed in ``excluded`` and in their cells' ``missing``.
+    the others are listed in ``excluded`` and in their cells' ``missing``. Knobs in
+    ``sampled`` (drawn from a range by the spec) or with more than ``MAX_LEVELS`` values get
+    a rank correlation instead of level-by-level tests.
     """
     references = references or {}
     metrics = list(dict.fromkeys([metric, *TABLE_METRICS]))
@@ -725,7 +731,8 @@ def analyse(
     usable = [r for r in records if r.exclusion(include_stopped) is None]
     # Knobs a search sampled from a range take a value per run: level-by-level tests would
     # pair nothing and grow with the cube of the runs; they get a rank correlation instead.
-    sampled = [f for f in factors if len(levels_of(usable, f)) > MAX_LEVELS]
+    drawn = set(sampled)
+    sampled = [f for f in factors if f in drawn or len(levels_of(usable, f)) > MAX_LEVELS]
     # A search's configurations are each drawn once, on one fold: none lacks the others, and
     # the best come first.
     table = cells(records, metrics, [] if sampled else expected_folds, include_stopped)
@@ -738,7 +745,7 @@ def analyse(
     data.environments = {key: c for key, c in counts.items() if len(c) > 1}
     data.environment = {key: next(iter(c)) for key, c in counts.items() if len(c) == 1}
     ratio = data.test_train_ratio
-    data.sampled = [sampled_knob(usable, f, metric) for f in sampled]
+    data.sampled = [sampled_knob(usable, f, metric, f in drawn) for f in sampled]
     factors = [f for f in factors if f not in sampled]
     for f in factors:
         data.effects[f] = main_effects(usable, f, metric, references.get(f), ratio=ratio,

@@ -386,6 +386,21 @@ def _parameter_problems(name: str, param: Any, method: Any) -> list[Problem]:
     return problems
 
 
+def sampled_knobs(config: Mapping[str, Any]) -> list[str]:
+    """The knobs a random or bayes search draws from a range (``min``/``max`` or a
+    distribution, not ``values``): a value per run, which the report does not compare level
+    by level. A grid enumerates its ranges: none."""
+    params = config.get("parameters")
+    if config.get("method") not in ("random", "bayes") or not isinstance(params, Mapping):
+        return []
+    return [
+        str(name)
+        for name, param in params.items()
+        if isinstance(param, dict) and "values" not in param
+        and _kind(str(name), param) not in (None, "param_single_value")
+    ]  # fmt: skip
+
+
 def _kind(name: str, param: dict[str, Any]) -> str | None:
     """The engine's kind of a valid parameter (``param_single_value`` is not searched)."""
     filled = sweeps_schema().fill_parameter(name, param)
