@@ -480,3 +480,17 @@ def stats_spearman(xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
     """Spearman's rho as Pearson's correlation of the ranks."""
     rx, ry = np.argsort(np.argsort(xs)), np.argsort(np.argsort(ys))
     return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def test_a_factor_with_no_paired_level_is_one_sentence() -> None:
+    rng = np.random.default_rng(2)
+    records = searched(60, rng)
+    for i, r in enumerate(records):  # a third architecture
+        r.params["arch"] = ["cnn6", "crnn", "m5"][i % 3]  # type: ignore[index]
+    data = analyse(records, sweep_id="x", sweep_name=None, factors=["lr", "mixup", "arch"])
+    said = [s for s in findings(data) if "arch=" in s or "of arch " in s or "Ranking arch" in s]
+    assert said == [
+        "No level of arch (crnn, m5) has runs alike in every other knob to compare with "
+        "arch=cnn6: the sampled knobs (lr, mixup) differ in every run; a grid over this "
+        "factor's levels would compare them."
+    ]

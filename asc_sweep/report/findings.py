@@ -64,6 +64,20 @@ def effect_sentence(e: Effect, data: ReportData, *, higher_is_better: bool | Non
             f"{test}; P({level} better) = {e.bayes.better:.2f}).")  # fmt: skip
 
 
+def unpaired_sentence(effects: list[Effect], data: ReportData) -> str:
+    """A factor none of whose levels has a run alike in every other knob to its reference's."""
+    e = effects[0]
+    head = (f"No level of {e.factor} ({', '.join(str(x.level) for x in effects)}) has runs "
+            f"alike in every other knob to compare with {e.factor}={e.reference}")  # fmt: skip
+    if not data.sampled:
+        return f"{head} yet."
+    knobs = ", ".join(k.knob for k in data.sampled)
+    return (
+        f"{head}: the sampled {'knobs' if len(data.sampled) > 1 else 'knob'} ({knobs}) "
+        "differ in every run; a grid over this factor's levels would compare them."
+    )
+
+
 def convergence_sentence(e: Effect, data: ReportData) -> str:
     """The convergence question ("does He init converge faster?") in words: epochs to 90% of
     the best validation accuracy, where fewer is better."""
@@ -197,6 +211,9 @@ def findings(data: ReportData) -> list[str]:
     for factor, effects in data.effects.items():
         if factor in data.rankings:
             out.append(ranking_sentence(factor, data.rankings[factor], data.metric))
+        if len(effects) > 1 and not any(e.n for e in effects):  # one sentence, not one a level
+            out.append(unpaired_sentence(effects, data))
+            continue
         for e in effects:
             line = effect_sentence(e, data)
             if others := depends_on(e, data):

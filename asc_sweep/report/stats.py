@@ -754,7 +754,9 @@ def analyse(
             data.simple_effects[f] = simple_effects(usable, f, metric, references.get(f),
                                                     factors=factors, ratio=ratio, rope=rope,
                                                     higher_is_better=higher)  # fmt: skip
-        rank = ranking(usable, f, metric, higher)
+        # A ranking averages each level over the other knobs within a fold: a fair average in
+        # a grid, but over a search's draws (which a bayes search steers) it is not.
+        rank = None if sampled else ranking(usable, f, metric, higher)
         if rank is not None:
             data.rankings[f] = rank
     for i, a in enumerate(factors):
