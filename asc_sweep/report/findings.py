@@ -34,12 +34,7 @@ def effect_sentence(e: Effect, data: ReportData, *, higher_is_better: bool | Non
         return f"{x:{sign}.{digits}f}"
 
     if e.n == 0:
-        if data.sampled:  # a value per run: no two runs will ever be alike in it
-            knobs = ", ".join(k.knob for k in data.sampled)
-            return (f"{level} and {ref} have no runs alike in every other knob: the sampled "
-                    f"{'knobs' if len(data.sampled) > 1 else 'knob'} ({knobs}) differ in every "
-                    "run; a grid over this factor's levels would compare them.")  # fmt: skip
-        return f"{level} and {ref} have no runs alike in every other knob yet."
+        return f"{level} and {ref} have no runs alike in every other knob{unpaired_why(data)}"
     if e.n == 1:
         return (f"{level} against {ref} on {metric}: {num(e.mean)} from a single "
                 f"{'fold' if replicates(e).endswith('fold') else 'replicate'}: no interval and "
@@ -67,14 +62,20 @@ def effect_sentence(e: Effect, data: ReportData, *, higher_is_better: bool | Non
 def unpaired_sentence(effects: list[Effect], data: ReportData) -> str:
     """A factor none of whose levels has a run alike in every other knob to its reference's."""
     e = effects[0]
-    head = (f"No level of {e.factor} ({', '.join(str(x.level) for x in effects)}) has runs "
-            f"alike in every other knob to compare with {e.factor}={e.reference}")  # fmt: skip
+    return (f"No level of {e.factor} ({', '.join(str(x.level) for x in effects)}) has runs "
+            f"alike in every other knob to compare with {e.factor}={e.reference}"
+            f"{unpaired_why(data)}")  # fmt: skip
+
+
+def unpaired_why(data: ReportData) -> str:
+    """The end of a sentence saying levels have no runs alike: not yet, or never in a search
+    (a value per run of each sampled knob: no two runs will ever be alike in it)."""
     if not data.sampled:
-        return f"{head} yet."
+        return " yet."
     knobs = ", ".join(k.knob for k in data.sampled)
     return (
-        f"{head}: the sampled {'knobs' if len(data.sampled) > 1 else 'knob'} ({knobs}) "
-        "differ in every run; a grid over this factor's levels would compare them."
+        f": the sampled {'knobs' if len(data.sampled) > 1 else 'knob'} ({knobs}) differ in "
+        "every run; a grid over this factor's levels would compare them."
     )
 
 
