@@ -91,7 +91,7 @@ def convergence_sentence(e: Effect, data: ReportData) -> str:
 def ranking_sentence(factor: str, r: Ranking, metric: str) -> str:
     order = sorted(zip(r.ranks, r.levels, strict=True), key=lambda x: x[0])
     ranked = ", ".join(f"{level} ({rank:.2f})" for rank, level in order)
-    return (f"Ranking {factor} by {metric} over {r.n_blocks} {r.blocks} (Friedman, {describe_p(r.p)}), "
+    return (f"Ranking {factor} by {metric} over {r.n_blocks} {r.blocks} (Friedman by permutation, {describe_p(r.p)}), "
             f"mean rank (1 = best): {ranked}; mean ranks further apart than "
             f"{r.critical_difference:.2f} differ (Nemenyi, alpha 0.05).")  # fmt: skip
 

@@ -214,7 +214,7 @@ def sections(data: ReportData) -> list[Section]:
         if factor in data.rankings:
             r = data.rankings[factor]
             out.append((f"Ranking of {factor}", f"Mean rank of each level over {r.n_blocks} {r.blocks} "
-                        f"(Friedman test {describe_p(r.p)}); levels whose mean ranks differ by more "
+                        f"(Friedman test by permutation, {describe_p(r.p)}); levels whose mean ranks differ by more "
                         f"than {r.critical_difference:.2f} differ (Nemenyi, alpha 0.05; Demšar 2006).",
                         ranking_rows(r), [f"cd-{_slug(factor)}"]))  # fmt: skip
         simple = data.simple_effects.get(factor)
