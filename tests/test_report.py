@@ -475,6 +475,13 @@ def test_a_small_search_s_ranges_are_read_from_its_spec(
     assert "lr was drawn from a range by the spec" in shown
     assert "higher lr goes with higher test/accuracy (Spearman's rho +1.00 over 12 runs" in shown
     assert "lr=" not in shown  # no level-by-level sentences
+    level = sorted(r.params["lr"] for r in LocalBackend(store).runs(sweep.id))[0]
+    bad = cli("report", "--store", store, "--out", tmp_path / "rep2", "--reference", f"lr={level}")
+    assert bad.exit_code == 2 and bad.stderr.strip().endswith(
+        "--reference lr: lr is sampled from a range (12 values), so no level of it is compared "
+        "with another and it takes no reference"
+    )
+    assert not (tmp_path / "rep2").exists()
 
 
 def test_report_into_a_file_path_is_a_one_line_error(

@@ -575,7 +575,9 @@ def report(
         references = _parse_sets(reference or [])
         controller = _open(wandb_sweep or sweep_id, store)
         records = controller.records()
-        check_arguments(records, sweep=controller.ref, metric=metric, references=references)
+        sampled = controller.sampled_knobs()
+        check_arguments(records, sweep=controller.ref, metric=metric, references=references,
+                        sampled=sampled)  # fmt: skip
         target = out_dir or Path("reports") / controller.key
         data, files = write_report(
             records,
@@ -585,7 +587,7 @@ def report(
             metric=metric,
             references=references,
             expected_folds=controller.expected_folds(),
-            sampled=controller.sampled_knobs(),
+            sampled=sampled,
             rope=rope,
             retried=[(f.run, f.error) for f in controller.retried_failures()],
             include_stopped=include_stopped,

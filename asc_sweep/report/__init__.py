@@ -39,15 +39,22 @@ class ReportFiles:
 
 
 def check_arguments(
-    records: Sequence[RunRecord], *, sweep: str, metric: str, references: Mapping[str, Any]
+    records: Sequence[RunRecord],
+    *,
+    sweep: str,
+    metric: str,
+    references: Mapping[str, Any],
+    sampled: Sequence[str] = (),
 ) -> None:
     """Every report argument checked against the runs, before anything is written.
 
     Raises:
         AscSweepError: no runs yet, a metric the runs do not have, a reference that is not a
-            swept factor, or a reference level the factor does not take (naming the levels).
+            swept factor, a reference for a knob sampled from a range (``sampled``, or more
+            than ``MAX_LEVELS`` values: no level is compared), or a reference level the
+            factor does not take (naming the levels).
     """
-    from asc_sweep.report.stats import levels_of
+    from asc_sweep.report.stats import MAX_LEVELS, levels_of
 
     if not records:
         raise AscSweepError(f"sweep {sweep} has no runs yet; start agents first")
@@ -63,6 +70,11 @@ def check_arguments(
                 f"--reference {factor}: not a swept factor; swept: {', '.join(factors) or 'none'}"
             )
         levels = levels_of(records, factor)
+        if factor in sampled or len(levels) > MAX_LEVELS:
+            raise AscSweepError(
+                f"--reference {factor}: {factor} is sampled from a range ({len(levels)} values), "
+                "so no level of it is compared with another and it takes no reference"
+            )
         if level not in levels:
             raise AscSweepError(
                 f"--reference {factor}={level}: {factor} takes no such level; its levels: "
