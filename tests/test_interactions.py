@@ -462,6 +462,9 @@ def test_knobs_sampled_from_a_range_get_a_rank_correlation_not_level_tests(
     assert {"sampled-lr.png", "sampled-mixup.png"} <= {p.name for p in files.plots}
     text = files.markdown.read_text()
     assert "## Sampled knobs" in text and "## Per fold" not in text  # a fold each: no fold table
+    rows = [r for r in csv.DictReader(files.effects_csv.open()) if r["kind"] == "sampled"]
+    assert [(r["factor"], r["n"]) for r in rows] == [("lr", "300"), ("mixup", "300")]
+    assert float(rows[0]["rho"]) == lr.rho and float(rows[0]["p"]) == lr.p
     # The configurations best first, none said to lack the folds a search never drew for it.
     means = [c.mean("test/accuracy") for c in data.cells]
     assert means == sorted(means, reverse=True) and not any(c.missing for c in data.cells)

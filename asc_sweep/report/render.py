@@ -439,13 +439,14 @@ def write_summary_csv(path: Path, data: ReportData) -> None:
 EFFECT_COLUMNS = ("kind", "metric", "factor", "level", "reference", "within", "other", "held",
                   "held_reference", "n", "mean", "ci_low", "ci_high", "p", "p_holm", "p_t",
                   "p_wilcoxon", "p_better", "p_equal", "p_worse", "at_held", "at_reference",
-                  "replicates", "diffs")  # fmt: skip
+                  "rho", "replicates", "diffs")  # fmt: skip
 
 
 def write_effects_csv(path: Path, data: ReportData) -> None:
     """Every tested difference at full precision, one row each: main effects, simple effects
     (``within``), interaction contrasts (``other``, ``held`` against ``held_reference``) and
-    convergence; ``diffs`` holds the per-replicate differences every figure starts from."""
+    convergence, with ``diffs`` the per-replicate differences every figure starts from; and
+    each knob sampled from a range, with its rank correlation (``rho``, ``p``) over ``n`` runs."""
     rows: list[dict[str, Any]] = []
     for kind, effects in (
         ("main", [e for f in data.effects.values() for e in f]),
@@ -467,6 +468,8 @@ def write_effects_csv(path: Path, data: ReportData) -> None:
               "at_reference": i.at_reference, "replicates": _joined(i.replicates),
               "diffs": _joined(i.diffs)}
              for pair in data.interactions.values() for i in pair]  # fmt: skip
+    rows += [{"kind": "sampled", "metric": data.metric, "factor": k.knob, "n": k.runs,
+              "rho": k.rho, "p": k.p} for k in data.sampled]  # fmt: skip
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=EFFECT_COLUMNS, restval="")
         w.writeheader()
