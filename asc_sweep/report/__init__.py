@@ -54,7 +54,7 @@ def check_arguments(
             than ``MAX_LEVELS`` values: no level is compared), or a reference level the
             factor does not take (naming the levels).
     """
-    from asc_sweep.report.stats import MAX_LEVELS, levels_of
+    from asc_sweep.report.stats import is_sampled, levels_of
 
     if not records:
         raise AscSweepError(f"sweep {sweep} has no runs yet; start agents first")
@@ -70,7 +70,7 @@ def check_arguments(
                 f"--reference {factor}: not a swept factor; swept: {', '.join(factors) or 'none'}"
             )
         levels = levels_of(records, factor)
-        if factor in sampled or len(levels) > MAX_LEVELS:
+        if is_sampled(records, factor, sampled):
             raise AscSweepError(
                 f"--reference {factor}: {factor} is sampled from a range ({len(levels)} values), "
                 "so no level of it is compared with another and it takes no reference"

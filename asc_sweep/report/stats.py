@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -416,11 +416,17 @@ def ranking(
 MAX_LEVELS = 20  # a knob with more values was sampled from a range: no level-by-level tests
 
 
+def is_sampled(records: Sequence[RunRecord], factor: str, drawn: Collection[str]) -> bool:
+    """A knob the spec draws from a range (``drawn``) or with more than ``MAX_LEVELS`` values:
+    a value per run, so no level of it pairs with another."""
+    return factor in drawn or len(levels_of(records, factor)) > MAX_LEVELS
+
+
 @dataclass(frozen=True)
 class SampledKnob:
-    """A knob with more than ``MAX_LEVELS`` values (a random or bayes search over a range):
-    each run is its own level, so nothing pairs; Spearman's rank correlation of its value
-    with the metric over the runs, every fold pooled."""
+    """A knob sampled from a range (``is_sampled``): each run is its own level, so nothing
+    pairs; Spearman's rank correlation of its value with the metric over the runs, every
+    fold pooled."""
 
     knob: str
     levels: int
@@ -732,7 +738,7 @@ def analyse(
     # Knobs a search sampled from a range take a value per run: level-by-level tests would
     # pair nothing and grow with the cube of the runs; they get a rank correlation instead.
     drawn = set(sampled)
-    sampled = [f for f in factors if f in drawn or len(levels_of(usable, f)) > MAX_LEVELS]
+    sampled = [f for f in factors if is_sampled(usable, f, drawn)]
     # A search's configurations are each drawn once, on one fold: none lacks the others, and
     # the best come first.
     table = cells(records, metrics, [] if sampled else expected_folds, include_stopped)
