@@ -1,7 +1,8 @@
 """The report's plots (matplotlib, no display), one per finding: forest plots of every effect
 and interaction contrast, critical-difference diagrams, heat maps of each pair of factors,
-scatter plots of knobs sampled from a range, per-class accuracy, confusion matrices, validation curves, and accuracy against latency. Each
-is named after the section it goes with."""
+scatter plots of knobs sampled from a range, per-class accuracy, confusion matrices,
+validation curves, and accuracy against latency. Each is named after the section it goes
+with."""
 
 from __future__ import annotations
 
