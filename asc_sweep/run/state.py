@@ -188,7 +188,8 @@ class TrainState:
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty where the attempt that wrote it had no loss scaling
+            self.scaler.load_state_dict(state["scaler"])
         self.selection.load_state_dict(state["selection"])
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
         self.train_seconds, self.train_clips = state["train_seconds"], state["train_clips"]
