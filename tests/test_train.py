@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -133,6 +134,33 @@ def test_a_requeued_run_resumes_and_ends_as_an_uninterrupted_one(
     assert resumed.resumed_from_epoch == 1
     assert [h["train/loss"] for h in resumed.history] == [h["train/loss"] for h in straight.history]
     assert resumed.test == straight.test
+
+
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")
+@pytest.mark.parametrize("selection", ["average", "best_accuracy"])
+def test_a_resumed_run_holds_its_selected_weights_on_the_run_s_device(
+    selection: str, synth_root: Path, tmp_path: Path
+) -> None:
+    """A checkpoint is read onto the CPU; the weights a run averages (or its best epoch's) go
+    to the run's device, where the next epochs add to them (left on the CPU, a run resumed on
+    a GPU inside the averaging window failed at its next epoch). torch's ``meta`` device plays
+    the GPU: no arithmetic, but the same device checks."""
+    config = tiny(synth_root, selection=selection)
+    killed_at = tmp_path / "killed"  # the run folder as the kill left it: epoch 2's checkpoint
+
+    def keep(run_dir: Path) -> None:
+        shutil.copytree(run_dir, killed_at)
+
+    killed_then_resumed(config, tmp_path / "run", killed_at_step=2, on_killed=keep)
+    setup = train.set_up(config)
+    setup.net.to("meta")
+    state = train.initial_state(config, setup)
+    assert state.restore(killed_at) and state.epoch == 2
+    kept = state.selection.best_weights
+    assert kept is not None and {w.device.type for w in kept.values()} == {"meta"}
+    state.end_epoch({"train/loss": 1.0, "train/accuracy": 0.5, "val/accuracy": 1.0,
+                     "time/epoch_seconds": 1.0}, clips=8)  # fmt: skip
+    assert state.selection.best_epoch == 3
 
 
 def test_a_run_resumed_in_another_environment_records_each_attempts(

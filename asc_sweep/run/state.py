@@ -117,9 +117,14 @@ class ModelSelection:
             "losses": self.losses,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | None = None) -> None:
+        """Restore from ``state_dict``; the weights go to ``device`` (the run's: a checkpoint is
+        read onto the CPU, and the average's next epoch adds the model's weights in place)."""
         self.best_score, self.best_epoch = float(state["score"]), state["epoch"]
-        self.best_weights, self.since_best = state["weights"], int(state["since"])
+        weights = state["weights"]
+        if weights is not None and device is not None:
+            weights = {key: value.to(device) for key, value in weights.items()}
+        self.best_weights, self.since_best = weights, int(state["since"])
         self.averaged, self.losses = int(state["averaged"]), list(state["losses"])
 
 
@@ -190,7 +195,7 @@ class TrainState:
         self.scheduler.load_state_dict(state["scheduler"])
         if state["scaler"]:  # empty where the attempt that wrote it had no loss scaling
             self.scaler.load_state_dict(state["scaler"])
-        self.selection.load_state_dict(state["selection"])
+        self.selection.load_state_dict(state["selection"], next(self.net.parameters()).device)
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
         self.train_seconds, self.train_clips = state["train_seconds"], state["train_clips"]
         rng = state["rng"]
