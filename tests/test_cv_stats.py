@@ -85,7 +85,7 @@ def test_one_fold_gives_no_verdict_and_says_so(tmp_path) -> None:  # type: ignor
     data, files = write_report(records, tmp_path, sweep_id="one")
     assert findings(data)[0] == (
         "init=he_normal against init=default on test/accuracy: +0.050 from a single fold: no "
-        "interval and no test; more folds (or seeds) would tell."
+        "interval and no test; more folds would tell."
     )
     assert "1.00" not in files.markdown.read_text().split("## ")[0]
     # Two folds with the same difference: no spread, so no interval and no test, and no
@@ -161,14 +161,15 @@ def test_friedman_p_is_the_exact_permutation_p_where_the_orderings_are_few() -> 
 
 def sweep(effect: float, rng: np.random.Generator, rho: float = 0.25, sd: float = 0.02,
           seeds: int = 1) -> list[RunRecord]:  # fmt: skip
-    """init (default vs he_normal) x arch x opt x fold records. Each fold x seed replicate gets
-    one level-minus-reference difference shared by its cells (they share the fold's split),
-    equicorrelated across folds with ``rho``; cells add small training noise."""
-    n = len(FOLDS) * seeds
+    """init (default vs he_normal) x arch x opt x fold (x seed) records. Each fold gets one
+    level-minus-reference difference shared by its cells and seeds (they share the fold's
+    split), equicorrelated across folds with ``rho``; cells and seeds add small training
+    noise."""
+    n = len(FOLDS)
     cov = sd**2 * ((1 - rho) * np.eye(n) + rho * np.ones((n, n)))
     shift = rng.multivariate_normal(np.full(n, effect), cov)
     out = []
-    for i, (fold, seed) in enumerate((f, s) for s in range(seeds) for f in FOLDS):
+    for seed, (i, fold) in itertools.product(range(seeds), enumerate(FOLDS)):
         base = 0.7 + rng.normal(0, 0.05)  # folds differ a lot: pairing removes it
         for arch, opt in CELLS:
             noise = rng.normal(0, 0.005, 2)
@@ -222,13 +223,81 @@ def test_a_planted_fold_level_effect_is_found() -> None:
     assert effect.bayes.better > 0.9
 
 
-def test_seeds_make_repeated_cross_validation() -> None:
+def test_seeds_are_averaged_within_their_fold(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A fold's seeds share its test clips: they are not replicates of it. Tests, rankings,
+    the cross-fold and per-fold tables all count folds, and the findings say how seeds
+    counted."""
     records = sweep(0.0, np.random.default_rng(1), seeds=2)
     keys, diffs, pairs, _ = fold_differences(
         records, "init", "he_normal", "default", "test/accuracy"
     )
-    assert len(diffs) == 8 and pairs == 32  # 4 folds x 2 seeds; each the mean of 4 cells
-    assert keys[0] == (1, 0)
+    assert keys == FOLDS and pairs == 32  # 4 folds; each the mean of 4 cells x 2 seeds
+    by_fold: dict[int, list[float]] = {}
+    for r in records:
+        if r.params["init"] == "default":
+            twin = next(t for t in records if t.params == {**r.params, "init": "he_normal"})
+            by_fold.setdefault(r.params["fold"], []).append(
+                twin.summary["test/accuracy"] - r.summary["test/accuracy"]
+            )
+    assert diffs == pytest.approx([np.mean(by_fold[f]) for f in FOLDS])
+    data, files = write_report(records, tmp_path, sweep_id="seeds")
+    assert data.seeds == (2, 2) and data.effects["init"][0].n == 4
+    cell = data.cells[0]
+    assert cell.n("test/accuracy") == 4 and cell.folds == FOLDS
+    runs = [r for r in records if r.params["fold"] == 1 and r.cell(["init", "arch", "opt"]) == tuple(cell.params.values())]  # fmt: skip
+    assert cell.values["test/accuracy"][0] == pytest.approx(
+        np.mean([r.summary["test/accuracy"] for r in runs])
+    )
+    assert data.fold_table is not None and data.fold_table.replicates == FOLDS
+    said = findings(data)
+    assert any(s.startswith("Seeds: 2 per configuration and fold, averaged within each fold")
+               for s in said)  # fmt: skip
+    assert "corrected t over 4 folds" in files.markdown.read_text()
+
+
+def fixed_folds(rng: np.random.Generator, seeds: int, split_sd: float,
+                seed_sd: float) -> list[RunRecord]:  # fmt: skip
+    """init x fold x seed records under no effect, on a dataset's own folds: each fold's split
+    moves the difference once for all its seeds (equicorrelated across folds with rho 1/4),
+    and each seed adds its own training noise."""
+    n = len(FOLDS)
+    split = rng.multivariate_normal(np.zeros(n), split_sd**2 * (0.75 * np.eye(n) + 0.25))
+    out = []
+    for (i, fold), seed in itertools.product(enumerate(FOLDS), range(seeds)):
+        base = 0.7 + rng.normal(0, 0.05)
+        for init, acc in (
+            ("default", base),
+            ("he_normal", base + split[i] + rng.normal(0, seed_sd)),
+        ):
+            summary = {"test/accuracy": float(acc), "data/train_clips": 300, "data/test_clips": 100}
+            out.append(RunRecord(f"r{len(out)}", {"init": init, "fold": fold, "seed": seed},
+                                 "finished", summary, []))  # fmt: skip
+    return out
+
+
+@pytest.mark.slow
+def test_seeds_on_fixed_folds_keep_the_nominal_rate() -> None:
+    """2,000 simulated sweeps of 4 folds x 3 seeds (seed 2026) where the split moves a
+    difference more than a seed does (split sd 0.02, seed sd 0.005) and there is no effect:
+    averaged within each fold, the corrected t rejects in 4.5%; counted as 12 fold x seed
+    replicates (the repeated cross-validation form, as the report did), in 15.7%. With the
+    seed noise as large as the split's, 4.3% against 3.5%."""
+    rng = np.random.default_rng(2026)
+    for seed_sd, low, high, old_low in ((0.005, 0.02, 0.08, 0.12), (0.02, 0.01, 0.08, 0.0)):
+        now = before = 0
+        sweeps = 2000
+        for _ in range(sweeps):
+            records = fixed_folds(rng, seeds=3, split_sd=0.02, seed_sd=seed_sd)
+            (effect,) = main_effects(records, "init", "test/accuracy")
+            assert effect.n == 4
+            now += effect.p < 0.05
+            d = {}
+            for r in records:
+                d.setdefault((r.params["fold"], r.params["seed"]), {})[r.params["init"]] = r.summary["test/accuracy"]  # fmt: skip
+            replicates = [v["he_normal"] - v["default"] for v in d.values()]
+            before += corrected_t(replicates, 1 / 3).p < 0.05
+        assert low <= now / sweeps <= high, (seed_sd, now / sweeps)
+        assert before / sweeps >= old_low, (seed_sd, before / sweeps)
 
 
 def test_simple_effects_hold_each_other_factor_fixed() -> None:

@@ -259,7 +259,7 @@ def test_a_contrast_every_fold_shows_alike_is_not_called_unclear() -> None:
     assert not any(s.startswith("No clear interaction") for s in said)
 
 
-def test_rankings_over_seeds_count_replicates_not_folds() -> None:
+def test_rankings_over_seeds_count_folds() -> None:
     rng = np.random.default_rng(9)
     records = [
         RunRecord(f"r{n}", {"init": init, "fold": fold, "seed": seed}, "finished",
@@ -269,8 +269,8 @@ def test_rankings_over_seeds_count_replicates_not_folds() -> None:
         )
     ]  # fmt: skip
     data = analyse(records, sweep_id="x", sweep_name=None, factors=["init"])
-    assert data.rankings["init"].n_blocks == 8
-    assert any("over 8 fold x seed replicates (Friedman" in s for s in findings(data))
+    assert data.rankings["init"].n_blocks == 4  # a fold's seeds averaged: one block a fold
+    assert any("over 4 folds (Friedman" in s for s in findings(data))
 
 
 # --- properties of the main and simple effects and rankings the interactions build on --------

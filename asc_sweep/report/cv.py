@@ -1,19 +1,20 @@
 """Tests for differences measured by cross-validation, where the unit of replication is the fold.
 
 Runs of one fold share that fold's train/test split, so the cells of the other factors within a
-fold are not independent replicates: matched differences are first averaged within each fold
-(and seed, for repeated cross-validation), giving one difference per replicate. And because the
-training sets of k folds overlap, even fold-level differences are correlated, which makes a
-plain paired t-test anti-conservative (Dietterich 1998). Hence:
+fold, and its seeds, are not independent replicates: matched differences are first averaged
+within each fold, giving one difference per fold. (Seeds are not the repetitions of repeated
+cross-validation, which draw a new partition each time: a dataset's official folds are never
+drawn again, so the split's part of a difference is the same for every seed of a fold.) And
+because the training sets of k folds overlap, even fold-level differences are correlated,
+which makes a plain paired t-test anti-conservative (Dietterich 1998). Hence:
 
-* :func:`corrected_t`: the corrected resampled t-test (Nadeau & Bengio 2003), in its repeated
-  k-fold form (Bouckaert & Frank 2004): the variance of the mean is scaled by
-  ``1/(k*r) + n_test/n_train`` instead of ``1/(k*r)``;
+* :func:`corrected_t`: the corrected resampled t-test (Nadeau & Bengio 2003): the variance of
+  the mean is scaled by ``1/k + n_test/n_train`` instead of ``1/k``;
 * :func:`correlated_bayes`: the Bayesian correlated t-test (Benavoli, Corani, Demšar & Zaffalon,
   JMLR 2017): the posterior of the mean difference is Student's t with ``n - 1`` degrees of
   freedom, location the mean and scale ``sqrt((1/n + rho/(1-rho)) * var)`` with
   ``rho = n_test/(n_test + n_train)``, read against a region of practical equivalence;
-* :func:`friedman_nemenyi`: Friedman's test over replicates for a factor with three or more
+* :func:`friedman_nemenyi`: Friedman's test over folds for a factor with three or more
   levels, with average ranks and the Nemenyi critical difference (Demšar 2006). Its p comes
   from the permutation distribution of the rank sums (orderings within each fold), exact
   where there are at most ``PERMUTATIONS`` orderings: at 4 folds the chi-square
@@ -58,10 +59,10 @@ class CorrectedT:
 
 
 def corrected_t(diffs: Sequence[float], test_train_ratio: float) -> CorrectedT:
-    """The corrected resampled t-test of fold-level differences (k*r of them).
+    """The corrected resampled t-test of fold-level differences (k of them).
 
     Args:
-        diffs: one difference per replicate (fold, or fold x seed).
+        diffs: one difference per replicate (fold).
         test_train_ratio: n_test / n_train of a fold (1/(k-1) for k equal folds); 0 gives the
             plain paired t-test.
     """
@@ -119,21 +120,20 @@ def correlated_bayes(
 
 @dataclass(frozen=True)
 class Ranking:
-    """Friedman's test over replicates, average ranks (1 = best) and Nemenyi's critical difference."""
+    """Friedman's test over folds, average ranks (1 = best) and Nemenyi's critical difference."""
 
     levels: list[object]
     ranks: list[float]
     n_blocks: int
     p: float
     critical_difference: float
-    blocks: str = "folds"  # what a block is: folds, or fold x seed replicates
 
 
 def friedman_nemenyi(
     levels: Sequence[object], table: Sequence[Sequence[float]], higher_is_better: bool = True,
     alpha: float = 0.05,
 ) -> Ranking:  # fmt: skip
-    """Rank ``levels`` over blocks: ``table[b][j]`` is level j's value in block (replicate) b.
+    """Rank ``levels`` over blocks: ``table[b][j]`` is level j's value in block (fold) b.
 
     Levels whose average ranks differ by more than the critical difference differ at ``alpha``
     (Nemenyi's test; the studentized range quantile over sqrt(2), Demšar 2006, Table 5).

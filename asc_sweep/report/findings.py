@@ -14,9 +14,7 @@ PRACTICALLY_EQUAL = 0.5  # posterior mass within the ROPE above which we say "pr
 
 
 def replicates(e: Effect | Interaction) -> str:
-    """ "4 folds", or "8 fold x seed replicates" when seeds are swept (replicates are pairs)."""
-    if e.replicates and isinstance(e.replicates[0], tuple):
-        return f"{e.n} fold x seed replicates"
+    """ "4 folds": what a test replicates over (seeds are averaged within each fold)."""
     return f"{e.n} fold{'s' if e.n != 1 else ''}"
 
 
@@ -36,9 +34,8 @@ def effect_sentence(e: Effect, data: ReportData, *, higher_is_better: bool | Non
     if e.n == 0:
         return f"{level} and {ref} have no runs alike in every other knob{unpaired_why(data)}"
     if e.n == 1:
-        return (f"{level} against {ref} on {metric}: {num(e.mean)} from a single "
-                f"{'fold' if replicates(e).endswith('fold') else 'replicate'}: no interval and "
-                "no test; more folds (or seeds) would tell.")  # fmt: skip
+        return (f"{level} against {ref} on {metric}: {num(e.mean)} from a single fold: no "
+                "interval and no test; more folds would tell.")  # fmt: skip
     if math.isnan(e.ci_low):  # every replicate the same difference
         return (f"{level} against {ref} on {metric}: {num(e.mean)} in each of "
                 f"{replicates(e)} alike: without spread there is no interval and no test.")  # fmt: skip
@@ -91,7 +88,7 @@ def convergence_sentence(e: Effect, data: ReportData) -> str:
 def ranking_sentence(factor: str, r: Ranking, metric: str) -> str:
     order = sorted(zip(r.ranks, r.levels, strict=True), key=lambda x: x[0])
     ranked = ", ".join(f"{level} ({rank:.2f})" for rank, level in order)
-    return (f"Ranking {factor} by {metric} over {r.n_blocks} {r.blocks} (Friedman by permutation, {describe_p(r.p)}), "
+    return (f"Ranking {factor} by {metric} over {r.n_blocks} folds (Friedman by permutation, {describe_p(r.p)}), "
             f"mean rank (1 = best): {ranked}; mean ranks further apart than "
             f"{r.critical_difference:.2f} differ (Nemenyi, alpha 0.05).")  # fmt: skip
 
@@ -173,6 +170,14 @@ def depends_on(e: Effect, data: ReportData) -> list[str]:
     return list(dict.fromkeys(others))
 
 
+def seeds_sentence(fewest: int, most: int) -> str:
+    """How the seeds of a sweep count: within their fold, not as replicates of it."""
+    seeds = f"{most}" if fewest == most else f"{fewest} to {most}"
+    return (f"Seeds: {seeds} per configuration and fold, averaged within each fold before "
+            "every test and table. The tests replicate over folds: a fold's seeds share its "
+            "test clips, so they narrow the training's own noise, not the split's.")  # fmt: skip
+
+
 def environment_sentences(data: ReportData) -> list[str]:
     """Where the counted runs ran in more than one environment (another precision, device or
     release rounds otherwise, and training carries that on): which, and how many of each
@@ -227,6 +232,8 @@ def findings(data: ReportData) -> list[str]:
     if not data.factors:
         out.append("Only the fold (or seed) varies: there is no factor to compare; the tables "
                    "show the spread over folds.")  # fmt: skip
+    if data.seeds[1] > 1:
+        out.append(seeds_sentence(*data.seeds))
     out += environment_sentences(data)
     if data.excluded:
         reasons = sorted({why for _, why in data.excluded})

@@ -114,7 +114,7 @@ def cd_diagram(factor: str, r: Ranking, path: Path) -> Path:
         ax.text(1 + r.critical_difference / 2, k + 1.25, f"CD = {r.critical_difference:.2f}",
                 ha="center", fontsize=8, color="tab:red")  # fmt: skip
     ax.set_yticks([])
-    ax.set(xlabel=f"mean rank over {r.blocks} (1 = best)", title=f"Ranking of {factor}")
+    ax.set(xlabel=f"mean rank over {r.n_blocks} folds (1 = best)", title=f"Ranking of {factor}")
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
     return _save(fig, path)

@@ -129,9 +129,7 @@ def ranking_rows(r: Ranking) -> tuple[list[str], list[list[str]]]:
 def fold_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
     t = data.fold_table
     assert t is not None
-    names = [
-        f"fold {k[0]} seed {k[1]}" if isinstance(k, tuple) else f"fold {k}" for k in t.replicates
-    ]
+    names = [f"fold {k}" for k in t.replicates]
     head = [*data.factors, *names, "mean"]
     rows = []
     for params, values in t.rows:
@@ -200,8 +198,9 @@ def sections(data: ReportData) -> list[Section]:
         about = (f"Each configuration the search drew, best {data.metric} first; n = its folds "
                  f"with a {data.metric} (a search draws a configuration for one fold at a time).")  # fmt: skip
     out: list[Section] = [("Cross-fold results", about, cell_rows(data), [])]
-    tests = (f"The unit of replication is the fold (x seed): differences between runs alike in every "
-             f"other knob are averaged within each fold, so n counts folds. 95% CI and p: corrected "
+    tests = (f"The unit of replication is the fold: differences between runs alike in every other "
+             f"knob are averaged within each fold (seeds too: a fold's runs share its test clips), "
+             f"so n counts folds. 95% CI and p: corrected "
              f"resampled t-test (Nadeau & Bengio 2003, n_test/n_train = {data.test_train_ratio:.3f}), "
              f"Holm across the factor's levels; plain paired t and Wilcoxon over the same folds "
              f"for comparison; P: Bayesian correlated t-test (Benavoli et al. 2017), region of "
@@ -213,7 +212,7 @@ def sections(data: ReportData) -> list[Section]:
     for factor in data.effects:
         if factor in data.rankings:
             r = data.rankings[factor]
-            out.append((f"Ranking of {factor}", f"Mean rank of each level over {r.n_blocks} {r.blocks} "
+            out.append((f"Ranking of {factor}", f"Mean rank of each level over {r.n_blocks} folds "
                         f"(Friedman test by permutation, {describe_p(r.p)}); levels whose mean ranks differ by more "
                         f"than {r.critical_difference:.2f} differ (Nemenyi, alpha 0.05; Demšar 2006).",
                         ranking_rows(r), [f"cd-{_slug(factor)}"]))  # fmt: skip
@@ -225,7 +224,7 @@ def sections(data: ReportData) -> list[Section]:
     if data.interactions:
         found = [i for pair in data.interactions.values() for i in pair]
         out.append(("Interactions", "Does one factor's effect change with another's level? Per "
-                    "fold (x seed), a level's effect against its reference where the other factor "
+                    "fold, a level's effect against its reference where the other factor "
                     "is at one level, minus the same effect where it is at its reference (the "
                     "same number either way round). Corrected t as above; Holm across each pair "
                     "of factors' contrasts.", interaction_rows(found), ["interactions"]))  # fmt: skip
@@ -477,9 +476,8 @@ def write_effects_csv(path: Path, data: ReportData) -> None:
 
 
 def _joined(values: Sequence[Any]) -> str:
-    """Values in one cell: ``repr`` keeps every digit of a float; a fold x seed pair reads
-    ``fold/seed``."""
-    return "; ".join("/".join(map(str, v)) if isinstance(v, tuple) else repr(v) for v in values)
+    """Values in one cell: ``repr`` keeps every digit of a float."""
+    return "; ".join(map(repr, values))
 
 
 def _csv(value: Any) -> Any:
