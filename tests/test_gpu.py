@@ -1,7 +1,7 @@
 """The GPU path, on a CUDA host (skipped, with the reason, everywhere else): every architecture
 trains under bf16 and under fp16 with loss scaling (and the frame-level loss and votes of
-frame_targets), a run killed on the GPU resumes bit for bit with deterministic kernels, the
-host never waits for the GPU batch by batch, clips held on the GPU train the same run as host
+frame_targets), a run killed on the GPU resumes bit for bit with deterministic kernels (and
+resumes from a checkpoint written where more GPUs were seen), the host never waits for the GPU batch by batch, clips held on the GPU train the same run as host
 batches, masked pooling under autocast matches float32, and two agents share one GPU.
 ``benchmarks/gpu.sh`` runs these first on a GPU host."""
 
@@ -59,6 +59,24 @@ def test_a_run_killed_on_cuda_resumes_bit_for_bit(synth_root: Path, tmp_path: Pa
     assert resumed.resumed_from_epoch == 1
     assert [h["train/loss"] for h in resumed.history] == [h["train/loss"] for h in straight.history]
     assert resumed.test == straight.test
+
+
+def test_a_checkpoint_written_where_more_gpus_were_seen_resumes(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    """An unpinned agent on a bigger host saved a random state per GPU; this process, which
+    sees fewer, resumes with the first ones (selection ``average``: its weights back on the
+    GPU, the first epoch after the resume inside the averaging window)."""
+    config = tiny(synth_root, device="cuda", selection="average")
+
+    def more_gpus(run_dir: Path) -> None:
+        path = run_dir / "checkpoint.pt"
+        state = torch.load(path, weights_only=True)
+        state["rng"]["cuda"] = [*state["rng"]["cuda"], state["rng"]["cuda"][0]]
+        torch.save(state, path)
+
+    resumed = killed_then_resumed(config, tmp_path / "run", killed_at_step=1, on_killed=more_gpus)
+    assert resumed.resumed_from_epoch == 1 and resumed.epochs_run == 3
 
 
 @pytest.mark.parametrize(

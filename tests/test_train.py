@@ -163,6 +163,35 @@ def test_a_resumed_run_holds_its_selected_weights_on_the_run_s_device(
     assert state.selection.best_epoch == 3
 
 
+def test_a_checkpoint_of_a_process_that_saw_more_gpus_resumes(
+    synth_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint holds one CUDA random state per GPU its process saw (an unpinned agent on
+    a 2-GPU host); a process that sees one (a pinned agent, another host) restores that one
+    (``set_rng_state_all`` failed on the missing device). torch.cuda is played by the test:
+    what is checked is which states go to which device."""
+    config = tiny(synth_root)
+    run_dir = tmp_path / "run"
+
+    def two_gpus(run_dir: Path) -> None:
+        path = run_dir / "checkpoint.pt"
+        state = torch.load(path, weights_only=True)
+        state["rng"]["cuda"] = [torch.full((16,), i, dtype=torch.uint8) for i in (1, 2)]
+        torch.save(state, path)
+        shutil.copytree(run_dir, tmp_path / "killed")
+
+    killed_then_resumed(config, run_dir, killed_at_step=1, on_killed=two_gpus)
+    setup = train.set_up(config)
+    state = train.initial_state(config, setup)
+    restored: dict[int, int] = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state",
+                        lambda s, device=0: restored.__setitem__(device, int(s[0])))  # fmt: skip
+    assert state.restore(tmp_path / "killed") and state.epoch == 1
+    assert restored == {0: 1}  # the first GPU's state, on the one GPU this process sees
+
+
 def test_a_run_resumed_in_another_environment_records_each_attempts(
     synth_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

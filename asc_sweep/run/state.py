@@ -201,7 +201,10 @@ class TrainState:
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+            # One state per GPU the writing process saw; a process that sees fewer (an agent
+            # pinned to one GPU, another host) takes those it has.
+            for index, gpu_state in enumerate(rng["cuda"][: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(gpu_state, index)
         np.random.set_state(_numpy_state_from(rng["numpy"]))
         random.setstate(rng["python"])
         self.crop_rng.bit_generator.state = rng["crops"]
