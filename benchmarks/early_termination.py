@@ -36,7 +36,7 @@ from asc_sweep.sweep.spec import parse_spec
 SPEC = (
     "method: grid\nmetric: {{name: val/accuracy, goal: maximize}}\n"
     "early_terminate: {{type: hyperband, min_iter: 3, eta: 3}}\n"
-    "parameters:\n  seed: {{min: 1, max: {runs}}}\n"
+    "parameters:\n  patience: {{min: 1, max: {runs}}}\n"
 )
 LOGS = 7
 

@@ -52,7 +52,7 @@ SPECS = {
     "hyperband": (
         "method: grid\nmetric: {{name: val/accuracy, goal: maximize}}\n"
         "early_terminate: {{type: hyperband, min_iter: 3, eta: 3}}\n"
-        "parameters:\n  seed: {{min: 1, max: {runs}}}\n"
+        "parameters:\n  patience: {{min: 1, max: {runs}}}\n"
     ),
 }
 EPOCHS = {"hyperband": 9}  # history steps a run logs (1 for the other methods)

@@ -221,7 +221,7 @@ method: grid
 metric: {name: val/loss, goal: minimize}
 early_terminate: {type: hyperband, min_iter: 2, eta: 2}
 parameters:
-  seed: {values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]}
+  weight_decay: {values: [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1, 0.11, 0.12, 0.13, 0.14]}
 """
 
 
@@ -420,3 +420,32 @@ print(locked)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[True]"
+
+
+def test_hyperband_judges_a_run_against_the_runs_of_its_fold() -> None:
+    """Fold 2 is harder than fold 1 for every configuration. A run that leads fold 2 is not
+    stopped for being below fold 1's runs; one that trails fold 1's runs is. Thresholds drawn
+    over both folds (as W&B's controller draws them) stop the wrong one."""
+    spec = {
+        "method": "grid",
+        "metric": {"name": "val/accuracy", "goal": "maximize"},
+        "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
+        "parameters": {"lr": {"values": [0.1, 0.01, 0.001]}, "fold": {"values": [1, 2]}},
+    }
+
+    def run(name: str, state: str, fold: int, level: float) -> engine.EngineRun:
+        epochs = 6 if state == "finished" else 4  # the running ones are past band 2
+        history = [{"val/accuracy": level - 0.2 / (e + 1)} for e in range(epochs)]
+        return engine.EngineRun(name, state, {"lr": 0.1, "fold": fold}, history)
+
+    runs = [
+        *(run(f"easy-{i}", "finished", 1, level) for i, level in enumerate((0.9, 0.85, 0.8))),
+        *(run(f"hard-{i}", "finished", 2, level) for i, level in enumerate((0.55, 0.5))),
+        run("leads-hard-fold", "running", 2, 0.56),
+        run("trails-easy-fold", "running", 1, 0.6),
+    ]
+    assert engine.runs_to_stop(spec, runs) == ["trails-easy-fold"]
+    prepared = [engine.prepare(r) if r.state == "finished" else r for r in runs]
+    assert engine.runs_to_stop(spec, prepared) == ["trails-easy-fold"]
+    pooled = [engine.EngineRun(r.name, r.state, {"lr": 0.1, "fold": 1}, r.history) for r in runs]
+    assert engine.runs_to_stop(spec, pooled) == ["leads-hard-fold"]
