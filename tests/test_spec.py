@@ -96,6 +96,13 @@ BAD_SPECS: list[tuple[str, str, str]] = [
         "parameters.freeze_epochs: needs pretrained weights to keep",
     ),
     (
+        "bayes-over-seeds",  # it would keep the seed that scored best
+        "method: bayes\nmetric: {name: val/accuracy, goal: maximize}\nparameters:\n"
+        "  lr: {min: 0.001, max: 0.1}\n  seed: {min: 1, max: 5}\n",
+        "parameters.seed: a bayes search would tune the seed like a hyperparameter, and drift "
+        "to the seed that scores best",
+    ),
+    (
         "bayes-with-nothing-to-search",
         "method: bayes\nmetric: {name: val/accuracy, goal: maximize}\nparameters:\n  lr: {value: 0.01}\n",
         "parameters: bayes search needs a parameter to search (values:, or min: and max:)",

@@ -194,6 +194,18 @@ def validate_config(data: Any) -> list[Problem]:
                     "every one here is fixed with value: (use method: grid for one run)",
                 )
             )
+        if method == "bayes":
+            problems += [
+                Problem(
+                    f"parameters.{name}",
+                    f"a bayes search would tune the {name} like a hyperparameter, and drift to "
+                    f"the {name} that scores best; fix it (value:) and cross-validate the best "
+                    "configurations afterwards with a grid over folds and seeds",
+                )
+                for name in ("dataset", "data_root", "fold", "seed")
+                if name in params and name not in bad
+                and _kind(name, params[name]) != "param_single_value"
+            ]  # fmt: skip
         if not bad and data.get("method") == "grid" and not data.get("run_cap"):
             size = math.prod(_grid_count(p) for p in params.values())
             if size > MAX_GRID:
