@@ -419,15 +419,17 @@ def test_a_chosen_reference_turns_the_contrast_round() -> None:
 # --- knobs a search sampled from a range ------------------------------------------------------
 
 
-def searched(runs: int, rng: np.random.Generator) -> list[RunRecord]:
-    """A random search: lr log-uniform and mixup uniform (a value per run), arch from a list;
-    accuracy falls with lr and does not depend on mixup."""
+def searched(runs: int, rng: np.random.Generator, easy_fold: float = 0.0) -> list[RunRecord]:
+    """A random search: lr log-uniform and mixup uniform (a value per run), arch from a list,
+    a fold each; accuracy falls with lr, does not depend on mixup, and is ``easy_fold``
+    higher on fold 4."""
     out = []
     for i in range(runs):
         lr = float(10 ** rng.uniform(-4, -1))
         params = {"lr": lr, "mixup": float(rng.uniform(0, 1)), "arch": ARCHS[i % 2],
                   "fold": int(rng.integers(1, 5))}  # fmt: skip
         acc = 0.7 - 0.05 * math.log10(lr) + rng.normal(0, 0.02)
+        acc += easy_fold if params["fold"] == 4 else 0.0
         out.append(RunRecord(f"r{i}", params, "finished", {"test/accuracy": float(acc)}))
     return out
 
@@ -465,9 +467,10 @@ def test_knobs_sampled_from_a_range_get_a_rank_correlation_not_level_tests(
     rows = [r for r in csv.DictReader(files.effects_csv.open()) if r["kind"] == "sampled"]
     assert [(r["factor"], r["n"]) for r in rows] == [("lr", "300"), ("mixup", "300")]
     assert float(rows[0]["rho"]) == lr.rho and float(rows[0]["p"]) == lr.p
-    # The configurations best first, none said to lack the folds a search never drew for it.
-    means = [c.mean("test/accuracy") for c in data.cells]
-    assert means == sorted(means, reverse=True) and not any(c.missing for c in data.cells)
+    # The configurations best first (against their folds), none said to lack the folds a
+    # search never drew for it.
+    relative = [c.relative for c in data.cells]
+    assert relative == sorted(relative, reverse=True) and not any(c.missing for c in data.cells)
     best = data.cells[0]
     assert (
         f"| {best.params['lr']:.6g} | {best.params['mixup']:.6g} | {best.params['arch']} |" in text
@@ -477,6 +480,35 @@ def test_knobs_sampled_from_a_range_get_a_rank_correlation_not_level_tests(
     assert not any(c.missing for c in again.cells)
     terminal = console_table(data)
     assert terminal.row_count == 20 and "the best 20 of 300 configurations" in str(terminal.title)
+
+
+def test_a_search_s_draws_are_ordered_against_their_folds(tmp_path: Path) -> None:
+    """Fold 4 is easier by 0.2 for every configuration. By the raw figure the search's best
+    were all draws that landed on fold 4; against each fold's mean, the best lrs lead
+    whatever fold they drew."""
+    records = searched(200, np.random.default_rng(4), easy_fold=0.2)
+    data, files = write_report(records, tmp_path, sweep_id="search")
+    by_raw = sorted(records, key=lambda r: -r.summary["test/accuracy"])[:20]  # type: ignore[operator]
+    assert {r.params["fold"] for r in by_raw} == {4}
+    top = data.cells[:20]
+    folds = {r.params["fold"] for r in records for c in top if r.params["lr"] == c.params["lr"]}
+    assert folds == {1, 2, 3, 4}
+    centre = {f: np.mean([r.summary["test/accuracy"] for r in records if r.params["fold"] == f])
+              for f in (1, 2, 3, 4)}  # fmt: skip
+    run = next(r for r in records if r.params["lr"] == top[0].params["lr"])
+    assert top[0].relative == pytest.approx(
+        run.summary["test/accuracy"] - centre[run.params["fold"]]
+    )  # type: ignore[operator]
+    assert max(math.log10(c.params["lr"]) for c in top) < -2.5  # the low lrs, which are better
+    text = files.markdown.read_text()
+    assert "against the mean of the search's runs on the same fold" in text
+    assert "the best of 200 draws and flatter their configurations" in text
+    assert "| vs fold |" in text and f"| {top[0].relative:+.3f} |" in text
+    terminal = console_table(data)
+    assert [c.header for c in terminal.columns][-3] == "vs fold"
+    with files.summary_csv.open() as f:
+        first = next(csv.DictReader(f))
+    assert float(first["test/accuracy vs fold"]) == pytest.approx(top[0].relative)
 
 
 def stats_spearman(xs: tuple[float, ...], ys: tuple[float, ...]) -> float:

@@ -150,14 +150,19 @@ def console_table(data: ReportData) -> Table:
     table = Table(title=title)
     for f in data.factors:
         table.add_column(f)
-    for col in (data.metric, "n", "incomplete"):
+    relative = ["vs fold"] if data.fold_relative else []  # ordered against their folds
+    for col in (data.metric, *relative, "n", "incomplete"):
         table.add_column(col, justify="right" if col != "incomplete" else "left")
     for c in shown:
         mean, std = c.mean(data.metric), c.std(data.metric)
         value = "-" if mean != mean else f"{mean:.3f} ± {std:.3f}"
+        against = (
+            [] if not relative else ["-" if c.relative != c.relative else f"{c.relative:+.3f}"]
+        )
         table.add_row(
             *(knob(c.params.get(f)) for f in data.factors),
             value,
+            *against,
             str(c.n(data.metric)),
             "; ".join(c.missing),
         )

@@ -59,13 +59,16 @@ def fmt_p(p: float) -> str:
 
 
 def cell_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
-    head = [*data.factors, *(label for _, label, _ in CELL_METRICS), "n", "incomplete"]
+    relative = ["vs fold"] if data.fold_relative else []
+    head = [*data.factors, *(label for _, label, _ in CELL_METRICS), *relative, "n", "incomplete"]
     rows = []
     for c in data.cells:
         row = [knob(c.params.get(f)) for f in data.factors]
         for metric, _, digits in CELL_METRICS:
             mean, std = c.mean(metric), c.std(metric)
             row.append("-" if math.isnan(mean) else f"{fmt(mean, digits)} ± {fmt(std, digits)}")
+        if relative:
+            row.append("-" if math.isnan(c.relative) else f"{c.relative:+.3f}")
         row += [str(c.n(data.metric)), "; ".join(c.missing)]
         rows.append(row)
     return head, rows
@@ -195,8 +198,16 @@ def sections(data: ReportData) -> list[Section]:
     about = (f"Mean ± std over folds per configuration; n = folds with a {data.metric}. "
              "Incomplete configurations list their missing folds and are not averaged over them.")  # fmt: skip
     if data.sampled:
-        about = (f"Each configuration the search drew, best {data.metric} first; n = its folds "
-                 f"with a {data.metric} (a search draws a configuration for one fold at a time).")  # fmt: skip
+        order = f"best {data.metric} first"
+        if data.fold_relative:
+            order = (f"best first by {data.metric} against the mean of the search's runs on the "
+                     f"same fold (column 'vs fold'): folds differ, and by the raw figure the best "
+                     f"would be the draws that landed on the easiest fold")  # fmt: skip
+        about = (f"Each configuration the search drew, {order}; n = its folds with a "
+                 f"{data.metric} (a search draws a configuration for one fold at a time). The "
+                 f"top figures are the best of {len(data.cells)} draws and flatter their "
+                 f"configurations: run the best few over every fold, with a grid, to know "
+                 f"them.")  # fmt: skip
     out: list[Section] = [("Cross-fold results", about, cell_rows(data), [])]
     tests = (f"The unit of replication is the fold: differences between runs alike in every other "
              f"knob are averaged within each fold (seeds too: a fold's runs share its test clips), "
@@ -427,12 +438,12 @@ def write_summary_csv(path: Path, data: ReportData) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         metrics = [m for m, _, _ in CELL_METRICS]
-        w.writerow(
-            [*data.factors, *(f"{m} {s}" for m in metrics for s in ("mean", "std")), "n", "missing"]
-        )
+        relative = [f"{data.metric} vs fold"] if data.fold_relative else []
+        w.writerow([*data.factors, *(f"{m} {s}" for m in metrics for s in ("mean", "std")),
+                    *relative, "n", "missing"])  # fmt: skip
         for c in data.cells:
             w.writerow([*(c.params.get(k) for k in data.factors), *(_csv(v) for m in metrics for v in (c.mean(m), c.std(m))),
-                        c.n(data.metric), "; ".join(c.missing)])  # fmt: skip
+                        *(_csv(c.relative) for _ in relative), c.n(data.metric), "; ".join(c.missing)])  # fmt: skip
 
 
 EFFECT_COLUMNS = ("kind", "metric", "factor", "level", "reference", "within", "other", "held",

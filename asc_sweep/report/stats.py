@@ -37,6 +37,14 @@ class Cell:
     values: dict[str, list[float]]  # metric -> per finished fold, the mean of its seeds
     folds: list[Any]
     missing: list[str]  # e.g. "fold 3 failed", "fold 4 pending"
+    # In a search whose draws ran on different folds: the report's metric against the mean
+    # of every run of the search on the same fold, averaged over this configuration's runs.
+    relative: float = math.nan
+
+    @property
+    def key(self) -> tuple[tuple[str, str], ...]:
+        """What ``configuration`` gives each of its runs."""
+        return tuple(sorted((k, repr(v)) for k, v in self.params.items()))
 
     def mean(self, metric: str) -> float:
         v = self.values.get(metric, [])
@@ -61,8 +69,7 @@ def cells(
     the mean of its finished seeds', so that n and the spread count folds, as the tests do."""
     groups: dict[tuple[tuple[str, str], ...], list[RunRecord]] = {}
     for r in records:
-        key = tuple(sorted((k, repr(v)) for k, v in r.params.items() if k not in CELL_EXCLUDED))
-        groups.setdefault(key, []).append(r)
+        groups.setdefault(configuration(r), []).append(r)
     all_folds = (
         sorted({r.params.get("fold") for r in records}, key=_order)
         if expected_folds is None
@@ -88,6 +95,32 @@ def cells(
         folds = sorted({r.params.get("fold") for r in done}, key=_order)
         out.append(Cell(params, values, folds, missing))
     return sorted(out, key=lambda c: [_order(v) for v in c.params.values()])
+
+
+def configuration(r: RunRecord) -> tuple[tuple[str, str], ...]:
+    """The key of a run's configuration: every knob but fold and seed."""
+    return tuple(sorted((k, repr(v)) for k, v in r.params.items() if k not in CELL_EXCLUDED))
+
+
+def relative_to_folds(
+    records: Sequence[RunRecord], metric: str
+) -> dict[tuple[tuple[str, str], ...], float]:
+    """Each configuration's ``metric`` against the folds it ran on: the mean, over its runs,
+    of the run's value minus the mean of every run (of ``records``) on the same fold. Empty
+    where the runs share one fold. A search draws each configuration on one fold, and folds
+    differ more than most configurations do: ordered by the raw figure, the best of a search
+    were the draws that landed on its easiest fold."""
+    values = [(r, v) for r in records if (v := r.metric(metric)) is not None]
+    by_fold: dict[Any, list[float]] = {}
+    for r, v in values:
+        by_fold.setdefault(fold_of(r), []).append(v)
+    if len(by_fold) < 2:
+        return {}
+    centre = {fold: statistics.fmean(vs) for fold, vs in by_fold.items()}
+    out: dict[tuple[tuple[str, str], ...], list[float]] = {}
+    for r, v in values:
+        out.setdefault(configuration(r), []).append(v - centre[fold_of(r)])
+    return {key: statistics.fmean(vs) for key, vs in out.items()}
 
 
 def fold_means(runs: Sequence[RunRecord], metric: str) -> list[float]:
@@ -708,6 +741,11 @@ class ReportData:
     curve_sets: dict[str, list[Curve]] = field(default_factory=dict)
 
     @property
+    def fold_relative(self) -> bool:
+        """A search whose configurations are ordered against their folds (``Cell.relative``)."""
+        return any(not math.isnan(c.relative) for c in self.cells)
+
+    @property
     def curves(self) -> list[Curve]:
         """The validation curves of the convergence factor (init when swept)."""
         return self.curve_sets.get(self.curve_factor or "", [])
@@ -766,7 +804,10 @@ def analyse(
     # the best come first.
     table = cells(records, metrics, [] if sampled else expected_folds, include_stopped)
     if sampled:
-        table.sort(key=lambda c: _best_first(c.mean(metric), higher))
+        # Draws on different folds are ordered against their folds, not by the raw figure.
+        relative = relative_to_folds(usable, metric)
+        table = [replace(c, relative=relative.get(c.key, math.nan)) for c in table]
+        table.sort(key=lambda c: _best_first(c.relative if relative else c.mean(metric), higher))
     data = ReportData(sweep_id, sweep_name, metric, higher, list(factors), list(records), table)
     data.excluded = [(r.name, why) for r in records if (why := r.exclusion(include_stopped))]
     data.rope, data.test_train_ratio = rope, test_train_ratio(usable)
