@@ -473,7 +473,9 @@ def test_a_small_search_s_ranges_are_read_from_its_spec(
     shown = result.stdout.split("what this sweep shows:")[1]
     assert "lr took 12 values, too many to compare level by level" not in shown
     assert "lr was drawn from a range by the spec" in shown
-    assert "higher lr goes with higher test/accuracy (Spearman's rho +1.00 over 12 runs" in shown
+    # Each run against its fold's mean (2 folds of 6 runs): the fold means, which hold part
+    # of lr's own effect, blur a perfect order a little.
+    assert "higher lr goes with higher test/accuracy (Spearman's rho +0.92 over 12 runs" in shown
     assert "lr=" not in shown  # no level-by-level sentences
     level = sorted(r.params["lr"] for r in LocalBackend(store).runs(sweep.id))[0]
     bad = cli("report", "--store", store, "--out", tmp_path / "rep2", "--reference", f"lr={level}")

@@ -150,7 +150,8 @@ def sampled_sentence(k: SampledKnob, metric: str) -> str:
     if math.isnan(k.rho):
         return (f"{head}; no rank correlation with {metric} can be given ({k.runs} runs with a "
                 "numeric value and the metric).")  # fmt: skip
-    over = f"Spearman's rho {k.rho:+.2f} over {k.runs} runs, every fold pooled, {describe_p(k.p)}"
+    pooled = "each against its fold's mean" if k.centred else "every fold pooled"
+    over = f"Spearman's rho {k.rho:+.2f} over {k.runs} runs, {pooled}, {describe_p(k.p)}"
     if k.p < ALPHA and k.rho != 0:
         more = "higher" if k.rho > 0 else "lower"
         return f"{head}: higher {k.knob} goes with {more} {metric} ({over})."

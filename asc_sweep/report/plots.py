@@ -129,7 +129,8 @@ def scatter(k: SampledKnob, metric: str, path: Path) -> Path:
     if min(xs) > 0 and max(xs) / min(xs) > 100:
         ax.set_xscale("log")
     rho = "" if math.isnan(k.rho) else f" (Spearman's rho {k.rho:+.2f})"
-    ax.set(xlabel=k.knob, ylabel=metric, title=f"{metric} against {k.knob}{rho}")
+    label = f"{metric} vs its fold's mean" if k.centred else metric
+    ax.set(xlabel=k.knob, ylabel=label, title=f"{metric} against {k.knob}{rho}")
     return _save(fig, path)
 
 

@@ -243,7 +243,10 @@ def sections(data: ReportData) -> list[Section]:
         out.append(("Sampled knobs", f"Knobs a random or bayes search draws from a range (or with "
                     f"more than {MAX_LEVELS} values): each run is its own level, so nothing pairs and no "
                     f"level is tested against another. Spearman's rank correlation of the value "
-                    f"with {data.metric} over the runs, every fold pooled (not paired by fold).",
+                    f"with {data.metric} over the runs, every fold pooled (not paired by fold); "
+                    f"where the runs ran on several folds, each run's {data.metric} is taken "
+                    f"against the mean of the runs on its fold, so that the folds' own "
+                    f"differences do not blur the ranks.",
                     (["knob", "values", "runs", "Spearman's rho", "p"],
                      [[k.knob, str(k.levels), str(k.runs), fmt(k.rho, 2), fmt_p(k.p)]
                       for k in data.sampled]),

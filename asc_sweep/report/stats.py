@@ -478,14 +478,17 @@ def is_sampled(records: Sequence[RunRecord], factor: str, drawn: Collection[str]
 class SampledKnob:
     """A knob sampled from a range (``is_sampled``): each run is its own level, so nothing
     pairs; Spearman's rank correlation of its value with the metric over the runs, every
-    fold pooled."""
+    fold pooled, each run's metric against the mean of the runs on its fold where the runs
+    ran on more than one (``centred``: a fold's difficulty is not the knob's doing, and left
+    in, it only adds noise to the ranks)."""
 
     knob: str
     levels: int
-    points: list[tuple[float, float]]  # (value, metric) of each run with a numeric value
+    points: list[tuple[float, float]]  # (value, metric, or metric against its fold's mean)
     rho: float
     p: float
     drawn: bool = False  # the spec draws it from a range (else: it has too many values)
+    centred: bool = False  # the points' metric is against each run's fold mean
 
     @property
     def runs(self) -> int:
@@ -495,18 +498,24 @@ class SampledKnob:
 def sampled_knob(
     records: Sequence[RunRecord], knob: str, metric: str, drawn: bool = False
 ) -> SampledKnob:
-    points = [
-        (float(v), m)
+    runs = [
+        (r, float(v), m)
         for r in records
         if isinstance(v := r.params.get(knob), (int, float)) and not isinstance(v, bool)
         and math.isfinite(v) and (m := r.metric(metric)) is not None
     ]  # fmt: skip
+    by_fold: dict[Any, list[float]] = {}
+    for r, _, m in runs:
+        by_fold.setdefault(fold_of(r), []).append(m)
+    centred = len(by_fold) > 1
+    centre = {fold: statistics.fmean(ms) if centred else 0.0 for fold, ms in by_fold.items()}
+    points = [(x, m - centre[fold_of(r)]) for r, x, m in runs]
     rho = p = math.nan
     xs, ys = [x for x, _ in points], [y for _, y in points]
     if len(points) >= 3 and len(set(xs)) > 1 and len(set(ys)) > 1:
         result = stats.spearmanr(xs, ys)
         rho, p = float(result.statistic), float(result.pvalue)
-    return SampledKnob(knob, len(levels_of(records, knob)), points, rho, p, drawn)
+    return SampledKnob(knob, len(levels_of(records, knob)), points, rho, p, drawn, centred)
 
 
 def levels_of(records: Sequence[RunRecord], factor: str) -> list[Any]:
