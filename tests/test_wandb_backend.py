@@ -68,6 +68,15 @@ def test_create_registers_the_spec_with_wandb(
     assert config["parameters"] == spec["parameters"] and config["method"] == spec["method"]
     assert config["command"] == ["${env}", "asc-sweep", "wandb-run", "${args_json_file}"]
     assert FAKE_KEY not in result.output
+    assert "hyperband" not in result.stderr
+    # W&B's controller pools every fold for hyperband: create says so.
+    spec = tmp_path / "hyperband.yaml"
+    spec.write_text("method: grid\nmetric: {name: val/accuracy, goal: maximize}\n"
+                    "early_terminate: {type: hyperband, min_iter: 2}\n"
+                    "parameters:\n  lr: {values: [0.01, 0.001]}\n  fold: {values: [1, 2]}\n")  # fmt: skip
+    pooled = cli("create", spec, "--backend", "wandb", "--project", "asc")
+    assert pooled.exit_code == 0, pooled.output
+    assert "note: W&B's controller draws hyperband's thresholds over every run, whatever its fold" in " ".join(pooled.stderr.split())  # fmt: skip
 
 
 def test_create_without_credentials_is_a_usage_error(

@@ -148,6 +148,7 @@ def create(
     """Validate a sweep spec and register it; prints the sweep id (ENTITY/PROJECT/ID on W&B)."""
     from asc_sweep.backends.base import CreateOptions
     from asc_sweep.backends.registry import BACKENDS, create_sweep
+    from asc_sweep.sweep.engine import pooled_by_hyperband
     from asc_sweep.sweep.spec import load_spec
 
     with user_errors():
@@ -161,12 +162,21 @@ def create(
             project=project,
             entity=entity,
         )
-        controller = create_sweep(load_spec(spec), backend_name, options)
+        loaded = load_spec(spec)
+        controller = create_sweep(loaded, backend_name, options)
     size = "" if controller.total is None else f", {controller.total} runs"
     err.print(
         f"created sweep {controller.ref} ({controller.method}{size}) in {controller.location}",
         highlight=False,
     )
+    if backend_name == "wandb" and (pooled := pooled_by_hyperband(loaded.config)):
+        err.print(
+            f"note: W&B's controller draws hyperband's thresholds over every run, whatever its "
+            f"{' and '.join(pooled)}: a run on a hard fold can be stopped for its fold (the "
+            "local and PostgreSQL stores judge each run within its fold and seed); the "
+            "report lists the stopped runs with their folds",
+            highlight=False,
+        )
     err.print(f"start agents with: {controller.start_hint()}", highlight=False)
     print(controller.ref)
 

@@ -171,6 +171,16 @@ def grid(spec: Mapping[str, Any], limit: int) -> list[dict[str, Any]]:
 SAME_DATA = ("dataset", "data_root", "fold", "seed", "val_fraction")
 
 
+def pooled_by_hyperband(spec: Mapping[str, Any]) -> list[str]:
+    """The ``SAME_DATA`` knobs a spec with early termination sweeps: those over which a
+    controller that draws its thresholds over every run (W&B's) compares runs on other
+    data."""
+    if not spec.get("early_terminate"):
+        return []
+    params = spec.get("parameters") or {}
+    return [k for k in SAME_DATA if isinstance(params.get(k), Mapping) and "value" not in params[k]]
+
+
 def runs_to_stop(spec: Mapping[str, Any], runs: Sequence[EngineRun | PreparedRun]) -> list[str]:
     """Names of running runs that the spec's ``early_terminate`` (hyperband) would stop: each
     judged against the runs on the same data (``SAME_DATA``: its fold, seed, dataset)."""
