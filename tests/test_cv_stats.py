@@ -12,6 +12,7 @@ cell and fold) in 54.4%. The assertions keep margins around these figures.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import math
@@ -252,7 +253,38 @@ def test_seeds_are_averaged_within_their_fold(tmp_path) -> None:  # type: ignore
     said = findings(data)
     assert any(s.startswith("Seeds: 2 per configuration and fold, averaged within each fold")
                for s in said)  # fmt: skip
+    # The split moves the difference (sd 0.02) far more than a seed does (sd 0.005 a run):
+    # only more folds would narrow this interval, and the findings say how little seeds add.
+    share = data.effects["init"][0].seed_share
+    assert 0 < share < 0.2
+    assert (
+        f"the seeds' own noise makes up about: init=he_normal vs default {share:.0%}"
+        in " ".join(said)
+    )
+    rows = list(csv.DictReader(files.effects_csv.open()))
+    assert (
+        float(next(r for r in rows if r["kind"] == "main" and r["factor"] == "init")["seed_share"])
+        == share
+    )
+
     assert "corrected t over 4 folds" in files.markdown.read_text()
+
+
+def test_the_seeds_share_of_the_folds_spread() -> None:
+    """Pooled variance between seeds within a fold, over the seeds a fold averages, against
+    the variance of the fold means."""
+    from asc_sweep.report.stats import Pair, seed_share
+
+    diffs = {1: [0.01, 0.03], 2: [0.05, 0.09], 3: [0.00, 0.04]}
+    pairs = [Pair(f, s, d, False) for f, ds in diffs.items() for s, d in enumerate(ds)]
+    within = np.mean([np.var(ds, ddof=1) for ds in diffs.values()])
+    between = np.var([np.mean(ds) for ds in diffs.values()], ddof=1)
+    assert seed_share(pairs) == pytest.approx(within / 2 / between)
+    assert math.isnan(seed_share([Pair(f, 0, d[0], False) for f, d in diffs.items()]))  # one seed
+    noisy = [
+        Pair(f, s, d, False) for f, d, s in ((1, 0.0, 0), (1, 0.1, 1), (2, 0.05, 0), (2, 0.06, 1))
+    ]
+    assert seed_share(noisy) == 1.0  # the folds differ no more than their seeds' noise gives
 
 
 def fixed_folds(rng: np.random.Generator, seeds: int, split_sd: float,

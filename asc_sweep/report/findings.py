@@ -179,6 +179,21 @@ def seeds_sentence(fewest: int, most: int) -> str:
             "test clips, so they narrow the training's own noise, not the split's.")  # fmt: skip
 
 
+def seed_shares(data: ReportData) -> str | None:
+    """For each main effect, how much of its spread between folds is the seeds' noise: what
+    more seeds, or only more folds, would narrow."""
+    shares = [(e, e.seed_share) for effects in data.effects.values() for e in effects
+              if not math.isnan(e.seed_share)]  # fmt: skip
+    if not shares:
+        return None
+    said = ", ".join(f"{e.factor}={e.level} vs {e.reference} {'all' if share >= 1 else f'{share:.0%}'}"
+                     for e, share in shares)  # fmt: skip
+    return (f"Of each effect's spread between folds, the seeds' own noise makes up about: "
+            f"{said}. Where it is small, the folds' splits move the difference more than seeds "
+            f"do and only more folds would narrow its interval; where it is large, more seeds "
+            f"would too.")  # fmt: skip
+
+
 def environment_sentences(data: ReportData) -> list[str]:
     """Where the counted runs ran in more than one environment (another precision, device or
     release rounds otherwise, and training carries that on): which, and how many of each
@@ -235,6 +250,8 @@ def findings(data: ReportData) -> list[str]:
                    "show the spread over folds.")  # fmt: skip
     if data.seeds[1] > 1:
         out.append(seeds_sentence(*data.seeds))
+        if shares := seed_shares(data):
+            out.append(shares)
     out += environment_sentences(data)
     if data.excluded:
         reasons = sorted({why for _, why in data.excluded})

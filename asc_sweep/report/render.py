@@ -452,13 +452,14 @@ def write_summary_csv(path: Path, data: ReportData) -> None:
 EFFECT_COLUMNS = ("kind", "metric", "factor", "level", "reference", "within", "other", "held",
                   "held_reference", "n", "mean", "ci_low", "ci_high", "p", "p_holm", "p_t",
                   "p_wilcoxon", "p_better", "p_equal", "p_worse", "at_held", "at_reference",
-                  "rho", "replicates", "diffs")  # fmt: skip
+                  "rho", "seed_share", "replicates", "diffs")  # fmt: skip
 
 
 def write_effects_csv(path: Path, data: ReportData) -> None:
     """Every tested difference at full precision, one row each: main effects, simple effects
     (``within``), interaction contrasts (``other``, ``held`` against ``held_reference``) and
-    convergence, with ``diffs`` the per-replicate differences every figure starts from; and
+    convergence, with ``diffs`` the per-fold differences every figure starts from (and, with
+    seeds swept, ``seed_share``: how much of their spread is the seeds' noise); and
     each knob sampled from a range, with its rank correlation (``rho``, ``p``) over ``n`` runs."""
     rows: list[dict[str, Any]] = []
     for kind, effects in (
@@ -472,7 +473,8 @@ def write_effects_csv(path: Path, data: ReportData) -> None:
                   "mean": e.mean, "ci_low": e.ci_low, "ci_high": e.ci_high, "p": e.p,
                   "p_holm": e.p_holm, "p_t": e.p_t, "p_wilcoxon": e.p_wilcoxon,
                   "p_better": e.bayes.better, "p_equal": e.bayes.equal, "p_worse": e.bayes.worse,
-                  "replicates": _joined(e.replicates), "diffs": _joined(e.diffs)}
+                  "seed_share": e.seed_share, "replicates": _joined(e.replicates),
+                  "diffs": _joined(e.diffs)}
                  for e in effects]  # fmt: skip
     rows += [{"kind": "interaction", "metric": i.metric, "factor": i.factor, "level": i.level,
               "reference": i.reference, "other": i.other, "held": i.held,

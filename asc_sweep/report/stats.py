@@ -181,6 +181,7 @@ class Effect:
     bayes: BayesVerdict
     within: dict[str, Any] = field(default_factory=dict)
     mixed_pairs: int = 0  # pairs whose runs recorded different environments
+    seed_share: float = math.nan  # of the folds' spread, the seeds' noise (``seed_share``)
     p_holm: float = math.nan
     p_t_holm: float = math.nan
     p_wilcoxon_holm: float = math.nan
@@ -229,10 +230,33 @@ def fold_differences(
     averaged within each fold. Returns (folds, one difference each, matched pairs in all, pairs
     whose two runs recorded different environments: another precision, device or release).
     """
+    pairs = matched_pairs(records, factor, level, reference, metric, within)
+    order, diffs = by_fold(pairs)
+    return order, diffs, len(pairs), sum(p.mixed for p in pairs)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two runs alike in every other knob, one at the level, one at the reference."""
+
+    fold: Any
+    seed: Any
+    diff: float  # metric(level) - metric(reference)
+    mixed: bool  # the two runs recorded different environments
+
+
+def matched_pairs(
+    records: Sequence[RunRecord],
+    factor: str,
+    level: Any,
+    reference: Any,
+    metric: str,
+    within: Mapping[str, Any] | None = None,
+) -> list[Pair]:
+    """Every pair of runs alike in every other knob (``within`` held), in the runs' order."""
     others = sorted({k for r in records for k in r.params if k != factor})
     within = within or {}
     by_key: dict[tuple[Any, ...], dict[str, tuple[float, RunRecord]]] = {}
-    reps: dict[tuple[Any, ...], Any] = {}  # cell -> its fold (the cell holds fold and seed)
     for r in records:
         value = r.metric(metric)
         if value is None or any(hashable(r.params.get(k)) != v for k, v in within.items()):
@@ -242,17 +266,49 @@ def fold_differences(
         if side is not None:
             cell = r.cell(others)
             by_key.setdefault(cell, {})[side] = (value, r)
-            reps[cell] = fold_of(r)
-    groups: dict[Any, list[float]] = {}
-    mixed = 0
-    for cell, pair in by_key.items():
+    out = []
+    for pair in by_key.values():
         if len(pair) == 2:
             (a, run_a), (b, run_b) = pair["level"], pair["reference"]
-            groups.setdefault(reps[cell], []).append(a - b)
-            mixed += environments_differ(run_a, run_b)
+            seed = hashable(run_a.params.get("seed"))
+            out.append(Pair(fold_of(run_a), seed, a - b, environments_differ(run_a, run_b)))
+    return out
+
+
+def by_fold(pairs: Sequence[Pair]) -> tuple[list[Any], list[float]]:
+    """The folds in order, and each fold's mean difference over its pairs."""
+    groups: dict[Any, list[float]] = {}
+    for p in pairs:
+        groups.setdefault(p.fold, []).append(p.diff)
     order = sorted(groups, key=_order)
-    pairs = sum(len(v) for v in groups.values())
-    return order, [statistics.fmean(groups[k]) for k in order], pairs, mixed
+    return order, [statistics.fmean(groups[k]) for k in order]
+
+
+def seed_share(pairs: Sequence[Pair]) -> float:
+    """How much of the spread of the folds' mean differences the seeds' own noise accounts
+    for: the pooled variance between seeds within a fold (each seed's difference the mean of
+    its pairs there), divided by the seeds a fold averages, over the variance of the fold
+    means; at most 1. NaN without two seeds in some fold or without spread between folds.
+
+    Where it is small, a fold's split moves the difference more than seeds do, and only more
+    folds narrow the interval; where it is large, more seeds narrow it too."""
+    by_seed: dict[tuple[Any, Any], list[float]] = {}
+    for p in pairs:
+        by_seed.setdefault((p.fold, p.seed), []).append(p.diff)
+    seeds: dict[Any, list[float]] = {}
+    for (fold, _), diffs in by_seed.items():
+        seeds.setdefault(fold, []).append(statistics.fmean(diffs))
+    within = [v for v in seeds.values() if len(v) > 1]
+    dof = sum(len(v) - 1 for v in within)
+    means = [statistics.fmean(v) for v in seeds.values()]
+    if not dof or len(means) < 2:
+        return math.nan
+    pooled = sum(statistics.variance(v) * (len(v) - 1) for v in within) / dof
+    between = variance(np.asarray(means))
+    if between == 0.0:
+        return math.nan
+    per_fold = statistics.fmean(len(v) for v in seeds.values())
+    return min(1.0, pooled / per_fold / between)
 
 
 def paired_tests(diffs: Sequence[float]) -> tuple[float, float]:
@@ -297,12 +353,14 @@ def effect(records: Sequence[RunRecord], factor: str, level: Any, reference: Any
            ratio: float, rope: float, higher_is_better: bool,
            within: Mapping[str, Any] | None = None) -> Effect:  # fmt: skip
     """One level against the reference, replicated over folds."""
-    reps, diffs, pairs, mixed = fold_differences(records, factor, level, reference, metric, within)
+    pairs = matched_pairs(records, factor, level, reference, metric, within)
+    reps, diffs = by_fold(pairs)
     t = corrected_t(diffs, ratio)
     p_t, p_w = paired_tests(diffs)
     verdict = correlated_bayes(diffs, ratio, rope, higher_is_better)
-    return Effect(factor, level, reference, metric, diffs, reps, pairs, t.mean, t.ci_low, t.ci_high,
-                  t.p, p_t, p_w, verdict, dict(within or {}), mixed_pairs=mixed)  # fmt: skip
+    return Effect(factor, level, reference, metric, diffs, reps, len(pairs), t.mean, t.ci_low,
+                  t.ci_high, t.p, p_t, p_w, verdict, dict(within or {}),
+                  mixed_pairs=sum(p.mixed for p in pairs), seed_share=seed_share(pairs))  # fmt: skip
 
 
 def with_holm(effects: list[Effect]) -> list[Effect]:
