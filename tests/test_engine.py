@@ -425,7 +425,8 @@ print(locked)
 def test_hyperband_judges_a_run_against_the_runs_of_its_fold() -> None:
     """Fold 2 is harder than fold 1 for every configuration. A run that leads fold 2 is not
     stopped for being below fold 1's runs; one that trails fold 1's runs is. Thresholds drawn
-    over both folds (as W&B's controller draws them) stop the wrong one."""
+    over both folds (as W&B's controller draws them) stop the wrong one. Each run has a seed
+    of its own (a search may draw one per run): runs are still judged together."""
     spec = {
         "method": "grid",
         "metric": {"name": "val/accuracy", "goal": "maximize"},
@@ -436,7 +437,7 @@ def test_hyperband_judges_a_run_against_the_runs_of_its_fold() -> None:
     def run(name: str, state: str, fold: int, level: float) -> engine.EngineRun:
         epochs = 6 if state == "finished" else 4  # the running ones are past band 2
         history = [{"val/accuracy": level - 0.2 / (e + 1)} for e in range(epochs)]
-        return engine.EngineRun(name, state, {"lr": 0.1, "fold": fold}, history)
+        return engine.EngineRun(name, state, {"lr": 0.1, "fold": fold, "seed": name}, history)
 
     runs = [
         *(run(f"easy-{i}", "finished", 1, level) for i, level in enumerate((0.9, 0.85, 0.8))),
@@ -447,5 +448,5 @@ def test_hyperband_judges_a_run_against_the_runs_of_its_fold() -> None:
     assert engine.runs_to_stop(spec, runs) == ["trails-easy-fold"]
     prepared = [engine.prepare(r) if r.state == "finished" else r for r in runs]
     assert engine.runs_to_stop(spec, prepared) == ["trails-easy-fold"]
-    pooled = [engine.EngineRun(r.name, r.state, {"lr": 0.1, "fold": 1}, r.history) for r in runs]
+    pooled = [engine.EngineRun(r.name, r.state, {**r.params, "fold": 1}, r.history) for r in runs]
     assert engine.runs_to_stop(spec, pooled) == ["leads-hard-fold"]
