@@ -426,18 +426,23 @@ def test_hyperband_judges_a_run_against_the_runs_of_its_fold() -> None:
     """Fold 2 is harder than fold 1 for every configuration. A run that leads fold 2 is not
     stopped for being below fold 1's runs; one that trails fold 1's runs is. Thresholds drawn
     over both folds (as W&B's controller draws them) stop the wrong one. Each run has a seed
-    of its own (a search may draw one per run): runs are still judged together."""
+    of its own, which the search draws from a range: runs are still judged together. Seeds
+    the spec lists are judged apart (a seed picks the clips that validate)."""
     spec = {
-        "method": "grid",
+        "method": "random",
         "metric": {"name": "val/accuracy", "goal": "maximize"},
         "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
-        "parameters": {"lr": {"values": [0.1, 0.01, 0.001]}, "fold": {"values": [1, 2]}},
-    }
+        "parameters": {"lr": {"values": [0.1, 0.01, 0.001]}, "fold": {"values": [1, 2]},
+                       "seed": {"min": 1, "max": 1000}},
+    }  # fmt: skip
+    seeds = iter(range(1, 100))
 
     def run(name: str, state: str, fold: int, level: float) -> engine.EngineRun:
         epochs = 6 if state == "finished" else 4  # the running ones are past band 2
         history = [{"val/accuracy": level - 0.2 / (e + 1)} for e in range(epochs)]
-        return engine.EngineRun(name, state, {"lr": 0.1, "fold": fold, "seed": name}, history)
+        return engine.EngineRun(
+            name, state, {"lr": 0.1, "fold": fold, "seed": next(seeds)}, history
+        )
 
     runs = [
         *(run(f"easy-{i}", "finished", 1, level) for i, level in enumerate((0.9, 0.85, 0.8))),
@@ -450,3 +455,5 @@ def test_hyperband_judges_a_run_against_the_runs_of_its_fold() -> None:
     assert engine.runs_to_stop(spec, prepared) == ["trails-easy-fold"]
     pooled = [engine.EngineRun(r.name, r.state, {**r.params, "fold": 1}, r.history) for r in runs]
     assert engine.runs_to_stop(spec, pooled) == ["leads-hard-fold"]
+    listed = {**spec, "parameters": {**spec["parameters"], "seed": {"values": list(range(1, 8))}}}
+    assert engine.runs_to_stop(listed, runs) == []  # each run alone on its seed's clips

@@ -173,7 +173,7 @@ def create(
         err.print(
             f"note: W&B's controller draws hyperband's thresholds over every run, whatever its "
             f"{' and '.join(pooled)}: a run on a hard fold can be stopped for its fold (the "
-            "local and PostgreSQL stores judge each run within its fold); the "
+            "local and PostgreSQL stores judge each run within its fold and seed); the "
             "report lists the stopped runs with their folds",
             highlight=False,
         )
