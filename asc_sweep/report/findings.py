@@ -174,9 +174,10 @@ def depends_on(e: Effect, data: ReportData) -> list[str]:
 def seeds_sentence(fewest: int, most: int) -> str:
     """How the seeds of a sweep count: within their fold, not as replicates of it."""
     seeds = f"{most}" if fewest == most else f"{fewest} to {most}"
-    return (f"Seeds: {seeds} per configuration and fold, averaged within each fold before "
-            "every test and table. The tests replicate over folds: a fold's seeds share its "
-            "test clips, so they narrow the training's own noise, not the split's.")  # fmt: skip
+    return (f"Seeds: {seeds} per configuration and fold, averaged within each fold for every "
+            "test and for the cross-fold and per-fold tables. The tests replicate over folds: a "
+            "fold's seeds share its test clips, so they narrow the training's own noise, not "
+            "the split's.")  # fmt: skip
 
 
 def seed_shares(data: ReportData) -> str | None:
