@@ -457,3 +457,28 @@ def test_hyperband_judges_a_run_against_the_runs_of_its_fold() -> None:
     assert engine.runs_to_stop(spec, pooled) == ["leads-hard-fold"]
     listed = {**spec, "parameters": {**spec["parameters"], "seed": {"values": list(range(1, 8))}}}
     assert engine.runs_to_stop(listed, runs) == []  # each run alone on its seed's clips
+
+
+def test_runs_list_their_knobs_in_the_spec_s_order(make_sql_store: Callable[[], SqlStore]) -> None:
+    """The engine sorts parameters by name; a run's knobs, and so the report's factors and
+    table columns, follow the spec as it was written."""
+    from asc_sweep.report.records import RunRecord, swept_factors
+
+    backend = make_sql_store()
+    spec = ("method: grid\nparameters:\n  sample_rate: {values: [8000, 16000]}\n"
+            "  init: {values: [default, he_normal]}\n  arch: {values: [cnn6, crnn]}\n"
+            "  fold: {values: [1, 2]}\n")  # fmt: skip
+    sweep = backend.create_sweep(parse_spec(spec))
+    claim = backend.claim(sweep.id, "a")
+    assert claim.run is not None
+    assert list(claim.run.params) == ["sample_rate", "init", "arch", "fold"]
+    records = [RunRecord(str(r.id), r.params, "finished", {}) for r in backend.runs(sweep.id)]
+    assert swept_factors(records) == ["sample_rate", "init", "arch"]
+    random = backend.create_sweep(parse_spec(spec.replace("grid", "random\nrun_cap: 2")))
+    drawn = backend.claim(random.id, "a")
+    assert drawn.run is not None and list(drawn.run.params) == [
+        "sample_rate",
+        "init",
+        "arch",
+        "fold",
+    ]

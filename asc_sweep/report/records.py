@@ -91,7 +91,8 @@ def hashable(value: Any) -> Any:
 
 
 def swept_factors(records: Sequence[RunRecord]) -> list[str]:
-    """Knobs that take more than one value across runs, fold and seed aside, in spec order."""
+    """Knobs that take more than one value across runs, fold and seed aside, in the order the
+    runs list them (the spec's, for runs of asc-sweep's stores)."""
     names: list[str] = []
     for r in records:
         names += [k for k in r.params if k not in names]

@@ -128,6 +128,16 @@ def _params(sweep_run: Any) -> dict[str, Any]:
     return {k: _plain(v["value"]) for k, v in sweep_run.config.items()}
 
 
+def _in_spec_order(spec: Mapping[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` in the order the spec lists its parameters (the engine sorts them by name),
+    so that a run's knobs, and the report's factors, read as the spec was written."""
+    order = list(spec.get("parameters") or {})
+    return {
+        k: params[k]
+        for k in sorted(params, key=lambda k: (order.index(k) if k in order else len(order), k))
+    }
+
+
 def _plain(value: Any) -> Any:
     """numpy scalars -> Python values, so configs serialise and compare cleanly."""
     return value.item() if isinstance(value, np.generic) else value
@@ -153,14 +163,14 @@ def suggest(
     finally:
         np.random.set_state(np_state)
         random.setstate(py_state)
-    return None if result is None else _params(result)
+    return None if result is None else _in_spec_order(spec, _params(result))
 
 
 def grid(spec: Mapping[str, Any], limit: int) -> list[dict[str, Any]]:
     """Every configuration of a grid sweep in the engine's order, at most ``limit``."""
     sweeps = _import_sweeps()
     suggestions = sweeps.next_runs(dict(spec), [], n=limit)
-    return [_params(s) for s in suggestions if s is not None]
+    return [_in_spec_order(spec, _params(s)) for s in suggestions if s is not None]
 
 
 # The knobs that decide which clips a run trains on and is validated on. Hyperband draws its
