@@ -26,7 +26,13 @@ from scipy import stats
 from asc_sweep.report import RunRecord, write_report
 from asc_sweep.report.cv import corrected_t, correlated_bayes, describe_p, friedman_nemenyi
 from asc_sweep.report.findings import findings
-from asc_sweep.report.stats import analyse, fold_differences, main_effects, simple_effects
+from asc_sweep.report.stats import (
+    analyse,
+    by_fold,
+    main_effects,
+    matched_pairs,
+    simple_effects,
+)
 
 FOLDS = [1, 2, 3, 4]
 CELLS = [("cnn6", "a"), ("cnn6", "b"), ("crnn", "a"), ("crnn", "b")]
@@ -229,18 +235,17 @@ def test_seeds_are_averaged_within_their_fold(tmp_path) -> None:  # type: ignore
     the cross-fold and per-fold tables all count folds, and the findings say how seeds
     counted."""
     records = sweep(0.0, np.random.default_rng(1), seeds=2)
-    keys, diffs, pairs, _ = fold_differences(
-        records, "init", "he_normal", "default", "test/accuracy"
-    )
-    assert keys == FOLDS and pairs == 32  # 4 folds; each the mean of 4 cells x 2 seeds
-    by_fold: dict[int, list[float]] = {}
+    pairs = matched_pairs(records, "init", "he_normal", "default", "test/accuracy")
+    keys, diffs = by_fold(pairs)
+    assert keys == FOLDS and len(pairs) == 32  # 4 folds; each the mean of 4 cells x 2 seeds
+    seen: dict[int, list[float]] = {}
     for r in records:
         if r.params["init"] == "default":
             twin = next(t for t in records if t.params == {**r.params, "init": "he_normal"})
-            by_fold.setdefault(r.params["fold"], []).append(
+            seen.setdefault(r.params["fold"], []).append(
                 twin.summary["test/accuracy"] - r.summary["test/accuracy"]
             )
-    assert diffs == pytest.approx([np.mean(by_fold[f]) for f in FOLDS])
+    assert diffs == pytest.approx([np.mean(seen[f]) for f in FOLDS])
     data, files = write_report(records, tmp_path, sweep_id="seeds")
     assert data.seeds == (2, 2) and data.effects["init"][0].n == 4
     cell = data.cells[0]

@@ -218,23 +218,6 @@ def seeds_of(records: Sequence[RunRecord]) -> tuple[int, int]:
     return min(counts), max(counts)
 
 
-def fold_differences(
-    records: Sequence[RunRecord],
-    factor: str,
-    level: Any,
-    reference: Any,
-    metric: str,
-    within: Mapping[str, Any] | None = None,
-) -> tuple[list[Any], list[float], int, int]:
-    """metric(level) - metric(reference) for runs alike in every other knob (seed included),
-    averaged within each fold. Returns (folds, one difference each, matched pairs in all, pairs
-    whose two runs recorded different environments: another precision, device or release).
-    """
-    pairs = matched_pairs(records, factor, level, reference, metric, within)
-    order, diffs = by_fold(pairs)
-    return order, diffs, len(pairs), sum(p.mixed for p in pairs)
-
-
 @dataclass(frozen=True)
 class Pair:
     """Two runs alike in every other knob, one at the level, one at the reference."""
@@ -253,7 +236,9 @@ def matched_pairs(
     metric: str,
     within: Mapping[str, Any] | None = None,
 ) -> list[Pair]:
-    """Every pair of runs alike in every other knob (``within`` held), in the runs' order."""
+    """Every pair of runs alike in every other knob, seed included (``within`` held), in the
+    runs' order: metric(level) - metric(reference), which ``by_fold`` averages within each
+    fold."""
     others = sorted({k for r in records for k in r.params if k != factor})
     within = within or {}
     by_key: dict[tuple[Any, ...], dict[str, tuple[float, RunRecord]]] = {}
