@@ -44,7 +44,7 @@ class Cell:
     @property
     def key(self) -> tuple[tuple[str, str], ...]:
         """What ``configuration`` gives each of its runs."""
-        return tuple(sorted((k, repr(v)) for k, v in self.params.items()))
+        return _knobs_key(self.params)
 
     def mean(self, metric: str) -> float:
         v = self.values.get(metric, [])
@@ -99,7 +99,20 @@ def cells(
 
 def configuration(r: RunRecord) -> tuple[tuple[str, str], ...]:
     """The key of a run's configuration: every knob but fold and seed."""
-    return tuple(sorted((k, repr(v)) for k, v in r.params.items() if k not in CELL_EXCLUDED))
+    return _knobs_key({k: v for k, v in r.params.items() if k not in CELL_EXCLUDED})
+
+
+def _knobs_key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))
+
+
+def fold_centres(records: Sequence[RunRecord], metric: str) -> dict[Any, float]:
+    """The mean ``metric`` of the runs on each fold; empty where they share one fold."""
+    by_fold: dict[Any, list[float]] = {}
+    for r in records:
+        if (value := r.metric(metric)) is not None:
+            by_fold.setdefault(fold_of(r), []).append(value)
+    return {f: statistics.fmean(vs) for f, vs in by_fold.items()} if len(by_fold) > 1 else {}
 
 
 def relative_to_folds(
@@ -110,16 +123,13 @@ def relative_to_folds(
     where the runs share one fold. A search draws each configuration on one fold, and folds
     differ more than most configurations do: ordered by the raw figure, the best of a search
     were the draws that landed on its easiest fold."""
-    values = [(r, v) for r in records if (v := r.metric(metric)) is not None]
-    by_fold: dict[Any, list[float]] = {}
-    for r, v in values:
-        by_fold.setdefault(fold_of(r), []).append(v)
-    if len(by_fold) < 2:
+    centre = fold_centres(records, metric)
+    if not centre:
         return {}
-    centre = {fold: statistics.fmean(vs) for fold, vs in by_fold.items()}
     out: dict[tuple[tuple[str, str], ...], list[float]] = {}
-    for r, v in values:
-        out.setdefault(configuration(r), []).append(v - centre[fold_of(r)])
+    for r in records:
+        if (value := r.metric(metric)) is not None:
+            out.setdefault(configuration(r), []).append(value - centre[fold_of(r)])
     return {key: statistics.fmean(vs) for key, vs in out.items()}
 
 
@@ -160,9 +170,10 @@ class Effect:
 
     ``diffs`` holds one difference per fold (``replicates``): the mean of the matched
     differences (runs alike in every other knob, seeds included) within that fold. The
-    interval and ``p`` are the corrected resampled t-test's; ``p_t`` and ``p_wilcoxon`` are the plain paired tests over the
-    same replicates, kept as secondary columns; ``bayes`` is the correlated t-test's verdict.
-    A simple effect holds the factors in ``within`` at one level each.
+    interval and ``p`` are the corrected resampled t-test's; ``p_t`` and ``p_wilcoxon`` are the
+    plain paired tests over the same folds, kept as secondary columns; ``bayes`` is the
+    correlated t-test's verdict. A simple effect holds the factors in ``within`` at one level
+    each.
     """
 
     factor: str
@@ -198,8 +209,8 @@ def fold_of(r: RunRecord) -> Any:
     Seeds are not replicates of a fold. Every run of a fold is tested on the same clips and
     trained on nearly the same ones (a seed moves only the validation part it carves out; the
     folds are the dataset's own, never drawn again), so what the fold's split does to a
-    difference is shared by all its seeds; seeds only average out the
-    training's own noise within the fold. Counted as fold x seed replicates (repeated
+    difference is shared by all its seeds; seeds only average out the training's own noise
+    within the fold. Counted as fold x seed replicates (repeated
     cross-validation, whose repetitions draw new partitions), 3 seeds over 4 folds rejected a
     true null in 15.7% of simulated sweeps where the split moves a difference more than a seed
     does; averaged within each fold first, in 4.5% (``tests/test_cv_stats.py``).
@@ -547,18 +558,14 @@ def sampled_knob(
         if isinstance(v := r.params.get(knob), (int, float)) and not isinstance(v, bool)
         and math.isfinite(v) and (m := r.metric(metric)) is not None
     ]  # fmt: skip
-    by_fold: dict[Any, list[float]] = {}
-    for r, _, m in runs:
-        by_fold.setdefault(fold_of(r), []).append(m)
-    centred = len(by_fold) > 1
-    centre = {fold: statistics.fmean(ms) if centred else 0.0 for fold, ms in by_fold.items()}
-    points = [(x, m - centre[fold_of(r)]) for r, x, m in runs]
+    centre = fold_centres([r for r, _, _ in runs], metric)
+    points = [(x, m - centre.get(fold_of(r), 0.0)) for r, x, m in runs]
     rho = p = math.nan
     xs, ys = [x for x, _ in points], [y for _, y in points]
     if len(points) >= 3 and len(set(xs)) > 1 and len(set(ys)) > 1:
         result = stats.spearmanr(xs, ys)
         rho, p = float(result.statistic), float(result.pvalue)
-    return SampledKnob(knob, len(levels_of(records, knob)), points, rho, p, drawn, centred)
+    return SampledKnob(knob, len(levels_of(records, knob)), points, rho, p, drawn, bool(centre))
 
 
 def levels_of(records: Sequence[RunRecord], factor: str) -> list[Any]:
