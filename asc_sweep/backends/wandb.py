@@ -189,10 +189,11 @@ def records_from_runs(runs: Iterable[WandbRun], knobs: Iterable[str]) -> list[Ru
     A run that W&B's controller stopped ends normally (W&B lists it finished); its summary's
     ``stopped`` says so, and it is recorded ``stopped`` as on the local store.
     """
-    keys = set(knobs)
+    keys = list(dict.fromkeys(knobs))  # the spec's order, as a local sweep's runs list them
     out = []
     for run in runs:
-        params = {k: v for k, v in dict(run.config).items() if k in keys}
+        config = dict(run.config)
+        params = {k: config[k] for k in keys if k in config}
         rows = [dict(h) for h in run.history(pandas=False) if "epoch" in h]
         summary = {k: _plain(v) for k, v in dict(run.summary).items() if not k.startswith("_")}
         state = RUN_STATES.get(str(run.state).lower(), "failed")
