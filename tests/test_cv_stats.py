@@ -28,7 +28,7 @@ from asc_sweep.report.cv import corrected_t, correlated_bayes, describe_p, fried
 from asc_sweep.report.findings import findings
 from asc_sweep.report.stats import (
     analyse,
-    by_fold,
+    by_replicate,
     main_effects,
     matched_pairs,
     simple_effects,
@@ -236,7 +236,7 @@ def test_seeds_are_averaged_within_their_fold(tmp_path) -> None:  # type: ignore
     counted."""
     records = sweep(0.0, np.random.default_rng(1), seeds=2)
     pairs = matched_pairs(records, "init", "he_normal", "default", "test/accuracy")
-    keys, diffs = by_fold(pairs)
+    keys, diffs = by_replicate(pairs)
     assert keys == FOLDS and len(pairs) == 32  # 4 folds; each the mean of 4 cells x 2 seeds
     seen: dict[int, list[float]] = {}
     for r in records:
@@ -273,6 +273,41 @@ def test_seeds_are_averaged_within_their_fold(tmp_path) -> None:  # type: ignore
     )
 
     assert "corrected t over 4 folds" in files.markdown.read_text()
+
+
+def test_seeds_of_a_single_fold_are_its_replicates(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A dataset with one official split (TAU 2019/2020 development) has only its seeds to
+    replicate over: the tests then tell a difference from training noise on that split (a
+    plain paired t: no other fold's training set overlaps), and the report says so."""
+    rng = np.random.default_rng(3)
+    inits = ("default", "he_normal", "orthogonal")
+    records = [
+        RunRecord(f"r{init}{seed}", {"init": init, "fold": 1, "seed": seed}, "finished",
+                  {"test/accuracy": 0.7 + 0.03 * inits.index(init) + float(rng.normal(0, 0.01)),
+                   "data/train_clips": 300, "data/test_clips": 100})
+        for init in inits for seed in range(1, 6)
+    ]  # fmt: skip
+    data, files = write_report(records, tmp_path, sweep_id="tau")
+    assert data.unit == "seed" and data.test_train_ratio == 0.0
+    effect = data.effects["init"][0]
+    assert effect.unit == "seed" and effect.replicates == [1, 2, 3, 4, 5]
+    by_seed = {r.params["seed"]: r.summary["test/accuracy"] for r in records
+               if r.params["init"] == "default"}  # fmt: skip
+    diffs = [r.summary["test/accuracy"] - by_seed[r.params["seed"]] for r in records  # type: ignore[operator]
+             if r.params["init"] == "he_normal"]  # fmt: skip
+    assert effect.diffs == pytest.approx(diffs)
+    assert effect.p == pytest.approx(stats.ttest_1samp(diffs, 0.0).pvalue)
+    assert data.rankings["init"].n_blocks == 5 and data.rankings["init"].unit == "seed"
+    cell = data.cells[0]
+    assert cell.n("test/accuracy") == 5  # the seeds, not one fold's mean
+    said = findings(data)
+    assert any("paired t over 5 seeds of one fold" in s for s in said)
+    assert any(s.startswith("Only fold 1 ran, so the tests replicate over its seeds") for s in said)
+    assert any("over 5 seeds of one fold (Friedman" in s for s in said)
+    text = files.markdown.read_text()
+    assert "## Per seed" in text and "| seed 1 | seed 2 |" in text
+    assert "Only one fold ran: the unit of replication is its seed" in text
+    assert "| level | vs | seeds | mean diff | 95% CI | p (paired t) |" in text
 
 
 def test_the_seeds_share_of_the_folds_spread() -> None:

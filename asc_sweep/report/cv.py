@@ -127,6 +127,7 @@ class Ranking:
     n_blocks: int
     p: float
     critical_difference: float
+    unit: str = "fold"  # what a block is: a fold, or a seed of the one fold
 
 
 def friedman_nemenyi(

@@ -13,9 +13,19 @@ SHOWN_INTERACTIONS = 3  # clear interactions of one pair of factors said in word
 PRACTICALLY_EQUAL = 0.5  # posterior mass within the ROPE above which we say "practically equal"
 
 
-def replicates(e: Effect | Interaction) -> str:
-    """ "4 folds": what a test replicates over (seeds are averaged within each fold)."""
-    return f"{e.n} fold{'s' if e.n != 1 else ''}"
+def replicates(e: Effect | Interaction | Ranking) -> str:
+    """ "4 folds" (seeds averaged within each), or "5 seeds of one fold" where only one fold
+    ran: what a test replicates over."""
+    n = e.n_blocks if isinstance(e, Ranking) else e.n
+    if e.unit == "seed":
+        return f"{n} seed{'s' if n != 1 else ''} of one fold"
+    return f"{n} fold{'s' if n != 1 else ''}"
+
+
+def test_name(e: Effect | Interaction) -> str:
+    """The corrected resampled t over folds; over the seeds of one fold, the plain paired t
+    (no other fold's training set overlaps)."""
+    return "paired t" if e.unit == "seed" else "corrected t"
 
 
 def effect_sentence(e: Effect, data: ReportData, *, higher_is_better: bool | None = None,
@@ -34,13 +44,13 @@ def effect_sentence(e: Effect, data: ReportData, *, higher_is_better: bool | Non
     if e.n == 0:
         return f"{level} and {ref} have no runs alike in every other knob{unpaired_why(data)}"
     if e.n == 1:
-        return (f"{level} against {ref} on {metric}: {num(e.mean)} from a single fold: no "
+        return (f"{level} against {ref} on {metric}: {num(e.mean)} from a single {e.unit}: no "
                 "interval and no test; more folds would tell.")  # fmt: skip
     if math.isnan(e.ci_low):  # every replicate the same difference
         return (f"{level} against {ref} on {metric}: {num(e.mean)} in each of "
                 f"{replicates(e)} alike: without spread there is no interval and no test.")  # fmt: skip
     p = e.p_holm if not math.isnan(e.p_holm) else e.p
-    test = f"corrected t over {replicates(e)}, {describe_p(p)}"
+    test = f"{test_name(e)} over {replicates(e)}, {describe_p(p)}"
     ci = f"95% CI {num(e.ci_low)} to {num(e.ci_high)}"
     better = (e.mean > 0) == higher
     if not math.isnan(p) and p < ALPHA and e.mean != 0:
@@ -88,7 +98,7 @@ def convergence_sentence(e: Effect, data: ReportData) -> str:
 def ranking_sentence(factor: str, r: Ranking, metric: str) -> str:
     order = sorted(zip(r.ranks, r.levels, strict=True), key=lambda x: x[0])
     ranked = ", ".join(f"{level} ({rank:.2f})" for rank, level in order)
-    return (f"Ranking {factor} by {metric} over {r.n_blocks} folds (Friedman by permutation, {describe_p(r.p)}), "
+    return (f"Ranking {factor} by {metric} over {replicates(r)} (Friedman by permutation, {describe_p(r.p)}), "
             f"mean rank (1 = best): {ranked}; mean ranks further apart than "
             f"{r.critical_difference:.2f} differ (Nemenyi, alpha 0.05).")  # fmt: skip
 
@@ -118,7 +128,7 @@ def interaction_sentences(a: str, b: str, found: list[Interaction], metric: str)
             f"On {metric}, {i.factor}={i.level} against {i.factor}={i.reference} depends on "
             f"{i.other}: {i.at_held:+.3f} with {i.other}={i.held} and {i.at_reference:+.3f} "
             f"with {i.other}={i.held_reference} (difference {i.mean:+.3f}, 95% CI "
-            f"{i.ci_low:+.3f} to {i.ci_high:+.3f}; corrected t over {replicates(i)}, "
+            f"{i.ci_low:+.3f} to {i.ci_high:+.3f}; {test_name(i)} over {replicates(i)}, "
             f"{describe_p(i.p_holm)} after Holm).{reading}"
         )
     for i in tested:
@@ -178,6 +188,15 @@ def seeds_sentence(fewest: int, most: int) -> str:
             "test and for the cross-fold and per-fold tables. The tests replicate over folds: a "
             "fold's seeds share its test clips, so they narrow the training's own noise, not "
             "the split's.")  # fmt: skip
+
+
+def one_fold_sentence(data: ReportData) -> str:
+    """What a sweep of one fold's seeds can tell: the tests replicate over its seeds."""
+    fold = next((r.params.get("fold") for r in data.records), None)
+    return (f"Only fold {fold} ran, so the tests replicate over its seeds (plain paired t, "
+            "no correction: no other fold's training set overlaps): they tell a difference from "
+            "the training's own noise on this one split, not how it carries to other "
+            "recordings; more folds would tell that.")  # fmt: skip
 
 
 def seed_shares(data: ReportData) -> str | None:
@@ -249,7 +268,9 @@ def findings(data: ReportData) -> list[str]:
     if not data.factors:
         out.append("Only the fold (or seed) varies: there is no factor to compare; the tables "
                    "show the spread over folds.")  # fmt: skip
-    if data.seeds[1] > 1:
+    if data.unit == "seed":
+        out.append(one_fold_sentence(data))
+    elif data.seeds[1] > 1:
         out.append(seeds_sentence(*data.seeds))
         if shares := seed_shares(data):
             out.append(shares)

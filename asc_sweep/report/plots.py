@@ -68,7 +68,10 @@ def forest(effects: list[Effect], metric: str, path: Path) -> Path:
     """Every level against its reference: mean difference and 95% interval, one row each."""
     rows = [(f"{e.factor}={e.level} vs {e.reference} (n={e.n})", e.mean, e.ci_low, e.ci_high)
             for e in effects]  # fmt: skip
-    return _intervals(rows, f"Δ {metric} (95% CI, corrected t over folds)", "Main effects", path)
+    test = (
+        "paired t over seeds" if effects and effects[0].unit == "seed" else "corrected t over folds"
+    )
+    return _intervals(rows, f"Δ {metric} (95% CI, {test})", "Main effects", path)
 
 
 def interaction_forest(found: list[Interaction], metric: str, path: Path) -> Path:
@@ -114,7 +117,8 @@ def cd_diagram(factor: str, r: Ranking, path: Path) -> Path:
         ax.text(1 + r.critical_difference / 2, k + 1.25, f"CD = {r.critical_difference:.2f}",
                 ha="center", fontsize=8, color="tab:red")  # fmt: skip
     ax.set_yticks([])
-    ax.set(xlabel=f"mean rank over {r.n_blocks} folds (1 = best)", title=f"Ranking of {factor}")
+    blocks = "seeds of the one fold" if r.unit == "seed" else "folds"
+    ax.set(xlabel=f"mean rank over {r.n_blocks} {blocks} (1 = best)", title=f"Ranking of {factor}")
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
     return _save(fig, path)

@@ -78,8 +78,9 @@ def effect_rows(
     effects: Sequence[Effect], within: bool = False
 ) -> tuple[list[str], list[list[str]]]:
     rope = effects[0].bayes.rope if effects else 0.01
-    head = [*(["within"] if within else []), "level", "vs", "folds", "mean diff", "95% CI",
-            "p (corrected t)", "Holm", "p (t)", "p (Wilcoxon)", "P(better)",
+    unit, test = _unit(effects)
+    head = [*(["within"] if within else []), "level", "vs", unit, "mean diff", "95% CI",
+            f"p ({test})", "Holm", "p (t)", "p (Wilcoxon)", "P(better)",
             f"P(equal, ±{rope:g})", "P(worse)"]  # fmt: skip
     rows = [
         [
@@ -102,9 +103,18 @@ def effect_rows(
     return head, rows
 
 
+def _unit(tested: Sequence[Effect] | Sequence[Interaction]) -> tuple[str, str]:
+    """The replicates' column name and the test's: folds and the corrected t, or, where only
+    one fold ran, its seeds and the paired t."""
+    if tested and tested[0].unit == "seed":
+        return "seeds", "paired t"
+    return "folds", "corrected t"
+
+
 def interaction_rows(found: Sequence[Interaction]) -> tuple[list[str], list[list[str]]]:
-    head = ["level", "vs", "other factor at", "against its", "folds", "effect there", "effect at its reference",
-            "difference", "95% CI", "p (corrected t)", "Holm"]  # fmt: skip
+    unit, test = _unit(found)
+    head = ["level", "vs", "other factor at", "against its", unit, "effect there", "effect at its reference",
+            "difference", "95% CI", f"p ({test})", "Holm"]  # fmt: skip
     rows = [
         [
             f"{i.factor}={i.level}",
@@ -132,7 +142,7 @@ def ranking_rows(r: Ranking) -> tuple[list[str], list[list[str]]]:
 def fold_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
     t = data.fold_table
     assert t is not None
-    names = [f"fold {k}" for k in t.replicates]
+    names = [f"{data.unit} {k}" for k in t.replicates]
     head = [*data.factors, *names, "mean"]
     rows = []
     for params, values in t.rows:
@@ -195,7 +205,8 @@ Section = tuple[str, str, tuple[list[str], list[list[str]]], list[str]]
 
 def sections(data: ReportData) -> list[Section]:
     """(title, explanation, table, names of the plots that go with it) in report order."""
-    about = (f"Mean ± std over folds per configuration; n = folds with a {data.metric}. "
+    over = "seeds of the one fold" if data.unit == "seed" else "folds"
+    about = (f"Mean ± std over {over} per configuration; n = {over} with a {data.metric}. "
              "Incomplete configurations list their missing folds and are not averaged over them.")  # fmt: skip
     if data.sampled:
         order = f"best {data.metric} first"
@@ -216,6 +227,14 @@ def sections(data: ReportData) -> list[Section]:
              f"Holm across the factor's levels; plain paired t and Wilcoxon over the same folds "
              f"for comparison; P: Bayesian correlated t-test (Benavoli et al. 2017), region of "
              f"practical equivalence ±{data.rope:g}.")  # fmt: skip
+    if data.unit == "seed":
+        tests = (f"Only one fold ran: the unit of replication is its seed (differences between "
+                 f"runs alike in every other knob averaged within each seed, so n counts seeds), "
+                 f"and the tests tell a difference from the training's own noise on this one "
+                 f"split, not how it carries to other recordings. 95% CI and p: paired t over "
+                 f"the seeds (no correction: no other fold's training set overlaps), Holm across "
+                 f"the factor's levels; Wilcoxon over the same seeds for comparison; P: Bayesian "
+                 f"t-test, region of practical equivalence ±{data.rope:g}.")  # fmt: skip
     every = [e for effects in data.effects.values() for e in effects]
     if every:
         out.append(("Main effects", f"Every level of every factor against its reference, in "
@@ -223,7 +242,10 @@ def sections(data: ReportData) -> list[Section]:
     for factor in data.effects:
         if factor in data.rankings:
             r = data.rankings[factor]
-            out.append((f"Ranking of {factor}", f"Mean rank of each level over {r.n_blocks} folds "
+            over = (
+                f"{r.n_blocks} seeds of the one fold" if r.unit == "seed" else f"{r.n_blocks} folds"
+            )
+            out.append((f"Ranking of {factor}", f"Mean rank of each level over {over} "
                         f"(Friedman test by permutation, {describe_p(r.p)}); levels whose mean ranks differ by more "
                         f"than {r.critical_difference:.2f} differ (Nemenyi, alpha 0.05; Demšar 2006).",
                         ranking_rows(r), [f"cd-{_slug(factor)}"]))  # fmt: skip
@@ -255,8 +277,9 @@ def sections(data: ReportData) -> list[Section]:
         out.append((f"{p.row_factor} x {p.col_factor}", f"Mean {data.metric}; * marks the best cell of each row.",
                     pivot_rows(p), [f"pivot-{_slug(p.row_factor)}-{_slug(p.col_factor)}"]))  # fmt: skip
     if data.fold_table is not None and data.fold_table.rows and not data.sampled:
-        out.append(("Per fold", f"{data.metric} of every configuration in every fold: the numbers "
-                    "every test above starts from.", fold_rows(data), []))  # fmt: skip
+        each = "seed of the one fold" if data.unit == "seed" else "fold (the mean of its seeds)"
+        out.append((f"Per {data.unit}", f"{data.metric} of every configuration in every {each}: "
+                    "the numbers every test above starts from.", fold_rows(data), []))  # fmt: skip
     for t in data.class_tables:
         by = f"by {t.factor}" if t.factor else "over all runs"
         out.append((f"Per class, {by}", "Mean test accuracy of each class" + (f" for each level of {t.factor}" if t.factor else "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -76,6 +76,7 @@ def cells(
         else list(expected_folds)
     )
     seeds = len({hashable(r.params.get("seed")) for r in records}) > 1
+    replicate = replicate_of(replication_unit(records))
 
     def run(r: RunRecord) -> str:
         return f"fold {r.params.get('fold')}" + (f" seed {r.params.get('seed')}" if seeds else "")
@@ -90,7 +91,7 @@ def cells(
         missing += [f"{run(r)} finished without a finite {metrics[0]} "
                     f"({_shown(r.summary.get(metrics[0]))})"
                     for r in done if metrics and r.metric(metrics[0]) is None]  # fmt: skip
-        values = {m: fold_means(done, m) for m in metrics}
+        values = {m: replicate_means(done, m, replicate) for m in metrics}
         params = {k: v for k, v in members[0].params.items() if k not in CELL_EXCLUDED}
         folds = sorted({r.params.get("fold") for r in done}, key=_order)
         out.append(Cell(params, values, folds, missing))
@@ -133,13 +134,17 @@ def relative_to_folds(
     return {key: statistics.fmean(vs) for key, vs in out.items()}
 
 
-def fold_means(runs: Sequence[RunRecord], metric: str) -> list[float]:
-    """``metric`` per fold, folds in order: the mean of the fold's runs (its seeds)."""
-    by_fold: dict[Any, list[float]] = {}
+def replicate_means(
+    runs: Sequence[RunRecord], metric: str, replicate: Callable[[RunRecord], Any] | None = None
+) -> list[float]:
+    """``metric`` per replicate (fold, by default), in order: the mean of its runs (a fold's
+    seeds)."""
+    key = replicate or fold_of
+    by_rep: dict[Any, list[float]] = {}
     for r in runs:
         if (value := r.metric(metric)) is not None:
-            by_fold.setdefault(fold_of(r), []).append(value)
-    return [statistics.fmean(by_fold[f]) for f in sorted(by_fold, key=_order)]
+            by_rep.setdefault(key(r), []).append(value)
+    return [statistics.fmean(by_rep[k]) for k in sorted(by_rep, key=_order)]
 
 
 def _best_first(mean: float, higher_is_better: bool) -> tuple[bool, float]:
@@ -169,8 +174,9 @@ class Effect:
     """One level of a factor against the reference level, replicated over folds.
 
     ``diffs`` holds one difference per fold (``replicates``): the mean of the matched
-    differences (runs alike in every other knob, seeds included) within that fold. The
-    interval and ``p`` are the corrected resampled t-test's; ``p_t`` and ``p_wilcoxon`` are the
+    differences (runs alike in every other knob, seeds included) within that fold (or, where
+    only one fold ran, one per seed: ``unit``). The interval and ``p`` are the corrected
+    resampled t-test's; ``p_t`` and ``p_wilcoxon`` are the
     plain paired tests over the same folds, kept as secondary columns; ``bayes`` is the
     correlated t-test's verdict. A simple effect holds the factors in ``within`` at one level
     each.
@@ -193,13 +199,14 @@ class Effect:
     within: dict[str, Any] = field(default_factory=dict)
     mixed_pairs: int = 0  # pairs whose runs recorded different environments
     seed_share: float = math.nan  # of the folds' spread, the seeds' noise (``seed_share``)
+    unit: str = "fold"  # what the replicates are (``replication_unit``): fold, or seed
     p_holm: float = math.nan
     p_t_holm: float = math.nan
     p_wilcoxon_holm: float = math.nan
 
     @property
     def n(self) -> int:
-        """Replicates: folds."""
+        """Replicates: folds (seeds of the one fold, where only one ran)."""
         return len(self.diffs)
 
 
@@ -216,6 +223,23 @@ def fold_of(r: RunRecord) -> Any:
     does; averaged within each fold first, in 4.5% (``tests/test_cv_stats.py``).
     """
     return hashable(r.params.get("fold"))
+
+
+def seed_of(r: RunRecord) -> Any:
+    return hashable(r.params.get("seed"))
+
+
+def replication_unit(records: Sequence[RunRecord]) -> str:
+    """``fold``; or ``seed`` where every run is on one fold and seeds vary. A dataset with one
+    official split (TAU 2019 and 2020 development sets) has nothing else to replicate over:
+    the seeds then tell a difference from the training's own noise on that split, which is
+    all such a sweep can tell (not how the difference carries to other recordings)."""
+    one_fold = len({fold_of(r) for r in records}) == 1
+    return "seed" if one_fold and len({seed_of(r) for r in records}) > 1 else "fold"
+
+
+def replicate_of(unit: str) -> Callable[[RunRecord], Any]:
+    return seed_of if unit == "seed" else fold_of
 
 
 def seeds_of(records: Sequence[RunRecord]) -> tuple[int, int]:
@@ -248,8 +272,8 @@ def matched_pairs(
     within: Mapping[str, Any] | None = None,
 ) -> list[Pair]:
     """Every pair of runs alike in every other knob, seed included (``within`` held), in the
-    runs' order: metric(level) - metric(reference), which ``by_fold`` averages within each
-    fold."""
+    runs' order: metric(level) - metric(reference), which ``by_replicate`` averages within
+    each fold."""
     others = sorted({k for r in records for k in r.params if k != factor})
     within = within or {}
     by_key: dict[tuple[Any, ...], dict[str, tuple[float, RunRecord]]] = {}
@@ -271,11 +295,12 @@ def matched_pairs(
     return out
 
 
-def by_fold(pairs: Sequence[Pair]) -> tuple[list[Any], list[float]]:
-    """The folds in order, and each fold's mean difference over its pairs."""
+def by_replicate(pairs: Sequence[Pair], unit: str = "fold") -> tuple[list[Any], list[float]]:
+    """The replicates (folds, or seeds: ``replication_unit``) in order, and each one's mean
+    difference over its pairs."""
     groups: dict[Any, list[float]] = {}
     for p in pairs:
-        groups.setdefault(p.fold, []).append(p.diff)
+        groups.setdefault(p.seed if unit == "seed" else p.fold, []).append(p.diff)
     order = sorted(groups, key=_order)
     return order, [statistics.fmean(groups[k]) for k in order]
 
@@ -332,7 +357,11 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 def test_train_ratio(records: Sequence[RunRecord]) -> float:
     """n_test / n_train of a fold, from the runs' clip counts (the corrected tests' term);
-    1/(k-1) for k folds where runs do not record them; 0 with a single fold."""
+    1/(k-1) for k folds where runs do not record them; 0 with a single fold (no other fold's
+    training set to overlap: the test over its seeds is the plain paired t)."""
+    k = len({hashable(r.params.get("fold")) for r in records})
+    if k < 2:
+        return 0.0
     ratios = [
         test / train
         for r in records
@@ -341,22 +370,23 @@ def test_train_ratio(records: Sequence[RunRecord]) -> float:
     ]  # fmt: skip
     if ratios:
         return statistics.fmean(ratios)
-    k = len({hashable(r.params.get("fold")) for r in records})
-    return 1.0 / (k - 1) if k > 1 else 0.0
+    return 1.0 / (k - 1)
 
 
 def effect(records: Sequence[RunRecord], factor: str, level: Any, reference: Any, metric: str, *,
            ratio: float, rope: float, higher_is_better: bool,
            within: Mapping[str, Any] | None = None) -> Effect:  # fmt: skip
-    """One level against the reference, replicated over folds."""
+    """One level against the reference, replicated over folds (seeds, where only one ran)."""
     pairs = matched_pairs(records, factor, level, reference, metric, within)
-    reps, diffs = by_fold(pairs)
+    unit = replication_unit(records)
+    reps, diffs = by_replicate(pairs, unit)
     t = corrected_t(diffs, ratio)
     p_t, p_w = paired_tests(diffs)
     verdict = correlated_bayes(diffs, ratio, rope, higher_is_better)
     return Effect(factor, level, reference, metric, diffs, reps, len(pairs), t.mean, t.ci_low,
                   t.ci_high, t.p, p_t, p_w, verdict, dict(within or {}),
-                  mixed_pairs=sum(p.mixed for p in pairs), seed_share=seed_share(pairs))  # fmt: skip
+                  mixed_pairs=sum(p.mixed for p in pairs), seed_share=seed_share(pairs),
+                  unit=unit)  # fmt: skip
 
 
 def with_holm(effects: list[Effect]) -> list[Effect]:
@@ -450,6 +480,7 @@ class Interaction:
     ci_high: float
     p: float
     p_holm: float = math.nan
+    unit: str = "fold"  # the replicates: folds, or seeds of the one fold
 
     @property
     def n(self) -> int:
@@ -483,7 +514,7 @@ def interactions(
             out.append(Interaction(
                 factor, e.level, e.reference, other, e.within[other], held_reference, e.metric,
                 diffs, reps, _mean([at_held[k] for k in reps]), _mean([at_base[k] for k in reps]),
-                t.mean, t.ci_low, t.ci_high, t.p,
+                t.mean, t.ci_low, t.ci_high, t.p, unit=e.unit,
             ))  # fmt: skip
     adjusted = holm([i.p for i in out])
     return [replace(i, p_holm=a) for i, a in zip(out, adjusted, strict=True)]
@@ -502,13 +533,15 @@ def ranking(
     levels = levels_of(records, factor)
     if len(levels) < 3:
         return None
+    unit = replication_unit(records)
+    replicate = replicate_of(unit)
     by_rep: dict[Any, dict[Any, list[float]]] = {}
     for r in records:
         value = r.metric(metric)
         if value is not None:
-            by_rep.setdefault(fold_of(r), {}).setdefault(hashable(r.params.get(factor)), []).append(
-                value
-            )
+            by_rep.setdefault(replicate(r), {}).setdefault(
+                hashable(r.params.get(factor)), []
+            ).append(value)
     table = [
         [statistics.fmean(row[level]) for level in levels]
         for row in by_rep.values()
@@ -516,7 +549,7 @@ def ranking(
     ]
     if len(table) < 2:
         return None
-    return friedman_nemenyi(levels, table, higher_is_better)
+    return replace(friedman_nemenyi(levels, table, higher_is_better), unit=unit)
 
 
 MAX_LEVELS = 20  # a knob with more values was sampled from a range: no level-by-level tests
@@ -689,12 +722,13 @@ class FoldTable:
 
 
 def per_fold(records: Sequence[RunRecord], factors: Sequence[str], metric: str) -> FoldTable:
-    reps = sorted({fold_of(r) for r in records}, key=_order)
+    replicate = replicate_of(replication_unit(records))
+    reps = sorted({replicate(r) for r in records}, key=_order)
     table: dict[tuple[Any, ...], dict[Any, list[float]]] = {}
     for r in records:
         value = r.metric(metric)
         if value is not None:
-            table.setdefault(r.cell(factors), {}).setdefault(fold_of(r), []).append(value)
+            table.setdefault(r.cell(factors), {}).setdefault(replicate(r), []).append(value)
     rows = [
         (
             dict(zip(factors, key, strict=True)),
@@ -812,6 +846,7 @@ class ReportData:
     rope: float = 0.01
     test_train_ratio: float = 0.0
     seeds: tuple[int, int] = (1, 1)  # per configuration and fold: fewest, most
+    unit: str = "fold"  # what the tests replicate over (``replication_unit``)
 
 
 TABLE_METRICS = (
@@ -870,7 +905,7 @@ def analyse(
     data = ReportData(sweep_id, sweep_name, metric, higher, list(factors), list(records), table)
     data.excluded = [(r.name, why) for r in records if (why := r.exclusion(include_stopped))]
     data.rope, data.test_train_ratio = rope, test_train_ratio(usable)
-    data.seeds = seeds_of(usable)
+    data.seeds, data.unit = seeds_of(usable), replication_unit(usable)
     counts = environment.counts(r.environment for r in usable)
     data.environments = {key: c for key, c in counts.items() if len(c) > 1}
     data.environment = {key: next(iter(c)) for key, c in counts.items() if len(c) == 1}
