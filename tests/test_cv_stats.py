@@ -308,6 +308,11 @@ def test_seeds_of_a_single_fold_are_its_replicates(tmp_path) -> None:  # type: i
     assert "## Per seed" in text and "| seed 1 | seed 2 |" in text
     assert "Only one fold ran: the unit of replication is its seed" in text
     assert "| level | vs | seeds | mean diff | 95% CI | p (paired t) |" in text
+    # Another fold whose runs all failed: the runs that count are still one fold's seeds,
+    # and the table counts them as the tests do.
+    failed = [RunRecord(f"x{r.name}", {**r.params, "fold": 2}, "failed", {}) for r in records]
+    both = analyse([*records, *failed], sweep_id="tau", sweep_name=None, factors=["init"])
+    assert both.unit == "seed" and both.cells[0].n("test/accuracy") == 5
 
 
 def test_the_seeds_share_of_the_folds_spread() -> None:

@@ -76,7 +76,10 @@ def cells(
         else list(expected_folds)
     )
     seeds = len({hashable(r.params.get("seed")) for r in records}) > 1
-    replicate = replicate_of(replication_unit(records))
+    # The tests' unit, decided as they decide it: on the runs that count.
+    replicate = replicate_of(
+        replication_unit([r for r in records if r.exclusion(include_stopped) is None])
+    )
 
     def run(r: RunRecord) -> str:
         return f"fold {r.params.get('fold')}" + (f" seed {r.params.get('seed')}" if seeds else "")
