@@ -482,3 +482,44 @@ def test_runs_list_their_knobs_in_the_spec_s_order(make_sql_store: Callable[[], 
         "arch",
         "fold",
     ]
+
+
+def test_the_hyperband_replay_benchmark_reads_a_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``benchmarks/hyperband_folds.py`` on a finished sweep whose fold 2 is harder for every
+    learning rate: pooled thresholds stop fold 2's runs, per-fold thresholds stop each fold's
+    worst alike."""
+    import importlib.util
+
+    from asc_sweep.backends import LocalBackend
+
+    path = Path(__file__).parents[1] / "benchmarks" / "hyperband_folds.py"
+    spec = importlib.util.spec_from_file_location("hyperband_folds", path)
+    assert spec and spec.loader
+    replay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay)
+    store = tmp_path / "sweep.db"
+    levels = {(0.01, 1): 0.9, (0.001, 1): 0.85, (0.0001, 1): 0.8,
+              (0.01, 2): 0.6, (0.001, 2): 0.55, (0.0001, 2): 0.5}  # fmt: skip
+    with LocalBackend(store) as backend:
+        sweep = backend.create_sweep(parse_spec(
+            "method: grid\nparameters:\n  lr: {values: [0.01, 0.001, 0.0001]}\n"
+            "  fold: {values: [1, 2]}\n"))  # fmt: skip
+        while (claim := backend.claim(sweep.id, "a")).status == "claimed":
+            assert claim.run and claim.token
+            level = levels[(claim.run.params["lr"], claim.run.params["fold"])]
+            for epoch in range(8):
+                backend.log(claim.run.id, claim.token, epoch,
+                            {"epoch": epoch + 1, "val/accuracy": level - 0.2 / (epoch + 1)})  # fmt: skip
+            backend.finish(claim.run.id, claim.token, {"test/accuracy": level})
+    monkeypatch.setattr(
+        sys, "argv", ["hyperband_folds.py", "--store", str(store), "--min-iter", "2"]
+    )
+    replay.main()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")}  # fmt: skip
+    # fold -> runs, mean best, stopped pooled, stopped per fold
+    assert rows["1"][0] == rows["2"][0] == "3"
+    assert int(rows["2"][2]) > int(rows["1"][2])  # pooled: the hard fold pays
+    assert rows["1"][3] == rows["2"][3] != "0"  # per fold: alike
