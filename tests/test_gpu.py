@@ -52,8 +52,12 @@ def test_frame_targets_train_and_vote_on_cuda(amp_dtype: str, synth_root: Path) 
     assert 0 <= result.test["accuracy"] <= 1
 
 
-def test_a_run_killed_on_cuda_resumes_bit_for_bit(synth_root: Path, tmp_path: Path) -> None:
-    config = tiny(synth_root, device="cuda", deterministic=True, specaugment=True, mixup=0.2)
+@pytest.mark.parametrize("arch", ["dcase2018_cnn", "crnn"])  # crnn: cuDNN's GRU, gathers
+def test_a_run_killed_on_cuda_resumes_bit_for_bit(
+    arch: str, synth_root: Path, tmp_path: Path
+) -> None:
+    config = tiny(synth_root, arch=arch, device="cuda", deterministic=True, specaugment=True,
+                  mixup=0.2)  # fmt: skip
     straight = train_and_evaluate(config)
     resumed = killed_then_resumed(config, tmp_path / "run", killed_at_step=1)
     assert resumed.resumed_from_epoch == 1
