@@ -141,7 +141,7 @@ SEARCH_ROWS = 20  # a search's best configurations shown in the terminal; the fi
 def console_table(data: ReportData) -> Table:
     """The main table for the terminal: the report's metric per configuration (the files hold
     all; of a search over sampled knobs, the best ``SEARCH_ROWS``)."""
-    from asc_sweep.report.render import knob
+    from asc_sweep.report.render import against_fold, knob
 
     shown = data.cells[:SEARCH_ROWS] if data.sampled else data.cells
     title = f"sweep {data.sweep_id}: {data.metric} across folds (mean ± std)"
@@ -156,9 +156,7 @@ def console_table(data: ReportData) -> Table:
     for c in shown:
         mean, std = c.mean(data.metric), c.std(data.metric)
         value = "-" if mean != mean else f"{mean:.3f} ± {std:.3f}"
-        against = (
-            [] if not relative else ["-" if c.relative != c.relative else f"{c.relative:+.3f}"]
-        )
+        against = [against_fold(c)] if relative else []
         table.add_row(
             *(knob(c.params.get(f)) for f in data.factors),
             value,

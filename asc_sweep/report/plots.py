@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from asc_sweep.report.cv import Ranking
+from asc_sweep.report.findings import replicates
 from asc_sweep.report.stats import (
     ClassTable,
     Curve,
@@ -117,8 +118,7 @@ def cd_diagram(factor: str, r: Ranking, path: Path) -> Path:
         ax.text(1 + r.critical_difference / 2, k + 1.25, f"CD = {r.critical_difference:.2f}",
                 ha="center", fontsize=8, color="tab:red")  # fmt: skip
     ax.set_yticks([])
-    blocks = "seeds of the one fold" if r.unit == "seed" else "folds"
-    ax.set(xlabel=f"mean rank over {r.n_blocks} {blocks} (1 = best)", title=f"Ranking of {factor}")
+    ax.set(xlabel=f"mean rank over {replicates(r)} (1 = best)", title=f"Ranking of {factor}")
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
     return _save(fig, path)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from asc_sweep.report.cv import Ranking, describe_p
-from asc_sweep.report.findings import findings
+from asc_sweep.report.findings import findings, replicates, test_name
 from asc_sweep.report.records import RunRecord
 from asc_sweep.report.stats import (
     MAX_LEVELS,
@@ -58,6 +58,11 @@ def fmt_p(p: float) -> str:
 # --- tables as rows (shared by every format) ---------------------------------------------------
 
 
+def against_fold(c: Cell) -> str:
+    """A search's configuration against the mean of the runs on its folds (``Cell.relative``)."""
+    return "-" if math.isnan(c.relative) else f"{c.relative:+.3f}"
+
+
 def cell_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
     relative = ["vs fold"] if data.fold_relative else []
     head = [*data.factors, *(label for _, label, _ in CELL_METRICS), *relative, "n", "incomplete"]
@@ -68,7 +73,7 @@ def cell_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
             mean, std = c.mean(metric), c.std(metric)
             row.append("-" if math.isnan(mean) else f"{fmt(mean, digits)} ± {fmt(std, digits)}")
         if relative:
-            row.append("-" if math.isnan(c.relative) else f"{c.relative:+.3f}")
+            row.append(against_fold(c))
         row += [str(c.n(data.metric)), "; ".join(c.missing)]
         rows.append(row)
     return head, rows
@@ -106,9 +111,9 @@ def effect_rows(
 def _unit(tested: Sequence[Effect] | Sequence[Interaction]) -> tuple[str, str]:
     """The replicates' column name and the test's: folds and the corrected t, or, where only
     one fold ran, its seeds and the paired t."""
-    if tested and tested[0].unit == "seed":
-        return "seeds", "paired t"
-    return "folds", "corrected t"
+    if not tested:
+        return "folds", "corrected t"
+    return f"{tested[0].unit}s", test_name(tested[0])
 
 
 def interaction_rows(found: Sequence[Interaction]) -> tuple[list[str], list[list[str]]]:
@@ -242,10 +247,7 @@ def sections(data: ReportData) -> list[Section]:
     for factor in data.effects:
         if factor in data.rankings:
             r = data.rankings[factor]
-            over = (
-                f"{r.n_blocks} seeds of the one fold" if r.unit == "seed" else f"{r.n_blocks} folds"
-            )
-            out.append((f"Ranking of {factor}", f"Mean rank of each level over {over} "
+            out.append((f"Ranking of {factor}", f"Mean rank of each level over {replicates(r)} "
                         f"(Friedman test by permutation, {describe_p(r.p)}); levels whose mean ranks differ by more "
                         f"than {r.critical_difference:.2f} differ (Nemenyi, alpha 0.05; Demšar 2006).",
                         ranking_rows(r), [f"cd-{_slug(factor)}"]))  # fmt: skip
