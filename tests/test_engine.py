@@ -457,6 +457,11 @@ def test_hyperband_judges_a_run_against_the_runs_of_its_fold() -> None:
     assert engine.runs_to_stop(spec, pooled) == ["leads-hard-fold"]
     listed = {**spec, "parameters": {**spec["parameters"], "seed": {"values": list(range(1, 8))}}}
     assert engine.runs_to_stop(listed, runs) == []  # each run alone on its seed's clips
+    # A grid enumerates a seed range: its seeds are listed, as the report's sampled knobs say.
+    grid = {**spec, "method": "grid"}
+    assert engine.same_data(grid) == engine.SAME_DATA
+    assert engine.runs_to_stop(grid, runs) == []
+    assert "seed" not in engine.same_data(spec)
 
 
 def test_runs_list_their_knobs_in_the_spec_s_order(make_sql_store: Callable[[], SqlStore]) -> None:

@@ -186,9 +186,15 @@ SAME_DATA = ("dataset", "data_root", "fold", "val_fraction", "seed")
 
 def same_data(spec: Mapping[str, Any]) -> tuple[str, ...]:
     """The ``SAME_DATA`` knobs hyperband groups runs by under ``spec``: all of them, but the
-    seed where the spec draws it from a range (a value per run)."""
+    seed where a search draws it from a range (a value per run). A grid enumerates a range:
+    its seeds are listed."""
     seed = (spec.get("parameters") or {}).get("seed")
-    drawn = isinstance(seed, Mapping) and "value" not in seed and "values" not in seed
+    drawn = (
+        spec.get("method") in ("random", "bayes")
+        and isinstance(seed, Mapping)
+        and "value" not in seed
+        and "values" not in seed
+    )
     return tuple(k for k in SAME_DATA if not (drawn and k == "seed"))
 
 
