@@ -454,6 +454,18 @@ def test_practically_equal_levels_are_said_to_be_so(tmp_path) -> None:  # type: 
     )
 
 
+def test_an_undecided_difference_names_the_region_its_probability_is_beyond(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """P(better) counts only differences beyond the region of practical equivalence: a small
+    positive mean can have P(better) under one half, which reads as a contradiction unless
+    the sentence says so."""
+    records = sweep(0.004, np.random.default_rng(7), sd=0.04)
+    data, _ = write_report(records, tmp_path, sweep_id="abc123", rope=0.01)
+    (e,) = data.effects["init"]
+    assert 0 < e.mean < 0.01 and e.bayes.better < 0.5 and e.p > 0.05, e
+    (line,) = [ln for ln in findings(data) if ln.startswith("No clear difference")]
+    assert f"P(init=he_normal better by more than 0.01) = {e.bayes.better:.2f})" in line
+
+
 def test_the_report_run_on_wandb_holds_every_table_and_plot(
     tmp_path,
     cli,

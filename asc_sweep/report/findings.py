@@ -63,7 +63,7 @@ def effect_sentence(e: Effect, data: ReportData, *, higher_is_better: bool | Non
                 f"(P = {e.bayes.equal:.2f} that the difference is within ±{e.bayes.rope:g}; "
                 f"{test}).")  # fmt: skip
     return (f"No clear difference between {level} and {ref} on {metric}: {num(e.mean)} ({ci}; "
-            f"{test}; P({level} better) = {e.bayes.better:.2f}).")  # fmt: skip
+            f"{test}; P({level} better by more than {e.bayes.rope:g}) = {e.bayes.better:.2f}).")  # fmt: skip
 
 
 def unpaired_sentence(effects: list[Effect], data: ReportData) -> str:
