@@ -17,7 +17,7 @@ from torch import nn
 
 from asc_sweep.data.synth import SynthSpec, clip_count, generate, render_clip
 from asc_sweep.errors import SpecError
-from asc_sweep.run.augment import random_filter, random_gain, shift_bands
+from asc_sweep.run.augment import freq_mixstyle, random_filter, random_gain, shift_bands
 from asc_sweep.run.context import StandaloneContext
 from asc_sweep.run.state import ModelSelection
 from asc_sweep.run.train import (
@@ -325,6 +325,87 @@ def test_band_shift_moves_content_and_fills_zeros() -> None:
     gains = random_gain(torch.ones(500, 4), 6.0)[:, 0]
     db = 20 * torch.log10(gains)
     assert db.min() >= -6.0 and db.max() <= 6.0 and db.std() > 2.0
+
+
+def test_freq_mixstyle_mixes_each_clip_s_band_statistics_with_another_s() -> None:
+    """Each clip's per-band mean over time becomes a convex mix of its own and one other
+    clip's, with one weight for all its bands; its shape over time is kept."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 50) * torch.rand(2, 8, 1) * 3 + torch.randn(2, 8, 1) * 5
+    mixed_any = False
+    for _ in range(20):
+        out = freq_mixstyle(x, 1.0)
+        mean, out_mean = x.mean(dim=2), out.mean(dim=2)
+        for b, other in ((0, 1), (1, 0)):
+            moved = out_mean[b] - mean[b]
+            if moved.abs().max() < 1e-4:
+                continue  # paired with itself
+            weight = moved / (mean[other] - mean[b])  # 1 - lambda, the same in every band
+            assert torch.allclose(weight, weight.mean().expand_as(weight), atol=1e-3)
+            assert 0 <= float(weight.mean()) <= 1
+            mixed_any = True
+        # Within each band the frames keep their order and relative spacing.
+        normed = (x - x.mean(2, keepdim=True)) / x.std(2, keepdim=True)
+        out_normed = (out - out.mean(2, keepdim=True)) / out.std(2, keepdim=True)
+        assert torch.allclose(normed, out_normed, atol=1e-3)
+    assert mixed_any
+    assert torch.equal(freq_mixstyle(x, 0.0), x)
+
+
+def test_freq_mixstyle_counts_only_the_frames_a_clip_has() -> None:
+    """A short clip padded in a batch of long ones: its statistics are of its own frames, the
+    padding stays as it was, and what its padding holds changes nothing anywhere. (Counted
+    in, padding far below any sound made a short clip's statistics, and through the mix its
+    partner's.) With every frame valid, the statistics are the plain ones."""
+    torch.manual_seed(1)
+    x = torch.randn(4, 6, 40) * torch.tensor([1.0, 2.0, 0.5, 3.0])[:, None, None] + 4 * torch.randn(
+        4, 6, 1
+    )
+    frames = torch.tensor([40, 10, 40, 25])
+    floor, zero = x.clone(), x.clone()
+    for b, n in enumerate(frames.tolist()):
+        floor[b, :, n:], zero[b, :, n:] = -30.0, 0.0
+    torch.manual_seed(8)  # clips paired 0-3, 1-0, 2-1, 3-2
+    a = freq_mixstyle(floor, 1.0, frames)
+    torch.manual_seed(8)  # clips paired 0-3, 1-0, 2-1, 3-2
+    b = freq_mixstyle(zero, 1.0, frames)
+    valid = torch.arange(40)[None, :] < frames[:, None]
+    assert torch.allclose(a[valid.unsqueeze(1).expand_as(a)], b[valid.unsqueeze(1).expand_as(b)])
+    assert torch.equal(a[~valid.unsqueeze(1).expand_as(a)], floor[~valid.unsqueeze(1).expand_as(a)])
+    assert not torch.allclose(a, floor)
+    # Every frame valid: the same as the statistics of the whole tensor.
+    torch.manual_seed(8)  # clips paired 0-3, 1-0, 2-1, 3-2
+    whole = freq_mixstyle(x, 1.0, torch.full((4,), 40))
+    torch.manual_seed(8)  # clips paired 0-3, 1-0, 2-1, 3-2
+    assert torch.allclose(whole, freq_mixstyle(x, 1.0), atol=1e-6)
+    # A clip of one frame has no spread: it is mixed, not turned into NaN.
+    assert torch.isfinite(freq_mixstyle(x, 1.0, torch.tensor([1, 40, 40, 40]))).all()
+
+
+def test_a_run_with_freq_mixstyle_leaves_a_short_clip_s_padding_alone(synth_root: Path) -> None:
+    """The pipeline hands the clips' frame counts to Freq-MixStyle: in training, the
+    padding of a short clip in the batch is what the front end made of it."""
+    from asc_sweep.data.features import LogMel
+    from asc_sweep.models import build_model
+    from asc_sweep.models.common import ModelSpec
+    from asc_sweep.run.train import Pipeline
+
+    front = LogMel(sample_rate=16000, n_mels=40)
+    net = Pipeline(front, build_model("dcase2018_cnn", ModelSpec(4, 40, 16000)), False,
+                   mixstyle=1.0).train()  # fmt: skip
+    waves = torch.randn(3, 16000) * 0.1
+    lengths = torch.tensor([16000, 4000, 16000])
+    waves[1, 4000:] = 0
+    plain = front(waves)
+    torch.manual_seed(2)
+    x, frames = net.features(waves, lengths)
+    n = int(frames[1])
+    assert n < x.shape[2] and torch.equal(x[1, :, n:], plain[1, :, n:])
+    assert not torch.allclose(x[:, :, :n], plain[:, :, :n])
+    result = train_and_evaluate(RunConfig.from_dict(
+        {**TINY, "data_root": str(synth_root), "sample_rate": 16000, "epochs": 1,
+         "arch": "dcase2018_cnn", "mixstyle": 1.0}))  # fmt: skip
+    assert np.isfinite(result.history[0]["train/loss"]) and 0 <= result.test["accuracy"] <= 1
 
 
 def test_random_filter_is_a_smooth_bounded_gain_per_clip() -> None:

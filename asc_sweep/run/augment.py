@@ -69,21 +69,35 @@ def shift_bands(x: torch.Tensor, max_shift: int) -> torch.Tensor:
     return torch.gather(x, 1, index) * valid[:, :, None].to(x.dtype)
 
 
-def freq_mixstyle(x: torch.Tensor, probability: float, alpha: float = 0.3) -> torch.Tensor:
+def freq_mixstyle(
+    x: torch.Tensor, probability: float, frames: torch.Tensor | None = None, alpha: float = 0.3
+) -> torch.Tensor:
     """Freq-MixStyle (Schmid et al., DCASE 2022): with ``probability``, each clip's per-band
     mean and standard deviation over time are mixed with those of another clip of the batch
     (weight ~ Beta(alpha, alpha)). The per-band statistics carry the microphone, room and
-    background of a recording location; mixing them teaches the network to ignore them."""
+    background of a recording location; mixing them teaches the network to ignore them.
+
+    ``frames`` (B,) are each clip's valid frames: the statistics are of those alone, and the
+    padding past them is left as it is. (Counted in, the padding of a short clip in a batch of
+    long ones, far below any sound after normalisation, dominated its statistics, and mixing
+    passed them on to the clip it was paired with.)"""
     if probability <= 0 or x.shape[0] < 2 or float(torch.rand(())) >= probability:
         return x
-    mean = x.mean(dim=2, keepdim=True)
-    std = (x.var(dim=2, keepdim=True) + 1e-5).sqrt()
+    if frames is None:
+        frames = torch.full((x.shape[0],), x.shape[2], device=x.device)
+    valid = torch.arange(x.shape[2], device=x.device)[None, :] < frames[:, None]  # (B, T)
+    mask = valid[:, None, :].to(x.dtype)
+    count = mask.sum(dim=2, keepdim=True).clamp(min=1)  # (B, 1, 1)
+    mean = (x * mask).sum(dim=2, keepdim=True) / count
+    # The unbiased variance (torch's default); a clip of one frame has none.
+    var = ((x - mean).square() * mask).sum(dim=2, keepdim=True) / (count - 1).clamp(min=1)
+    std = (var + 1e-5).sqrt()
     normed = (x - mean) / std
     lam = torch.distributions.Beta(alpha, alpha).sample((x.shape[0], 1, 1)).to(x.dtype)
     lam, perm = to_device(lam, x.device), to_device(torch.randperm(x.shape[0]), x.device)
     mixed_mean = lam * mean + (1 - lam) * mean[perm]
     mixed_std = lam * std + (1 - lam) * std[perm]
-    return normed * mixed_std + mixed_mean
+    return torch.where(valid[:, None, :], normed * mixed_std + mixed_mean, x)
 
 
 def random_filter(x: torch.Tensor, max_db: float, band_std: torch.Tensor) -> torch.Tensor:

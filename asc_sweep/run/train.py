@@ -96,15 +96,16 @@ class Pipeline(nn.Module):
         if self.front is None:  # a waveform model
             return waves, lengths
         x = self.front(waves)
+        frames = self.front.frames(lengths)
         if self.training and self.mixstyle:
-            x = freq_mixstyle(x, self.mixstyle)
+            x = freq_mixstyle(x, self.mixstyle, frames)
         if self.training and self.filter_db and self.front is not None:
             x = random_filter(x, self.filter_db, self.front.std)
         if self.training and self.freq_shift:
             x = shift_bands(x, self.freq_shift)
         if self.augment is not None:
             x = self.augment(x)
-        return x, self.front.frames(lengths)
+        return x, frames
 
     def autocast(self, device_type: str) -> torch.autocast:
         """The model's mixed precision (``amp_dtype``; off for float32)."""
