@@ -17,7 +17,7 @@ from torch import nn
 
 from asc_sweep.data.synth import SynthSpec, clip_count, generate, render_clip
 from asc_sweep.errors import SpecError
-from asc_sweep.run.augment import freq_mixstyle, random_filter, random_gain, shift_bands
+from asc_sweep.run.augment import freq_mixstyle, mixup, random_filter, random_gain, shift_bands
 from asc_sweep.run.context import StandaloneContext
 from asc_sweep.run.state import ModelSelection
 from asc_sweep.run.train import (
@@ -406,6 +406,57 @@ def test_a_run_with_freq_mixstyle_leaves_a_short_clip_s_padding_alone(synth_root
         {**TINY, "data_root": str(synth_root), "sample_rate": 16000, "epochs": 1,
          "arch": "dcase2018_cnn", "mixstyle": 1.0}))  # fmt: skip
     assert np.isfinite(result.history[0]["train/loss"]) and 0 <= result.test["accuracy"] <= 1
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 30), (4, 30)])  # log-mel, and waveforms
+def test_mixup_mixes_frames_only_where_the_partner_has_them(shape: tuple[int, ...]) -> None:
+    """A clip's frames past its partner's end keep their own values (the partner's padding is
+    no sound to mix in); its own padding stays padding; where both have frames, the usual
+    mix. Clips of one length: the plain mixup, bit for bit. The targets mix as before."""
+    x = torch.randn(*shape)
+    targets = torch.eye(4)
+    steps = torch.tensor([30, 12, 30, 20])
+    plain, plain_targets = mixup(x, targets, 0.4, np.random.default_rng(3))
+    mixed, mixed_targets = mixup(x, targets, 0.4, np.random.default_rng(3), steps)
+    assert torch.equal(mixed_targets, plain_targets)
+    rng = np.random.default_rng(3)
+    lam, perm = float(rng.beta(0.4, 0.4)), rng.permutation(4)
+    assert not (perm == np.arange(4)).all()
+    for b in range(4):
+        both = min(int(steps[b]), int(steps[perm[b]]))
+        assert torch.equal(mixed[b, ..., :both], plain[b, ..., :both])
+        assert torch.equal(mixed[b, ..., both:], x[b, ..., both:])
+        if both < int(steps[b]):  # the plain form pulled these towards the partner's padding
+            assert not torch.allclose(
+                plain[b, ..., both : int(steps[b])], x[b, ..., both : int(steps[b])]
+            )
+    assert any(min(int(steps[b]), int(steps[perm[b]])) < int(steps[b]) for b in range(4))
+    moved = int(np.flatnonzero(perm != np.arange(4))[0])  # a clip paired with another
+    assert float(mixed_targets[moved, moved]) == pytest.approx(lam)
+    full, _ = mixup(x, targets, 0.4, np.random.default_rng(3), torch.full((4,), 30))
+    assert torch.equal(full, plain)
+
+
+def test_training_hands_mixup_the_clips_frame_counts(
+    synth_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asc_sweep.run.train as train_module
+
+    seen: list[tuple[int, ...]] = []
+
+    def recording(x: torch.Tensor, targets: torch.Tensor, alpha: float,
+                  rng: np.random.Generator,
+                  steps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        assert steps is not None and steps.shape == (x.shape[0],)
+        assert int(steps.max()) <= x.shape[-1]
+        seen.append(tuple(x.shape))
+        return mixup(x, targets, alpha, rng, steps)
+
+    monkeypatch.setattr(train_module, "mixup", recording)
+    train_and_evaluate(RunConfig.from_dict(
+        {**TINY, "data_root": str(synth_root), "sample_rate": 16000, "epochs": 1,
+         "arch": "dcase2018_cnn", "mixup": 0.3}))  # fmt: skip
+    assert seen
 
 
 def test_random_filter_is_a_smooth_bounded_gain_per_clip() -> None:

@@ -42,12 +42,27 @@ class SpecAugment(nn.Module):
 
 
 def mixup(
-    x: torch.Tensor, targets: torch.Tensor, alpha: float, rng: np.random.Generator
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float,
+    rng: np.random.Generator,
+    steps: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mix each example with a shuffled partner (Zhang et al., ICLR 2018); soft targets."""
+    """Mix each example with a shuffled partner (Zhang et al., ICLR 2018); soft targets.
+
+    ``steps`` (B,) are each example's valid frames (samples, for a waveform) along the last
+    axis: they are mixed only where the partner has frames too, and elsewhere keep their own.
+    A padded frame is digital silence, in normalised log-mel far below any recording (-38
+    units in one measured batch): mixed in, it dragged down every frame of a longer clip past
+    its short partner's end."""
     lam = float(rng.beta(alpha, alpha))
     perm = to_device(torch.from_numpy(rng.permutation(x.shape[0])), x.device)
-    return lam * x + (1 - lam) * x[perm], lam * targets + (1 - lam) * targets[perm]
+    mixed = lam * x + (1 - lam) * x[perm]
+    if steps is not None:
+        time = torch.arange(x.shape[-1], device=x.device)[None, :]
+        both = (time < steps[:, None]) & (time < steps[perm][:, None])  # (B, T)
+        mixed = torch.where(both.view(x.shape[0], *[1] * (x.dim() - 2), x.shape[-1]), mixed, x)
+    return mixed, lam * targets + (1 - lam) * targets[perm]
 
 
 def random_gain(waves: torch.Tensor, max_db: float) -> torch.Tensor:

@@ -463,7 +463,7 @@ def train_epoch(setup: Setup, state: TrainState, stop: StopFlag) -> tuple[float,
         with net.autocast(device.type):
             targets = F.one_hot(labels, n_classes).float() * (1 - smoothing) + smoothing / n_classes
             if mixup_alpha > 0:
-                x, targets = mixup(x, targets, mixup_alpha, state.mix_rng)
+                x, targets = mixup(x, targets, mixup_alpha, state.mix_rng, steps)
             if setup.config.frame_targets:  # every frame an example with its clip's target
                 frames, mask = net.model.frame_logits(x, steps)
                 loss = frame_loss(frames, mask, targets)
