@@ -382,9 +382,9 @@ def test_freq_mixstyle_counts_only_the_frames_a_clip_has() -> None:
     assert torch.isfinite(freq_mixstyle(x, 1.0, torch.tensor([1, 40, 40, 40]))).all()
 
 
-def test_a_run_with_freq_mixstyle_leaves_a_short_clip_s_padding_alone(synth_root: Path) -> None:
-    """The pipeline hands the clips' frame counts to Freq-MixStyle: in training, the
-    padding of a short clip in the batch is what the front end made of it."""
+def test_a_run_with_freq_mixstyle_hands_it_the_clips_frame_counts(synth_root: Path) -> None:
+    """The pipeline hands the clips' frame counts to Freq-MixStyle: a short clip's padding
+    does not enter the statistics mixed in training (and past its end the features hold 0)."""
     from asc_sweep.data.features import LogMel
     from asc_sweep.models import build_model
     from asc_sweep.models.common import ModelSpec
@@ -396,12 +396,14 @@ def test_a_run_with_freq_mixstyle_leaves_a_short_clip_s_padding_alone(synth_root
     waves = torch.randn(3, 16000) * 0.1
     lengths = torch.tensor([16000, 4000, 16000])
     waves[1, 4000:] = 0
-    plain = front(waves)
+    plain, frames = front(waves), front.frames(lengths)
+    inside = (torch.arange(plain.shape[2])[None, :] < frames[:, None])[:, None, :]
     torch.manual_seed(2)
-    x, frames = net.features(waves, lengths)
-    n = int(frames[1])
-    assert n < x.shape[2] and torch.equal(x[1, :, n:], plain[1, :, n:])
-    assert not torch.allclose(x[:, :, :n], plain[:, :, :n])
+    x, _ = net.features(waves, lengths)
+    torch.manual_seed(2)
+    assert torch.equal(x, torch.where(inside, freq_mixstyle(plain, 1.0, frames), 0.0))
+    torch.manual_seed(2)
+    assert not torch.allclose(x, torch.where(inside, freq_mixstyle(plain, 1.0), 0.0))
     result = train_and_evaluate(RunConfig.from_dict(
         {**TINY, "data_root": str(synth_root), "sample_rate": 16000, "epochs": 1,
          "arch": "dcase2018_cnn", "mixstyle": 1.0}))  # fmt: skip
