@@ -12,6 +12,7 @@ import torchaudio
 from torch import nn
 
 from asc_sweep.data.batching import to_device
+from asc_sweep.models.common import time_mask
 
 
 class SpecAugment(nn.Module):
@@ -59,8 +60,7 @@ def mixup(
     perm = to_device(torch.from_numpy(rng.permutation(x.shape[0])), x.device)
     mixed = lam * x + (1 - lam) * x[perm]
     if steps is not None:
-        time = torch.arange(x.shape[-1], device=x.device)[None, :]
-        both = (time < steps[:, None]) & (time < steps[perm][:, None])  # (B, T)
+        both = time_mask(steps, 1, x.shape[-1]) & time_mask(steps[perm], 1, x.shape[-1])
         mixed = torch.where(both.view(x.shape[0], *[1] * (x.dim() - 2), x.shape[-1]), mixed, x)
     return mixed, lam * targets + (1 - lam) * targets[perm]
 
@@ -100,7 +100,7 @@ def freq_mixstyle(
         return x
     if frames is None:
         frames = torch.full((x.shape[0],), x.shape[2], device=x.device)
-    valid = torch.arange(x.shape[2], device=x.device)[None, :] < frames[:, None]  # (B, T)
+    valid = time_mask(frames, 1, x.shape[2])  # (B, T)
     mask = valid[:, None, :].to(x.dtype)
     count = mask.sum(dim=2, keepdim=True).clamp(min=1)  # (B, 1, 1)
     mean = (x * mask).sum(dim=2, keepdim=True) / count

@@ -24,7 +24,7 @@ from asc_sweep.data.cache import cache_root
 from asc_sweep.data.features import LogMel, fit_normalization
 from asc_sweep.data.prepare import FoldData, make_loader, prepare_fold, resident_device
 from asc_sweep.models import AscModel, ModelSpec, build_model, count_parameters
-from asc_sweep.models.common import masked_mean
+from asc_sweep.models.common import masked_mean, time_mask
 from asc_sweep.models.init import apply_init
 from asc_sweep.models.pretrained import fetch, load_panns, set_features_frozen
 from asc_sweep.run.augment import (
@@ -110,8 +110,7 @@ class Pipeline(nn.Module):
         # the zeros there, far below any recording, reached the clip's last frames through
         # the first convolution: one clip's test probabilities moved by up to 0.10 with the
         # clips it was batched with.)
-        inside = torch.arange(x.shape[-1], device=x.device)[None, :] < frames[:, None]
-        return torch.where(inside[:, None, :], x, 0.0), frames
+        return torch.where(time_mask(frames, 1, x.shape[-1])[:, None, :], x, 0.0), frames
 
     def autocast(self, device_type: str) -> torch.autocast:
         """The model's mixed precision (``amp_dtype``; off for float32)."""
