@@ -111,7 +111,19 @@ BAD_SPECS: list[tuple[str, str, str]] = [
         "random-with-nothing-to-search",  # one configuration, one seed, again and again
         "method: random\nrun_cap: 5\nparameters:\n  lr: {value: 0.01}\n  fold: {value: 1}\n",
         "parameters: random search needs a parameter to search (values:, or min: and max:); every "
-        "one here is fixed with value: (use method: grid for one run)",
+        "one here is fixed with value: or a single value in values: (use method: grid for one run)",
+    ),
+    (
+        "bayes-over-one-listed-fold",  # fold [1] is fixed: not tuned, but nothing to search
+        "method: bayes\nmetric: {name: val/accuracy, goal: maximize}\nparameters:\n"
+        "  fold: {values: [1]}\n  lr: {value: 0.01}\n",
+        "parameters: bayes search needs a parameter to search",
+    ),
+    (
+        "random-over-one-listed-value",  # values: [x] (or [x, x]) draws x every time
+        "method: random\nrun_cap: 5\nparameters:\n  lr: {values: [0.01, 0.01]}\n"
+        "  arch: {values: [cnn6]}\n",
+        "parameters: random search needs a parameter to search",
     ),
     (
         "window-of-a-lifetime",  # its sample count would overflow: lengths have upper bounds

@@ -183,7 +183,7 @@ def validate_config(data: Any) -> list[Problem]:
         if (
             not bad
             and method in ("bayes", "random")
-            and all(_kind(str(name), p) == "param_single_value" for name, p in params.items())
+            and all(_one_value(str(name), p) for name, p in params.items())
         ):
             # bayes fails at its first claim; random would hand out one configuration, with
             # one seed, until run_cap (or forever): the same run again and again.
@@ -191,7 +191,8 @@ def validate_config(data: Any) -> list[Problem]:
                 Problem(
                     "parameters",
                     f"{method} search needs a parameter to search (values:, or min: and max:); "
-                    "every one here is fixed with value: (use method: grid for one run)",
+                    "every one here is fixed with value: or a single value in values: (use "
+                    "method: grid for one run)",
                 )
             )
         if method == "bayes":
@@ -203,8 +204,7 @@ def validate_config(data: Any) -> list[Problem]:
                     "configurations afterwards with a grid over folds and seeds",
                 )
                 for name in ("dataset", "data_root", "fold", "seed")
-                if name in params and name not in bad
-                and _kind(name, params[name]) != "param_single_value"
+                if name in params and name not in bad and not _one_value(name, params[name])
             ]  # fmt: skip
         if not bad and data.get("method") == "grid" and not data.get("run_cap"):
             size = math.prod(_grid_count(p) for p in params.values())
@@ -475,6 +475,15 @@ def _parameter_value_problems(
     ):
         return [Problem(path, f"distribution '{dist}' is unbounded but {name} must stay in range")]
     return []
+
+
+def _one_value(name: str, param: dict[str, Any]) -> bool:
+    """A parameter a search can draw only one value of: ``value:``, or ``values:`` listing
+    one value (maybe more than once: in a search a repeat weighs the draw)."""
+    kind = _kind(name, param)
+    if kind in ("param_categorical", "param_categorical_w_probabilities"):
+        return len({_value_key(v) for v in param["values"]}) == 1
+    return kind == "param_single_value"
 
 
 def _value_key(value: Any) -> Any:
