@@ -462,6 +462,11 @@ def test_hyperband_judges_a_run_against_the_runs_of_its_fold() -> None:
     assert engine.same_data(grid) == engine.SAME_DATA
     assert engine.runs_to_stop(grid, runs) == []
     assert "seed" not in engine.same_data(spec)
+    # What W&B's controller would pool: swept folds and listed seeds, not a one-value list.
+    assert engine.pooled_by_hyperband(listed) == ["fold", "seed"]
+    one_fold = {**listed, "parameters": {**listed["parameters"], "fold": {"values": [2, 2]}}}
+    assert engine.pooled_by_hyperband(one_fold) == ["seed"]
+    assert engine.pooled_by_hyperband({**listed, "early_terminate": None}) == []
 
 
 def test_runs_list_their_knobs_in_the_spec_s_order(make_sql_store: Callable[[], SqlStore]) -> None:

@@ -205,11 +205,14 @@ def pooled_by_hyperband(spec: Mapping[str, Any]) -> list[str]:
     if not spec.get("early_terminate"):
         return []
     params = spec.get("parameters") or {}
-    return [
-        k
-        for k in same_data(spec)
-        if isinstance(params.get(k), Mapping) and "value" not in params[k]
-    ]
+
+    def swept(p: Any) -> bool:
+        if not isinstance(p, Mapping) or "value" in p:
+            return False
+        values = p.get("values")
+        return not isinstance(values, list) or len({repr(v) for v in values}) > 1
+
+    return [k for k in same_data(spec) if swept(params.get(k))]
 
 
 def runs_to_stop(spec: Mapping[str, Any], runs: Sequence[EngineRun | PreparedRun]) -> list[str]:
