@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -73,8 +74,25 @@ def valid_steps(lengths: torch.Tensor, factor: int, steps: int) -> torch.Tensor:
 
 def time_mask(lengths: torch.Tensor, factor: int, steps: int) -> torch.Tensor:
     """(batch, steps) boolean mask of the positions that come from real audio."""
-    valid = valid_steps(lengths, factor, steps)
-    return torch.arange(steps, device=lengths.device)[None, :] < valid[:, None]
+    return steps_mask(valid_steps(lengths, factor, steps), steps)
+
+
+def unpadded_steps(
+    lengths: torch.Tensor, layers: Sequence[tuple[int, int]], steps: int
+) -> torch.Tensor:
+    """Valid positions left after a chain of unpadded convolutions and poolings over time,
+    each ``(kernel, stride)``: those whose receptive field lies within the clip, which are the
+    positions the clip has when it is alone (at least one per clip). Counting
+    ``lengths / factor`` instead kept a few positions whose fields reach past the clip's end
+    into its padding, which a clip alone does not have."""
+    for kernel, stride in layers:
+        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+    return torch.clamp(lengths, min=1, max=steps)
+
+
+def steps_mask(valid: torch.Tensor, steps: int) -> torch.Tensor:
+    """(batch, steps) boolean mask of each clip's first ``valid`` positions."""
+    return torch.arange(steps, device=valid.device)[None, :] < valid[:, None]
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

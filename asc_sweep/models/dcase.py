@@ -92,6 +92,10 @@ class DCASE2018CNN(AscModel):
         x = x.unsqueeze(1)  # (B, 1, M, T)
         x = F.pad(x, (0, -x.shape[-1] % 5))  # whole pooling windows over time; masked below
         x = self.drop(F.relu(F.max_pool2d(self.block1(x), 5)))
+        # Past each clip's end, zeros, as block 2's convolution pads at the tensor's edge (the
+        # batch-normalised padding there is not zero): a clip is seen as it is alone.
+        mask = time_mask(lengths, 5, x.shape[-1])
+        x = x * mask[:, None, None, :]
         x = self.drop(F.relu(F.max_pool2d(self.block2(x), (4, 1))))  # (B, 64, M/20, T/5)
-        pooled = masked_max(x, time_mask(lengths, 5, x.shape[-1]))  # (B, 64, M/20)
+        pooled = masked_max(x, mask)  # (B, 64, M/20)
         return self.head(pooled.flatten(1))

@@ -7,7 +7,15 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import nn
 
-from asc_sweep.models.common import AscModel, Dropout, ModelSpec, dropout, masked_max, time_mask
+from asc_sweep.models.common import (
+    AscModel,
+    Dropout,
+    ModelSpec,
+    dropout,
+    masked_max,
+    steps_mask,
+    unpadded_steps,
+)
 
 
 class PiczakCNN(AscModel):
@@ -24,6 +32,10 @@ class PiczakCNN(AscModel):
     first dense layer sees 80 x (bands - 56 - 3) inputs at any clip length; deltas are
     computed inside the model.
     """
+
+    # Time (kernel, stride) of conv1, its pooling, conv2 and its pooling, none padded: the
+    # positions pooled over time are those whose fields lie within the clip.
+    TIME_LAYERS = ((6, 1), (3, 3), (3, 1), (3, 3))
 
     def __init__(self, spec: ModelSpec, dense: int = 5000) -> None:
         super().__init__()
@@ -47,7 +59,8 @@ class PiczakCNN(AscModel):
         # ReLU after each pooling: the same values and gradients on a third of the elements.
         x = dropout(F.relu(F.max_pool2d(self.conv1(x), (4, 3), stride=(1, 3))), 0.5, self.training)
         x = F.relu(F.max_pool2d(self.conv2(x), (1, 3), stride=(1, 3)))  # (B, 80, F', T/9)
-        pooled = masked_max(x, time_mask(lengths, 9, x.shape[-1]))
+        valid = unpadded_steps(lengths, self.TIME_LAYERS, x.shape[-1])
+        pooled = masked_max(x, steps_mask(valid, x.shape[-1]))
         return self.head(pooled.flatten(1))
 
 
@@ -62,6 +75,9 @@ class SBCNN(AscModel):
     map becomes a masked max over time of the 48 x (frequency) map, so dense 64 sees
     48 x 2 inputs at 128 bands and any clip length; fewer than 100 bands are zero-padded.
     """
+
+    # Time (kernel, stride) of the three unpadded convs and the two poolings between them.
+    TIME_LAYERS = ((5, 1), (2, 2), (5, 1), (2, 2), (5, 1))
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -88,5 +104,6 @@ class SBCNN(AscModel):
         x = F.relu(F.max_pool2d(self.conv1(x), (4, 2)))
         x = F.relu(F.max_pool2d(self.conv2(x), (4, 2)))
         x = F.relu(self.conv3(x))  # (B, 48, F', ~T/4)
-        pooled = masked_max(x, time_mask(lengths, 4, x.shape[-1]))
+        valid = unpadded_steps(lengths, self.TIME_LAYERS, x.shape[-1])
+        pooled = masked_max(x, steps_mask(valid, x.shape[-1]))
         return self.head(pooled.flatten(1))
