@@ -100,8 +100,9 @@ def test_normalisation_statistics_ignore_padding() -> None:
     fit_normalization(front, [(padded, torch.tensor([16000]))])
     mean_padded = front.mean.clone()
     fit_normalization(front, [(loud[None], torch.tensor([16000]))])
-    # Within a fraction of a dB (the clip's last frame straddles the padding)...
-    torch.testing.assert_close(front.mean, mean_padded, atol=0.2, rtol=0)
+    # The same statistics: the clip's last frames, whose windows reach past its end, see its
+    # reflection in the batch as alone (``pad_ends``)...
+    torch.testing.assert_close(front.mean, mean_padded, atol=1e-4, rtol=0)
     # ...where averaging over the padding too would be tens of dB off.
     naive = front.log_mel(padded)[0].mean(dim=1, keepdim=True)
     assert float((naive - front.mean).abs().min()) > 10
@@ -306,6 +307,38 @@ def test_a_batch_shorter_than_half_a_frame_is_padded_as_a_longer_batch_pads_it(
     in_batch = front.log_mel(torch.nn.functional.pad(clip, (0, 4000)))
     valid = int(front.frames(torch.tensor([100]))[0])
     torch.testing.assert_close(alone[..., :valid], in_batch[..., :valid], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("banded", [True, False])
+def test_a_clip_batched_with_longer_ones_has_the_frames_it_has_alone(banded: bool) -> None:
+    """``pad_ends`` fills each clip's half frame past its end with its reflection, as centred
+    padding fills it for the clip alone: every valid frame is then the clip's own, the last
+    ones too, whose windows reach past its end (without it they read the batch's zeros and
+    differ by dBs). Clips that fill the batch, and a clip of half a frame or less (alone it
+    is zero-padded first), are left as they are."""
+    front = LogMel(16000, n_mels=32, win_length=400, hop_length=160, banded=banded)
+    rng = np.random.default_rng(5)
+    lengths = torch.tensor([1601, 3000, 200, 8000])  # 200 <= 256, half a 512-sample frame
+    batch = torch.zeros(4, 8000)
+    for i, n in enumerate(lengths.tolist()):
+        batch[i, :n] = torch.from_numpy(rng.standard_normal(n).astype(np.float32))
+    filled = front.pad_ends(batch, lengths)
+    assert torch.equal(filled[3], batch[3]) and torch.equal(filled[2], batch[2])
+    assert not torch.equal(filled[:2], batch[:2]) and torch.equal(
+        filled[0, 1601 + 256 :], batch[0, 1601 + 256 :]
+    )
+    for i in (0, 1):
+        n = int(lengths[i])
+        valid = int(front.frames(lengths[i : i + 1])[0])
+        alone = front.log_mel(batch[i : i + 1, :n])[..., :valid]
+        torch.testing.assert_close(
+            front.log_mel(filled)[i : i + 1, :, :valid], alone, rtol=0, atol=1e-3
+        )
+        assert float((front.log_mel(batch)[i : i + 1, :, :valid] - alone).abs().max()) > 1.0
+    full = batch[3:]
+    assert front.pad_ends(full, lengths[3:]) is full  # nothing to fill: no copy
+    constant = LogMel(16000, n_mels=32, win_length=400, hop_length=160, pad_mode="constant")
+    assert constant.pad_ends(batch, lengths) is batch
 
 
 def test_top_db_floor_is_per_clip() -> None:

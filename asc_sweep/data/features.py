@@ -237,6 +237,31 @@ class LogMel(nn.Module):
             return functional.pad(waveforms, (0, short))
         return waveforms
 
+    def pad_ends(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``waveforms`` (batch, samples) with each clip's half frame past its end (``lengths``,
+        in samples) as centred padding fills it for the clip alone: its reflection (with
+        ``pad_mode`` reflect; other modes are returned as they are). A clip's last frames,
+        whose windows reach past its end, are then those it has alone, not frames of the
+        zeros that pad it to the batch's longest clip. A clip of half a frame or less keeps
+        its zeros (alone, it is zero-padded before it is reflected: ``_long_enough``).
+
+        One gather and one scatter of ``n_fft / 2`` samples a clip, on the clips' device;
+        returns a new tensor (a batch may be a view of clips held for the whole run).
+        """
+        half, samples = self.n_fft // 2, waveforms.shape[-1]
+        if not (self.center and self.pad_mode == "reflect") or waveforms.shape[0] == 0:
+            return waveforms
+        if lengths.device.type == "cpu" and bool((lengths >= samples).all()):
+            return waveforms  # no clip is padded (known without waiting for a GPU)
+        n = lengths.to(waveforms.device, torch.int64)[:, None]
+        step = torch.arange(half, device=waveforms.device)[None, :]
+        fill = (n + step < samples) & (n > half)
+        # Positions not filled write their clip's last sample back onto itself.
+        last = (n - 1).clamp(min=0).expand(-1, half)
+        to = torch.where(fill, n + step, last)
+        source = torch.where(fill, n - 2 - step, last)
+        return waveforms.scatter(1, to, waveforms.gather(1, source))
+
     def power_to_db_(self, power: torch.Tensor) -> torch.Tensor:
         """``AmplitudeToDB`` in place, with ``top_db`` applied to each clip on its own.
 
@@ -526,9 +551,9 @@ def fit_normalization(
     squares = torch.zeros_like(total)
     counted = torch.zeros((), dtype=torch.int64, device=device)
     for waves, lengths in batches:
-        waves = to_device(waves, device)
-        spec = front_end.log_mel(waves).double()  # (B, M, T)
-        frames = front_end.frames(to_device(lengths, device)).clamp(max=spec.shape[-1])
+        waves, lengths = to_device(waves, device), to_device(lengths, device)
+        spec = front_end.log_mel(front_end.pad_ends(waves, lengths)).double()  # (B, M, T)
+        frames = front_end.frames(lengths).clamp(max=spec.shape[-1])
         mask = torch.arange(spec.shape[-1], device=spec.device)[None, :] < frames[:, None]  # (B, T)
         m = mask[:, None, :].to(spec.dtype)
         total += (spec * m).sum(dim=(0, 2))

@@ -95,11 +95,11 @@ class Pipeline(nn.Module):
             waves = random_gain(waves, self.gain_db)
         if self.front is None:  # a waveform model
             return waves, lengths
-        x = self.front(waves)
+        x = self.front(self.front.pad_ends(waves, lengths))
         frames = self.front.frames(lengths)
         if self.training and self.mixstyle:
             x = freq_mixstyle(x, self.mixstyle, frames)
-        if self.training and self.filter_db and self.front is not None:
+        if self.training and self.filter_db:
             x = random_filter(x, self.filter_db, self.front.std)
         if self.training and self.freq_shift:
             x = shift_bands(x, self.freq_shift)
