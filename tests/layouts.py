@@ -22,7 +22,8 @@ def tone(
 def write_wav(path: Path, seconds: float = 0.5, rate: int = 16000, **kw: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     subtype = str(kw.pop("subtype", "PCM_16"))
-    sf.write(path, tone(seconds, rate, **kw), rate, subtype=subtype)  # type: ignore[arg-type]
+    container = str(kw.pop("container", "WAV"))
+    sf.write(path, tone(seconds, rate, **kw), rate, subtype=subtype, format=container)  # type: ignore[arg-type]
 
 
 TUT_LABELS = ["beach", "cafe/restaurant", "home"]
@@ -95,12 +96,18 @@ def make_esc50(root: Path) -> None:
         w.writerows(rows)
 
 
-US8K_FORMATS = [  # rate, channels, subtype, seconds: UrbanSound8K mixes all of these
-    (44100, 2, "PCM_16", 0.5),
-    (48000, 1, "PCM_24", 0.3),
-    (22050, 1, "PCM_U8", 0.7),
-    (8000, 2, "FLOAT", 0.2),
+# rate, channels, subtype, seconds, container: UrbanSound8K mixes all of these, 4-bit IMA
+# ADPCM and WAVE_FORMAT_EXTENSIBLE headers (format tag 65534, "WAVEX") too.
+US8K_FORMATS = [
+    (44100, 2, "PCM_16", 0.5, "WAV"),
+    (48000, 1, "PCM_24", 0.3, "WAV"),
+    (22050, 1, "PCM_U8", 0.7, "WAV"),
+    (8000, 2, "FLOAT", 0.2, "WAV"),
+    (11025, 1, "IMA_ADPCM", 0.4, "WAV"),
+    (96000, 2, "PCM_24", 0.6, "WAVEX"),
 ]
+# IMA ADPCM decodes whole blocks: up to a block (505 samples a channel at 11025 Hz) more.
+ADPCM_BLOCK_SECONDS = 505 / 11025
 
 
 def make_urbansound8k(root: Path, folds: int = 3) -> None:
@@ -112,7 +119,7 @@ def make_urbansound8k(root: Path, folds: int = 3) -> None:
         for class_id, name in classes:
             fs_id = 100 * fold + class_id
             for slice_no in range(2):
-                rate, channels, subtype, seconds = US8K_FORMATS[n % len(US8K_FORMATS)]
+                rate, channels, subtype, seconds, container = US8K_FORMATS[n % len(US8K_FORMATS)]
                 n += 1
                 fname = f"{fs_id}-{class_id}-0-{slice_no}.wav"
                 write_wav(
@@ -121,6 +128,7 @@ def make_urbansound8k(root: Path, folds: int = 3) -> None:
                     rate=rate,
                     channels=channels,
                     subtype=subtype,
+                    container=container,
                 )
                 rows.append([fname, fs_id, 0.0, seconds, 1, fold, class_id, name])
     (root / "metadata").mkdir()
