@@ -337,6 +337,8 @@ def test_a_clip_batched_with_longer_ones_has_the_frames_it_has_alone(banded: boo
         assert float((front.log_mel(batch)[i : i + 1, :, :valid] - alone).abs().max()) > 1.0
     full = batch[3:]
     assert front.pad_ends(full, lengths[3:]) is full  # nothing to fill: no copy
+    empty = torch.zeros(2, 0)
+    assert front.pad_ends(empty, torch.zeros(2, dtype=torch.int64)) is empty
     constant = LogMel(16000, n_mels=32, win_length=400, hop_length=160, pad_mode="constant")
     assert constant.pad_ends(batch, lengths) is batch
 

@@ -249,7 +249,7 @@ class LogMel(nn.Module):
         returns a new tensor (a batch may be a view of clips held for the whole run).
         """
         half, samples = self.n_fft // 2, waveforms.shape[-1]
-        if not (self.center and self.pad_mode == "reflect") or waveforms.shape[0] == 0:
+        if not (self.center and self.pad_mode == "reflect") or waveforms.numel() == 0:
             return waveforms
         if lengths.device.type == "cpu" and bool((lengths >= samples).all()):
             return waveforms  # no clip is padded (known without waiting for a GPU)
