@@ -466,6 +466,21 @@ def test_an_undecided_difference_names_the_region_its_probability_is_beyond(tmp_
     assert f"P(init=he_normal better by more than 0.01) = {e.bayes.better:.2f})" in line
 
 
+def test_an_undecided_difference_gives_the_chance_of_the_side_the_data_lean_to(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A negative undecided mean: the sentence gives the chance that the reference is better
+    (0.9 or so), not that the level is (0.04 beside "no clear difference" reads as a verdict)."""
+    for seed in range(40):  # a draw whose mean leans to the reference without a clear test
+        records = sweep(-0.03, np.random.default_rng(seed), sd=0.04)
+        data, _ = write_report(records, tmp_path / str(seed), sweep_id="abc123", rope=0.01)
+        (e,) = data.effects["init"]
+        if e.mean < 0 and e.p > 0.05 and e.bayes.equal < 0.5:
+            break
+    assert e.mean < 0 and e.bayes.worse > e.bayes.better, e
+    (line,) = [ln for ln in findings(data) if ln.startswith("No clear difference")]
+    assert f"P(init=default better by more than 0.01) = {e.bayes.worse:.2f})" in line
+    assert "P(init=he_normal better" not in line
+
+
 def test_the_report_run_on_wandb_holds_every_table_and_plot(
     tmp_path,
     cli,

@@ -62,8 +62,13 @@ def effect_sentence(e: Effect, data: ReportData, *, higher_is_better: bool | Non
         return (f"{level} and {ref} are practically equal on {metric}: {num(e.mean)} "
                 f"(P = {e.bayes.equal:.2f} that the difference is within ±{e.bayes.rope:g}; "
                 f"{test}).")  # fmt: skip
+    # The chance that the side the data lean to is better by more than the ROPE (read with
+    # the reference's it would be a small number beside a "no clear difference").
+    lean, chance = (
+        (level, e.bayes.better) if e.bayes.better >= e.bayes.worse else (ref, e.bayes.worse)
+    )
     return (f"No clear difference between {level} and {ref} on {metric}: {num(e.mean)} ({ci}; "
-            f"{test}; P({level} better by more than {e.bayes.rope:g}) = {e.bayes.better:.2f}).")  # fmt: skip
+            f"{test}; P({lean} better by more than {e.bayes.rope:g}) = {chance:.2f}).")  # fmt: skip
 
 
 def unpaired_sentence(effects: list[Effect], data: ReportData) -> str:
