@@ -30,6 +30,7 @@ FATAL = {
 WARNINGS = {
     "clips/six.wav": "6 channels (downmixed to mono)",
     "clips/eight.wav": "8-bit audio",
+    "clips/adpcm.wav": "IMA_ADPCM audio (ADPCM: 3 to 5 bits a sample",
     "clips/flac.wav": "holds FLAC data behind a .wav name",
     "clips/silent.wav": "silent (all samples zero)",
 }
@@ -52,6 +53,7 @@ def bad_corpus(tmp_path: Path) -> Path:
     sf.write(clips / "zero.wav", np.zeros(0), 16000)
     layouts.write_wav(clips / "six.wav", channels=6)
     layouts.write_wav(clips / "eight.wav", subtype="PCM_U8")
+    layouts.write_wav(clips / "adpcm.wav", subtype="IMA_ADPCM")  # as a few UrbanSound8K clips
     sf.write(clips / "flac.wav", layouts.tone(0.5, 16000), 16000, format="FLAC")
     sf.write(clips / "silent.wav", np.zeros(8000), 16000)
     layouts.write_wav(clips / "locked.wav")

@@ -1,9 +1,9 @@
 """``asc-sweep data check``: validate a dataset's layout and every clip, and summarise it.
 
 Fatal problems (a clip that cannot be read, decoded or used) make the check fail; warnings
-(6 channels, 8-bit audio, FLAC data behind a ``.wav`` name, silence) are reported and the
-clip is still used. Metadata rows that cannot be used (a path with ``..``, a bad fold) are
-fatal too and are named by file and line.
+(6 channels, 8-bit or ADPCM audio, FLAC data behind a ``.wav`` name, silence) are reported
+and the clip is still used. Metadata rows that cannot be used (a path with ``..``, a bad
+fold) are fatal too and are named by file and line.
 """
 
 from __future__ import annotations
@@ -123,6 +123,10 @@ def _inspect(root: Path, clip: Clip) -> ClipReport:
         warnings.append(f"{info.channels} channels (downmixed to mono)")
     if info.subtype in ("PCM_U8", "PCM_S8"):
         warnings.append("8-bit audio (coarse: 48 dB of dynamic range)")
+    elif "ADPCM" in info.subtype or info.subtype.startswith(("G721", "G723")):
+        warnings.append(
+            f"{info.subtype} audio (ADPCM: 3 to 5 bits a sample, lossy, coarser than 8-bit)"
+        )
     known = info.samplerate and info.frames != UNKNOWN_LENGTH
     seconds = info.frames / info.samplerate if known else None
     window = n_fft_for(info.samplerate, DEFAULT_WIN_MS) if info.samplerate else 0
