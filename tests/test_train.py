@@ -572,3 +572,36 @@ def test_a_clip_batched_with_longer_ones_is_seen_as_it_is_alone(training: bool) 
         assert torch.allclose(alone[0], x[0, :, :n], atol=1e-4)
         probs = torch.softmax(net(batch, lengths)[0], 0)
         assert (probs - torch.softmax(net(short, lengths[:1])[0], 0)).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("arch", ["dcase2017_mlp", "dcase2018_cnn", "sb_cnn", "piczak_cnn", "cnn6"])
+def test_a_run_s_test_figures_do_not_depend_on_how_its_clips_are_batched(
+    arch: str, tmp_path: Path
+) -> None:
+    """UrbanSound8K's clips differ in length (here 0.2 to 0.7 s, at five rates): a run's test
+    figures are the same whether each test batch holds one clip or all of them, padded to the
+    longest: to float rounding where no layer sees a clip's padding (piczak_cnn's deltas once
+    read the zeros past a clip's end, where alone they replicate its last frame), within 1e-3
+    in cnn6, whose deeper "same"-padded convolutions meet batch-normalised padding."""
+    from . import layouts
+    from .test_models import EXACTLY_ALONE
+
+    layouts.make_urbansound8k(tmp_path / "us8k")
+    knobs = {"dataset": "urbansound8k", "data_root": str(tmp_path / "us8k"), "fold": 1,
+             "sample_rate": 16000, "n_mels": 40, "arch": arch, "batch_size": 8, "device": "cpu",
+             "val_fraction": 0.25}  # fmt: skip
+    config = RunConfig.from_dict(knobs)
+    torch.manual_seed(0)
+    setup = train.set_up(config)
+    assert setup.net.front is not None
+    train.fit_normalization(setup.net.front, ((w, n) for w, n, _ in setup.loaders["train"]))
+    together = train.evaluate(setup, "test")
+    lengths = {int(n) for _, ns, _ in setup.loaders["test"] for n in ns}
+    assert len(lengths) > 2  # the test batch holds clips of several lengths
+    setup.loaders["test"] = train.make_loader(
+        setup.data, setup.data.test, batch_size=1, crop_samples=None, shuffle=False, seed=0
+    )
+    alone = train.evaluate(setup, "test")
+    assert alone["accuracy"] == together["accuracy"]
+    tolerance = 1e-5 if arch in EXACTLY_ALONE else 1e-3
+    assert alone["log_loss"] == pytest.approx(together["log_loss"], abs=tolerance)

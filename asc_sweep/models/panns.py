@@ -55,6 +55,9 @@ class _PANN(AscModel):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.bn0(x.unsqueeze(-1)).squeeze(-1)  # normalise each mel band (B, M, T)
+        # Past each clip's end, zeros again, as the padding below and a clip alone have (the
+        # band norm's shift would otherwise reach the clip's last frames through conv 1).
+        x = x * time_mask(lengths, 1, x.shape[-1])[:, None, :]
         x = x.transpose(1, 2).unsqueeze(1)  # (B, 1, T, M): PANNs put time first
         x = F.pad(x, (0, 0, 0, -x.shape[2] % 16))  # four 2x poolings over time
         for block in self.blocks:

@@ -14,6 +14,7 @@ from asc_sweep.models.common import (
     dropout,
     masked_max,
     steps_mask,
+    time_mask,
     unpadded_steps,
 )
 
@@ -52,7 +53,13 @@ class PiczakCNN(AscModel):
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = torch.stack([x, AF.compute_deltas(x)], dim=1)  # (B, 2, M, T)
+        # Deltas near a clip's end replicate its last frame, as at the tensor's edge when the
+        # clip is alone (not the zeros that pad it in a batch); past its end they are 0.
+        steps = x.shape[-1]
+        last = (lengths - 1).clamp(min=0, max=steps - 1)[:, None, None]
+        held = x.gather(-1, torch.minimum(torch.arange(steps, device=x.device), last).expand_as(x))
+        deltas = AF.compute_deltas(held) * time_mask(lengths, 1, steps)[:, None, :]
+        x = torch.stack([x, deltas], dim=1)  # (B, 2, M, T)
         # The fewest frames that leave one step after both convs and poolings: conv1 (6 wide)
         # and pool (3, stride 3) leave 5 of 20, conv2 (3 wide) 3, and the last pool 1.
         x = F.pad(x, (0, max(0, 20 - x.shape[-1])))
