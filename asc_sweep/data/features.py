@@ -249,17 +249,18 @@ class LogMel(nn.Module):
         returns a new tensor (a batch may be a view of clips held for the whole run).
         """
         half, samples = self.n_fft // 2, waveforms.shape[-1]
-        if not (self.center and self.pad_mode == "reflect") or waveforms.numel() == 0:
+        # A clip to fill is longer than half a frame and ends before the batch does.
+        if not (self.center and self.pad_mode == "reflect") or samples <= half + 1:
             return waveforms
         if lengths.device.type == "cpu" and bool((lengths >= samples).all()):
             return waveforms  # no clip is padded (known without waiting for a GPU)
         n = lengths.to(waveforms.device, torch.int64)[:, None]
         step = torch.arange(half, device=waveforms.device)[None, :]
         fill = (n + step < samples) & (n > half)
-        # Positions not filled write their clip's last sample back onto itself.
-        last = (n - 1).clamp(min=0).expand(-1, half)
-        to = torch.where(fill, n + step, last)
-        source = torch.where(fill, n - 2 - step, last)
+        # Positions not filled copy the first samples onto themselves: below half a frame,
+        # apart from the filled ones (past n > half), so no position is written twice.
+        to = torch.where(fill, n + step, step)
+        source = torch.where(fill, n - 2 - step, step)
         return waveforms.scatter(1, to, waveforms.gather(1, source))
 
     def power_to_db_(self, power: torch.Tensor) -> torch.Tensor:
