@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from asc_sweep.data import load_dataset
@@ -89,3 +90,39 @@ def test_cli_synth_writes_the_layout(tmp_path: Path, cli: Callable[..., Any]) ->
     assert len(load_dataset("synth", tmp_path / "s").clips) == 24
     bad = cli("data", "synth", tmp_path / "t", "--clips-per-class", "8", "--seconds", "100")
     assert bad.exit_code == 2
+    cut = cli("data", "synth", tmp_path / "u", "--classes", "2", "--clips-per-class", "8",
+              "--seconds", "0.5", "--short-share", "1")  # fmt: skip
+    assert cut.exit_code == 0, cut.output
+    lengths = {sf.info(p).frames for p in (tmp_path / "u" / "audio").rglob("*.wav")}
+    assert len(lengths) > 8 and max(lengths) <= 16000  # every clip an excerpt of its own length
+    assert cli("data", "synth", tmp_path / "v", "--short-share", "2").exit_code == 2
+
+
+def test_a_share_of_clips_cut_short_gives_clips_of_many_lengths(tmp_path: Path) -> None:
+    """``short_share`` cuts that share of the clips to excerpts of 0.1 s up to the clip's
+    length, as UrbanSound8K's are; the clips left whole are those of ``short_share=0``, and the
+    excerpts are parts of them. Deterministic, like everything else."""
+    from asc_sweep.data.synth import SHORTEST_SECONDS
+
+    whole = SynthSpec(classes=4, clips_per_class=16, seconds=1.0, sample_rate=16000, seed=3)
+    cut = SynthSpec(**{**whole.__dict__, "short_share": 0.5})
+    generate(tmp_path / "whole", whole, workers=1)
+    generate(tmp_path / "cut", cut, workers=2)
+    generate(tmp_path / "again", cut, workers=1)
+    index = load_dataset("synth", tmp_path / "cut")
+    lengths = []
+    for clip in index.clips:
+        x, _ = sf.read(tmp_path / "cut" / clip.path, dtype="float32")
+        full, _ = sf.read(tmp_path / "whole" / clip.path, dtype="float32")
+        assert np.array_equal(x, sf.read(tmp_path / "again" / clip.path, dtype="float32")[0])
+        assert SHORTEST_SECONDS * 16000 <= len(x) <= len(full) == 16000
+        starts = np.flatnonzero(full == x[0])  # where the excerpt may begin in its clip
+        assert any(np.array_equal(full[i : i + len(x)], x) for i in starts)
+        lengths.append(len(x))
+    short = sum(n < 16000 for n in lengths)
+    assert 16 <= short <= 48 and len(set(lengths)) > short // 2  # about half, of many lengths
+    assert (tmp_path / "cut" / "meta.csv").read_text() == (
+        tmp_path / "whole" / "meta.csv"
+    ).read_text()
+    with pytest.raises(ValueError, match="short_share must be between 0 and 1"):
+        SynthSpec(short_share=1.5)

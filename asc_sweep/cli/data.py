@@ -124,6 +124,15 @@ def synth(
             "training locations as on real recordings"
         ),
     ] = "easy",
+    short_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of clips cut to an excerpt of 0.1 s up to --seconds, at a random "
+            "offset, so that batches hold clips of several lengths as on UrbanSound8K",
+        ),
+    ] = 0.0,
     workers: WorkersOption = None,
 ) -> None:
     """Generate synthetic acoustic scenes with location-disjoint folds (the `synth` dataset)."""
@@ -131,7 +140,9 @@ def synth(
 
     with user_errors():
         try:
-            spec = SynthSpec(classes, clips_per_class, seconds, sample_rate, seed, realism)
+            spec = SynthSpec(
+                classes, clips_per_class, seconds, sample_rate, seed, realism, short_share
+            )
         except ValueError as exc:
             raise AscSweepError(f"--realism/--classes: {exc}") from None
         total = clip_count(spec)

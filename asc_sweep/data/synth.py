@@ -18,7 +18,12 @@ microphone (band limits and a resonance), room (reverberation of 0.1 to 1.2 s RT
 background (a noise bed with its own spectrum and a hum), all shared by every clip recorded
 there, so that they are cues a network can memorise within a fold and that do not hold in
 the next; per-clip SNR spreads from -3 to 20 dB; classes are imbalanced (the rarest has 40 %
-of the clips of the most frequent). The output is the ``csv`` layout:
+of the clips of the most frequent). ``short_share`` cuts that share of the clips to an
+excerpt of random length and offset (``SHORTEST_SECONDS`` up to the clip's length), as
+UrbanSound8K's excerpts, up to 4 s and most of them 4 s, are cut from longer recordings: a
+batch then holds clips of several lengths, and padding is exercised as on that dataset. The
+clips left whole are those of ``short_share=0``, sample for sample. The output is the
+``csv`` layout:
 ``OUT/audio/<label>/<location>_<n>.wav`` and ``OUT/meta.csv`` (filename,label,fold,group).
 Everything is deterministic given the seed.
 """
@@ -41,6 +46,7 @@ CLASSES = ("rain", "water", "wind", "insects", "birdsong", "traffic", "babble", 
 FOLDS = 4
 LOCATIONS_PER_CLASS = 8  # two per fold
 REALISM = ("easy", "field")
+SHORTEST_SECONDS = 0.1  # of a clip cut short (``short_share``): several 40 ms windows
 
 
 @dataclass(frozen=True)
@@ -53,10 +59,13 @@ class SynthSpec:
     sample_rate: int = 32000
     seed: int = 0
     realism: str = "easy"
+    short_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.realism not in REALISM:
             raise ValueError(f"realism {self.realism!r} is not one of {', '.join(REALISM)}")
+        if not 0.0 <= self.short_share <= 1.0:
+            raise ValueError(f"short_share must be between 0 and 1, got {self.short_share:g}")
         if not 2 <= self.classes <= len(CLASSES):
             raise ValueError(f"classes must be 2..{len(CLASSES)}")
         if self.clips_per_class < LOCATIONS_PER_CLASS:
@@ -316,6 +325,12 @@ def render_clip(spec: SynthSpec, label: str, location: int, take: int) -> np.nda
     peak = np.max(np.abs(mix))
     if peak > 0.99:  # rare: keep clear of clipping
         mix *= 0.99 / peak
+    if spec.short_share:  # a generator of its own: the clips left whole are unchanged
+        cut = np.random.default_rng([spec.seed, class_id, location, take + 1, 11])
+        if cut.random() < spec.short_share:
+            length = round(cut.uniform(SHORTEST_SECONDS, spec.seconds) * sr)
+            start = int(cut.integers(0, n - length + 1))
+            mix = mix[start : start + length]
     return mix.astype(np.float32)
 
 
