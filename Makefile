@@ -50,11 +50,12 @@ bench: venv
 	$(BIN)/python benchmarks/resample.py --repeats 1 --rates 44100 44056 22222
 	$(BIN)/python benchmarks/scaling.py
 	$(BIN)/python benchmarks/report.py --seeds 5
+	$(BIN)/python benchmarks/padding.py
 
 # Every benchmark at toy sizes: proves the scripts run (CI smoke), figures mean nothing. Two
 # at a time (most of their time is processes starting), each one's output kept together.
 QUICK := $(addprefix quick-,store early features synth soak models evaluation overhead cache resample \
-	scaling utilisation report)
+	scaling utilisation report padding)
 .PHONY: $(QUICK)
 bench-quick: venv
 	$(MAKE) --no-print-directory -j2 --output-sync=target $(QUICK)
@@ -83,6 +84,8 @@ quick-scaling:
 	$(BIN)/python benchmarks/scaling.py --quick
 quick-report:
 	$(BIN)/python benchmarks/report.py --epochs 5 --repeats 1
+quick-padding:
+	$(BIN)/python benchmarks/padding.py --quick
 quick-utilisation:  # the GPU script's launch and table, on the CPU
 	$(BIN)/python benchmarks/utilisation.py --device cpu --agents-per-gpu 2 --runs 64 --epochs 2 \
 		--clips-per-class 8 --arch dcase2018_cnn --seconds 5
