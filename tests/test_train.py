@@ -578,7 +578,7 @@ def test_a_clip_batched_with_longer_ones_is_seen_as_it_is_alone(training: bool) 
 def test_a_run_s_test_figures_do_not_depend_on_how_its_clips_are_batched(
     arch: str, tmp_path: Path
 ) -> None:
-    """UrbanSound8K's clips differ in length (here 0.2 to 0.7 s, at five rates): a run's test
+    """UrbanSound8K's clips differ in length (here 0.2 to 0.7 s, at six rates): a run's test
     figures are the same whether each test batch holds one clip or all of them, padded to the
     longest: to float rounding where no layer sees a clip's padding (piczak_cnn's deltas once
     read the zeros past a clip's end, where alone they replicate its last frame), within 1e-3
