@@ -51,8 +51,9 @@ def worker(src: str, arch: str, fold: int, data: str, epochs: int) -> None:
     seed_everything(0)
     setup = train.set_up(config)
     state = train.initial_state(setup.config, setup)
-    assert setup.net.front is not None
-    train.fit_normalization(setup.net.front, ((w, n) for w, n, _ in setup.loaders["train"]))
+    if setup.net.front is not None:  # a log-mel model
+        batches = ((w, n) for w, n, _ in setup.loaders["train"])
+        train.fit_normalization(setup.net.front, batches)
     stop = StopFlag()
     for _ in range(epochs):
         train.train_epoch(setup, state, stop)

@@ -95,6 +95,26 @@ def steps_mask(valid: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.arange(steps, device=valid.device)[None, :] < valid[:, None]
 
 
+def zero_past(x: torch.Tensor, valid: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """``x`` with each clip's positions along ``dim`` (time) from its ``valid`` count on set to
+    zero: what a convolution reads past the tensor's edge when the clip is alone.
+
+    A layer's output past a clip's end is not zero in a batch (a "same" convolution's window
+    reaches back into the clip, and batch norm shifts what it reads), so the next layer would
+    see a short clip batched with a longer one otherwise than alone. Architectures call this
+    before every layer that reads over time, with ``valid`` the positions the clip has alone
+    there, so that its figures do not depend on what it was batched with. On a CPU a batch
+    that no clip leaves short is returned as it is; on a GPU the multiply always runs, since
+    asking would wait for the device.
+    """
+    steps = x.shape[dim]
+    if valid.device.type == "cpu" and bool((valid >= steps).all()):
+        return x
+    shape = [1] * x.dim()
+    shape[0], shape[dim] = x.shape[0], steps
+    return x * steps_mask(valid, steps).view(shape).to(x.device, x.dtype)
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the last axis of ``x`` (..., T) where ``mask`` (batch, T) is true.
 

@@ -7,7 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asc_sweep.models.common import AscModel, BatchNorm2d, ModelSpec, masked_mean, time_mask
+from asc_sweep.models.common import (
+    AscModel,
+    BatchNorm2d,
+    ModelSpec,
+    masked_mean,
+    time_mask,
+    zero_past,
+)
 
 
 class _Basic(nn.Module):
@@ -24,9 +31,14 @@ class _Basic(nn.Module):
             if c_in != c_out
             else nn.Identity()
         )
+        self.k1, self.k2 = k1, k2
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn1(self.conv1(x)))
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``valid``: each clip's positions over time when it is alone; past them the 3x3
+        conv reads zeros, as alone (a 1x1 conv reads no neighbour)."""
+        y = F.relu(self.bn1(self.conv1(zero_past(x, valid) if self.k1 > 1 else x)))
+        if self.k2 > 1:
+            y = zero_past(y, valid)
         return F.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
 
 
@@ -40,7 +52,8 @@ class CPResNet(AscModel):
     Input: 256 log-mel bands at 22.05 kHz in the paper (2048-point window). Size: depends on
     rho and width (the paper's rho=7, width 128 model has about 3.5 M parameters; not checked
     here). Init: He (Kaiming) normal for convs, as in the authors' code. Here: pooling over
-    time is masked to the valid frames; ``rho`` defaults to 7.
+    time is masked to the valid frames, and each 3x3 or 5x5 conv reads zeros past a clip's end,
+    so that a clip in a batch is classified as it is alone; ``rho`` defaults to 7.
     """
 
     def __init__(self, spec: ModelSpec, width: int = 128, rho: int = 7) -> None:
@@ -79,9 +92,11 @@ class CPResNet(AscModel):
         x = x.unsqueeze(1)
         x = F.pad(x, (0, -x.shape[-1] % self.factor))
         x = self.stem(x)
+        valid = -(-lengths // self.factor) * (self.factor // 2)  # alone: whole poolings
         for i, block in enumerate(self.blocks):
-            x = block(x)
+            x = block(x, valid)
             if i in self.pool_after:
                 x = F.max_pool2d(x, 2, ceil_mode=True)
+                valid = valid // 2
         x = self.classifier(x).mean(dim=2)  # (B, classes, T')
         return masked_mean(x, time_mask(lengths, self.factor, x.shape[-1]))

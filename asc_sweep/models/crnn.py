@@ -16,6 +16,7 @@ from asc_sweep.models.common import (
     masked_mean,
     time_mask,
     valid_steps,
+    zero_past,
 )
 
 
@@ -26,7 +27,8 @@ class CRNN(AscModel):
     Not a published model to match in size (about 0.2 M parameters at 64 bands and 10
     classes). Init: PyTorch defaults unless a sweep says otherwise; the recurrent weights get
     the scheme's input-to-hidden rule and orthogonal hidden-to-hidden weights. Here: padding
-    never enters the GRU's state, as with packed sequences, without packing: the backward
+    never reaches a clip's frames (each conv reads zeros past a clip's end, as alone) nor
+    enters the GRU's state, as with packed sequences, without packing: the backward
     direction is a GRU of its own run over each clip's valid frames reversed in place
     (padding stays at the end, where only the masked-out outputs see it). The same outputs
     as a packed bidirectional GRU with the same weights (tested); a training step 5% (float32)
@@ -59,7 +61,13 @@ class CRNN(AscModel):
         self._register_load_state_dict_pre_hook(_from_bidirectional)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.convs(x.unsqueeze(1))  # (B, C, F', T)
+        x = x.unsqueeze(1)
+        layers = list(self.convs)
+        for i in range(0, len(layers), 4):  # conv, BN, ReLU, pooling over frequency
+            if i:  # past each clip's end, zeros, as a clip alone is padded there
+                x = zero_past(x, lengths)
+            x = layers[i + 3](layers[i + 2](layers[i + 1](layers[i](x))))
+        # (B, C, F', T)
         seq = x.flatten(1, 2).transpose(1, 2)  # (B, T, C * F')
         out = F.relu(self.recurrent(seq, valid_steps(lengths, 1, seq.shape[1])))
         out = out.transpose(1, 2)  # (B, 2H, T)

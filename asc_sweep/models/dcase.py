@@ -13,7 +13,10 @@ from asc_sweep.models.common import (
     ModelSpec,
     masked_max,
     masked_mean,
+    steps_mask,
     time_mask,
+    valid_steps,
+    zero_past,
 )
 
 
@@ -94,8 +97,8 @@ class DCASE2018CNN(AscModel):
         x = self.drop(F.relu(F.max_pool2d(self.block1(x), 5)))
         # Past each clip's end, zeros, as block 2's convolution pads at the tensor's edge (the
         # batch-normalised padding there is not zero): a clip is seen as it is alone.
-        mask = time_mask(lengths, 5, x.shape[-1])
-        x = x * mask[:, None, None, :]
+        valid = valid_steps(lengths, 5, x.shape[-1])
+        x = zero_past(x, valid)
         x = self.drop(F.relu(F.max_pool2d(self.block2(x), (4, 1))))  # (B, 64, M/20, T/5)
-        pooled = masked_max(x, mask)  # (B, 64, M/20)
+        pooled = masked_max(x, steps_mask(valid, x.shape[-1]))  # (B, 64, M/20)
         return self.head(pooled.flatten(1))

@@ -15,11 +15,16 @@ from asc_sweep.models.common import (
     masked_max,
     masked_mean,
     time_mask,
+    zero_past,
 )
 
 
 class _Block(nn.Module):
-    """One or two conv-BN-ReLU layers, then 2x2 average pooling (PANNs' ConvBlock/ConvBlock5x5)."""
+    """One or two conv-BN-ReLU layers, then 2x2 average pooling (PANNs' ConvBlock/ConvBlock5x5).
+
+    ``forward(x, valid)``: ``x`` is ``(B, C, T, M)`` and ``valid`` each clip's frames here when
+    it is alone (even: the input is padded to whole poolings). Between the convolutions and
+    after the pooling, positions past them are zero, as a clip alone is padded there."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, layers: int) -> None:
         super().__init__()
@@ -34,8 +39,13 @@ class _Block(nn.Module):
             ]
         self.convs = nn.Sequential(*convs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(self.convs(x), 2)
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        layers = list(self.convs)
+        for i in range(0, len(layers), 3):
+            if i:
+                x = zero_past(x, valid, dim=2)
+            x = layers[i + 2](layers[i + 1](layers[i](x)))
+        return zero_past(F.avg_pool2d(x, 2), valid // 2, dim=2)
 
 
 class _PANN(AscModel):
@@ -57,11 +67,14 @@ class _PANN(AscModel):
         x = self.bn0(x.unsqueeze(-1)).squeeze(-1)  # normalise each mel band (B, M, T)
         # Past each clip's end, zeros again, as the padding below and a clip alone have (the
         # band norm's shift would otherwise reach the clip's last frames through conv 1).
-        x = x * time_mask(lengths, 1, x.shape[-1])[:, None, :]
+        x = zero_past(x, lengths)
         x = x.transpose(1, 2).unsqueeze(1)  # (B, 1, T, M): PANNs put time first
         x = F.pad(x, (0, 0, 0, -x.shape[2] % 16))  # four 2x poolings over time
+        # A clip alone is padded to whole poolings: its frames in each block.
+        valid = -(-lengths // 16) * 16
         for block in self.blocks:
-            x = dropout(block(x), self.dropout, self.training)
+            x = dropout(block(x, valid), self.dropout, self.training)
+            valid = valid // 2
         x = x.mean(dim=3)  # average over frequency -> (B, 512, T/16)
         mask = time_mask(lengths, 16, x.shape[-1])
         x = masked_max(x, mask) + masked_mean(x, mask)  # PANNs' max + mean over time
@@ -77,7 +90,8 @@ class CNN6(_PANN):
     Input: 64 log-mel bands at 32 kHz (1024-point window, hop 320). Size: about 4.8 M
     parameters with the 527-class AudioSet head (4,837,455 here). Init: Xavier uniform for
     conv and linear layers, BN weight 1 and bias 0 (the PANNs code's init_layer/init_bn).
-    Here: time pooling is masked to each clip's valid frames.
+    Here: time pooling is masked to each clip's valid frames, and each layer sees zeros past
+    a clip's end, so that a clip in a batch is classified as it is alone.
     """
 
     def __init__(self, spec: ModelSpec) -> None:
