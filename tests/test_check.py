@@ -136,3 +136,15 @@ def test_a_header_problem_is_said_once(tmp_path: Path) -> None:
         "64 channels; at most 8 are downmixed to mono (a microphone-array recording? mix it "
         "down first)",
     )
+
+
+def test_a_low_rate_clip_is_measured_against_the_rate_most_clips_have(
+    tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    """UrbanSound8K keeps each upload's rate: where no rate holds most clips (here six rates,
+    two clips each), the warning names the commonest rate and does not say "most"."""
+    layouts.make_urbansound8k(tmp_path)
+    result = cli("data", "check", tmp_path, "-d", "urbansound8k")
+    assert result.exit_code == 0, result.output
+    assert "8000 Hz while the commonest rate is" in result.stdout
+    assert "while most clips are" not in result.stdout

@@ -188,13 +188,14 @@ def _rate_warnings(clips: list[ClipReport]) -> list[ClipReport]:
     rates = Counter(c.sample_rate for c in clips if c.sample_rate)
     if not rates:
         return clips
-    usual = rates.most_common(1)[0][0]
+    usual, count = rates.most_common(1)[0]
+    most = "most clips are" if count * 2 > rates.total() else "the commonest rate is"
     return [
         replace(
             c,
             warnings=(
                 *c.warnings,
-                f"{c.sample_rate} Hz while most clips are {usual} Hz: runs upsample it, and it "
+                f"{c.sample_rate} Hz while {most} {usual} Hz: runs upsample it, and it "
                 f"has nothing above {c.sample_rate // 2} Hz",
             ),
         )
