@@ -2,7 +2,8 @@
 trains under bf16 and under fp16 with loss scaling (and the frame-level loss and votes of
 frame_targets), a run killed on the GPU resumes bit for bit with deterministic kernels (and
 resumes from a checkpoint written where more GPUs were seen), the host never waits for the GPU batch by batch, clips held on the GPU train the same run as host
-batches, masked pooling under autocast matches float32, and two agents share one GPU.
+batches, a clip batched with a longer one is classified as it is alone, masked pooling under
+autocast matches float32, and two agents share one GPU.
 ``benchmarks/gpu.sh`` runs these first on a GPU host."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from asc_sweep.sweep.config import ARCH_NAMES
 from asc_sweep.sweep.spec import parse_spec
 
 from .conftest import ROOT, agent_env
+from .test_models import change_batched_against_alone
 from .test_train import killed_then_resumed, tiny
 
 pytestmark = [
@@ -128,6 +130,19 @@ def test_clips_resident_on_the_gpu_train_the_same_run_as_host_batches(synth_root
                                     resident=r)) for r in ("auto", "never")]  # fmt: skip
     assert [h["train/loss"] for h in runs[0].history] == [h["train/loss"] for h in runs[1].history]
     assert runs[0].test == runs[1].test
+
+
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+def test_a_clip_batched_on_cuda_is_classified_as_it_is_alone(arch: str) -> None:
+    """As on a CPU (``test_models.py``), where each layer's mask is a multiply on the device
+    whether or not a clip is short. In float32; cuDNN may pick other kernels for a batch of
+    two than for one clip, so the two agree to float32 rounding, not bit for bit."""
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        assert change_batched_against_alone(arch, torch.device("cuda")) < 1e-4
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
