@@ -4,7 +4,7 @@
 Training is asc-sweep's step: log-mel front end (float32) or the raw waveform, then the model
 with channels-last weights, AdamW, batches of 32 random 2 s crops; timed in float32 and in the
 mixed precision runs use where the device has it (CUDA: bf16 where the GPU has it, else fp16
-with loss scaling; CPUs with AMX: bf16), side by side. Inference is whole 4 s clips at the
+with loss scaling; CPUs with AMX or AVX512-BF16: bf16), side by side. Inference is whole 4 s clips at the
 runs' precision. Figures are medians of timed repeats after warm-up, synchronised on GPUs;
 inputs are random (cost does not depend on content).
 

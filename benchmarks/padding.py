@@ -6,7 +6,8 @@ Synthetic field scenes (8 classes, 4 s clips at 16 kHz, location-disjoint folds)
 generated once by this tree. Each source tree (default: this one; an older revision:
 ``git archive REV | tar -x -C DIR``, with this tree's compiled kernel copied beside its
 ``features.py`` or without it) trains ``--arch`` under the default recipe on every fold for
-``--epochs`` epochs (seed 0, one thread a run, two runs at a time), then evaluates the
+``--epochs`` epochs (seed 0, in float32 on any host since bf16 kernels round by a batch's
+shape, one thread a run, two runs at a time), then evaluates the
 fold's test part twice with the same weights: in the run's own batches (length-bucketed,
 each padded to its longest clip) and one clip at a time. Where a clip is classified as it is
 alone, the two agree to the last digit.
@@ -47,7 +48,8 @@ def worker(src: str, arch: str, fold: int, data: str, epochs: int) -> None:
 
     config = RunConfig.from_dict({"dataset": "synth", "data_root": data, "arch": arch,
                                   "fold": fold, "epochs": epochs, "device": "cpu",
-                                  "sample_rate": 16000, "seed": 0})  # fmt: skip
+                                  "sample_rate": 16000, "seed": 0,
+                                  "amp": False})  # fmt: skip
     seed_everything(0)
     setup = train.set_up(config)
     state = train.initial_state(setup.config, setup)

@@ -15,7 +15,7 @@ import torch
 from asc_sweep.run import train
 from asc_sweep.run.checkpoint import CHECKPOINT
 from asc_sweep.run.train import train_and_evaluate
-from asc_sweep.sweep.config import ARCH_NAMES
+from asc_sweep.sweep.config import ARCH_NAMES, RunConfig
 
 from .test_train import killed_then_resumed, tiny
 
@@ -87,3 +87,32 @@ def test_a_run_moved_to_a_host_of_another_precision_resumes(
         ([1, 1], before),
         ([2, 3], after),
     ]
+
+
+@pytest.mark.parametrize(
+    ("amx", "avx512_bf16", "native"),
+    [(True, False, True), (False, True, True), (False, False, False), (None, None, False)],
+)
+def test_a_cpu_computes_bf16_natively_with_amx_or_avx512_bf16(
+    amx: bool | None, avx512_bf16: bool | None, native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Intel AMX and AVX512-BF16 (AMD EPYC from Zen 4) train most convolutional models 1.6x
+    to 4x faster in bf16 than in float32; elsewhere bf16 is emulated. A probe that fails (None here) counts as no."""
+    from asc_sweep.run import runtime
+
+    def probe(answer: bool | None) -> object:
+        def ask() -> bool:
+            if answer is None:
+                raise RuntimeError("cpuinfo failed")
+            return answer
+
+        return ask
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", probe(amx), raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", probe(avx512_bf16), raising=False)
+    assert runtime.cpu_has_native_bf16() is native
+    config = RunConfig.from_dict({})
+    expected = torch.bfloat16 if native else None
+    assert train.mixed_precision(config, torch.device("cpu")) == expected
+    off = RunConfig.from_dict({"amp": False})
+    assert train.mixed_precision(off, torch.device("cpu")) is None

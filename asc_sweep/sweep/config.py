@@ -250,7 +250,8 @@ class RunConfig:
     )
     amp: bool = knob(
         True,
-        "mixed precision: on CUDA, and on CPUs that compute bfloat16 natively (Intel AMX); "
+        "mixed precision: on CUDA, and on CPUs that compute bfloat16 natively (Intel AMX, "
+        "AVX512-BF16); "
         "the run's environment records which (precision)",
     )
     amp_dtype: str = knob(
