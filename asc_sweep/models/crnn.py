@@ -66,8 +66,7 @@ class CRNN(AscModel):
         for i in range(0, len(layers), 4):  # conv, BN, ReLU, pooling over frequency
             if i:  # past each clip's end, zeros, as a clip alone is padded there
                 x = zero_past(x, lengths)
-            x = layers[i + 3](layers[i + 2](layers[i + 1](layers[i](x))))
-        # (B, C, F', T)
+            x = layers[i + 3](layers[i + 2](layers[i + 1](layers[i](x))))  # (B, C, F', T)
         seq = x.flatten(1, 2).transpose(1, 2)  # (B, T, C * F')
         out = F.relu(self.recurrent(seq, valid_steps(lengths, 1, seq.shape[1])))
         out = out.transpose(1, 2)  # (B, 2H, T)

@@ -291,8 +291,8 @@ def mixed_precision(config: RunConfig, device: torch.device) -> torch.dtype | No
     """The autocast type a run uses on ``device``, or None (float32).
 
     On CUDA: bf16 where the GPU has it (no loss scaling needed), else fp16 (with a
-    GradScaler); ``amp_dtype`` forces one. On a CPU: bf16 only where it is native (AMX, AVX512-BF16), and
-    not when ``amp_dtype`` asks for fp16. Never with ``amp: false``.
+    GradScaler); ``amp_dtype`` forces one. On a CPU: bf16 only where it is native (AMX,
+    AVX512-BF16), and not when ``amp_dtype`` asks for fp16. Never with ``amp: false``.
     """
     if not config.amp:
         return None
