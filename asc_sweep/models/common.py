@@ -86,8 +86,13 @@ def unpadded_steps(
     ``lengths / factor`` instead kept a few positions whose fields reach past the clip's end
     into its padding, which a clip alone does not have."""
     for kernel, stride in layers:
-        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+        lengths = conv_steps(lengths, kernel, stride)
     return torch.clamp(lengths, min=1, max=steps)
+
+
+def conv_steps(lengths: torch.Tensor, kernel: int, stride: int, padding: int = 0) -> torch.Tensor:
+    """Positions a convolution or pooling over time leaves of ``lengths`` positions."""
+    return torch.div(lengths + 2 * padding - kernel, stride, rounding_mode="floor") + 1
 
 
 def steps_mask(valid: torch.Tensor, steps: int) -> torch.Tensor:

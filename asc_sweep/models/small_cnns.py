@@ -14,8 +14,8 @@ from asc_sweep.models.common import (
     dropout,
     masked_max,
     steps_mask,
-    time_mask,
     unpadded_steps,
+    zero_past,
 )
 
 
@@ -58,7 +58,7 @@ class PiczakCNN(AscModel):
         steps = x.shape[-1]
         last = (lengths - 1).clamp(min=0, max=steps - 1)[:, None, None]
         held = x.gather(-1, torch.minimum(torch.arange(steps, device=x.device), last).expand_as(x))
-        deltas = AF.compute_deltas(held) * time_mask(lengths, 1, steps)[:, None, :]
+        deltas = zero_past(AF.compute_deltas(held), lengths)
         x = torch.stack([x, deltas], dim=1)  # (B, 2, M, T)
         # The fewest frames that leave one step after both convs and poolings: conv1 (6 wide)
         # and pool (3, stride 3) leave 5 of 20, conv2 (3 wide) 3, and the last pool 1.

@@ -11,6 +11,7 @@ from asc_sweep.models.common import (
     AscModel,
     BatchNorm1d,
     ModelSpec,
+    conv_steps,
     masked_mean,
     steps_mask,
     valid_steps,
@@ -61,7 +62,7 @@ class _WaveCNN(AscModel):
             if i and padding:  # a conv
                 x = zero_past(x, valid)
             x = layer(x)
-            valid = (valid + 2 * padding - kernel) // stride + 1
+            valid = conv_steps(valid, kernel, stride, padding)
         # (B, C, T / factor): pooled over the positions that hold at least a sample of the clip
         valid = torch.minimum(valid, valid_steps(lengths, self.factor, x.shape[-1]))
         return self.fc(masked_mean(x, steps_mask(valid, x.shape[-1])))
