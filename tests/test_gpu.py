@@ -1,9 +1,10 @@
 """The GPU path, on a CUDA host (skipped, with the reason, everywhere else): every architecture
 trains under bf16 and under fp16 with loss scaling (and the frame-level loss and votes of
 frame_targets), a run killed on the GPU resumes bit for bit with deterministic kernels (and
-resumes from a checkpoint written where more GPUs were seen), the host never waits for the GPU batch by batch, clips held on the GPU train the same run as host
-batches, a clip batched with a longer one is classified as it is alone, masked pooling under
-autocast matches float32, and two agents share one GPU.
+resumes from a checkpoint written where more GPUs were seen), the host never waits for the GPU
+batch by batch, clips held on the GPU train the same run as host batches, a clip batched with a
+longer one is classified as it is alone, augmentations draw what they draw on a CPU, masked
+pooling under autocast matches float32, and two agents share one GPU.
 ``benchmarks/gpu.sh`` runs these first on a GPU host."""
 
 from __future__ import annotations
@@ -143,6 +144,38 @@ def test_a_clip_batched_on_cuda_is_classified_as_it_is_alone(arch: str) -> None:
         assert change_batched_against_alone(arch, torch.device("cuda")) < 1e-4
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def test_every_augmentation_draws_on_cuda_what_it_draws_on_a_cpu() -> None:
+    """The draws come from torch's CPU stream on any device, so a run's augmentations do not
+    depend on where it runs (masks and shifts exactly; gains to float32 rounding)."""
+    from asc_sweep.run.augment import (
+        SpecAugment,
+        freq_mixstyle,
+        random_filter,
+        random_gain,
+        shift_bands,
+    )
+
+    x, frames = torch.randn(16, 40, 120) + 1, torch.randint(1, 121, (16,))
+    std = torch.rand(40, 1) + 0.5
+    spec = SpecAugment(freq=6, time=30).train()
+    steps = [
+        lambda x, f: spec(x, f),
+        lambda x, f: shift_bands(x, 3),
+        lambda x, f: random_filter(x, 6.0, std.to(x.device)),
+        lambda x, f: freq_mixstyle(x, 1.0, f),
+        lambda x, f: random_gain(x.flatten(1), 6.0).view_as(x),
+    ]
+    for index, step in enumerate(steps):
+        torch.manual_seed(index)
+        on_cpu = step(x, frames)
+        torch.manual_seed(index)
+        on_gpu = step(x.cuda(), frames.cuda()).cpu()
+        if index < 2:
+            assert torch.equal(on_gpu, on_cpu), index
+        else:
+            assert torch.allclose(on_gpu, on_cpu, atol=1e-5), index
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -17,7 +17,14 @@ from torch import nn
 
 from asc_sweep.data.synth import SynthSpec, clip_count, generate, render_clip
 from asc_sweep.errors import SpecError
-from asc_sweep.run.augment import freq_mixstyle, mixup, random_filter, random_gain, shift_bands
+from asc_sweep.run.augment import (
+    SpecAugment,
+    freq_mixstyle,
+    mixup,
+    random_filter,
+    random_gain,
+    shift_bands,
+)
 from asc_sweep.run.context import StandaloneContext
 from asc_sweep.run.state import ModelSelection
 from asc_sweep.run.train import (
@@ -325,6 +332,68 @@ def test_band_shift_moves_content_and_fills_zeros() -> None:
     gains = random_gain(torch.ones(500, 4), 6.0)[:, 0]
     db = 20 * torch.log10(gains)
     assert db.min() >= -6.0 and db.max() <= 6.0 and db.std() > 2.0
+
+
+def _stripes(flags: torch.Tensor) -> list[tuple[int, int]]:
+    """The runs of True in a 1-d boolean tensor, as (start, end)."""
+    runs, start = [], None
+    for i, flag in enumerate([*flags.tolist(), False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
+def test_specaugment_masks_each_clip_within_its_own_frames() -> None:
+    """Two band stripes and two frame stripes per clip, narrower than their limits, set to 0;
+    a short clip batched with long ones gets its frame stripes within its own frames, as it
+    would alone (torchaudio's draws spread them over the batch's length: most of a 12-frame
+    clip's masks fell in its 88 frames of padding)."""
+    spec = SpecAugment(freq=8, time=20).train()
+    x = torch.rand(64, 40, 100) + 1  # nothing is 0 before masking
+    frames = torch.tensor([100, 12] * 32)
+    torch.manual_seed(0)
+    out = spec(x, frames)
+    hidden = out == 0
+    assert torch.equal(out[~hidden], x[~hidden])
+    short_hit = 0
+    for clip in range(64):
+        columns, rows = hidden[clip].all(dim=0), hidden[clip].all(dim=1)
+        # Every hidden cell is in a hidden band or a hidden frame.
+        assert torch.equal(hidden[clip], rows[:, None] | columns[None, :])
+        row_runs, column_runs = _stripes(rows), _stripes(columns)
+        assert len(row_runs) <= 2 and all(end - start < 16 for start, end in row_runs)
+        assert len(column_runs) <= 2 and all(end - start < 40 for start, end in column_runs)
+        assert not columns[int(frames[clip]) :].any()  # never past the clip's end
+        short_hit += int(frames[clip]) == 12 and bool(columns.any())
+    # Each of a short clip's two masks is at least a frame wide 95% of the time.
+    assert short_hit >= 28
+    # A whole batch: masks anywhere, and the same as with every clip's frames given.
+    torch.manual_seed(1)
+    whole = spec(x)
+    torch.manual_seed(1)
+    assert torch.equal(whole, spec(x, torch.full((64,), 100)))
+    assert (whole == 0).all(dim=1)[:, 50:].any()
+    # The draws are torch's CPU stream: seeded alike, alike; evaluation leaves x alone.
+    torch.manual_seed(0)
+    assert torch.equal(spec(x, frames), out)
+    assert spec.eval()(x, frames) is x
+
+
+def test_specaugment_s_masks_are_no_wider_than_scaled() -> None:
+    """``scaled``: an eighth of the bands, a sixteenth of the example's frames; a mask wider
+    than its clip covers the clip, and nothing past it."""
+    spec = SpecAugment.scaled(64, 400)
+    assert (spec.freq, spec.time) == (8, 25)
+    spec.train()
+    torch.manual_seed(4)
+    out = spec(torch.ones(256, 64, 400), torch.tensor([3, 400] * 128))
+    columns = (out == 0).all(dim=1)
+    assert not columns[0::2, 3:].any() and columns[0::2, :3].all(dim=1).any()
+    widths = [end - start for clip in columns[1::2] for start, end in _stripes(clip)]
+    assert max(widths) <= 2 * 24 and np.mean(widths) > 5
 
 
 def test_freq_mixstyle_mixes_each_clip_s_band_statistics_with_another_s() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torchaudio
 from torch import nn
 
 from asc_sweep.data.batching import to_device
@@ -16,30 +15,51 @@ from asc_sweep.models.common import time_mask
 
 
 class SpecAugment(nn.Module):
-    """Two frequency masks (up to ``freq`` bands) and two time masks (up to ``time`` frames),
-    only while training (Park et al., Interspeech 2019).
+    """Two frequency masks (up to ``freq`` bands) and two time masks (up to ``time`` frames)
+    per clip, only while training (Park et al., Interspeech 2019). A masked region is set to
+    zero, the normalised mean.
 
     :meth:`scaled` sizes the masks as PANNs do (Kong et al. 2020: 8 of 64 bands, 64 of 1,001
     frames): an eighth of the bands and a sixteenth of the training example's frames each, so a
     2 s crop is not masked three times harder than a 10 s clip.
+
+    Each mask's width is uniform in ``[0, limit)`` and its start uniform over the positions
+    where it fits, as torchaudio's ``iid_masks`` draw them; but a clip's time masks fall
+    within its own ``frames``, so a short clip batched with longer ones is masked as it would
+    be alone (torchaudio places them over the batch's length, where most of a short clip's
+    masks landed in its padding and hid nothing). The draws come from torch's CPU stream, like
+    every other augmentation's, so a run draws the same masks on any device.
     """
 
     def __init__(self, freq: int = 8, time: int = 20) -> None:
         super().__init__()
-        self.freq = torchaudio.transforms.FrequencyMasking(freq, iid_masks=True)
-        self.time = torchaudio.transforms.TimeMasking(time, iid_masks=True)
+        self.freq, self.time = freq, time
 
     @classmethod
     def scaled(cls, bands: int, frames: int) -> SpecAugment:
         return cls(freq=max(1, round(bands / 8)), time=max(1, round(frames / 16)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, M, T)
+    def forward(self, x: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` ``(B, M, T)``; ``frames`` ``(B,)`` each clip's valid frames (all ``T``
+        if not given)."""
         if not self.training:
             return x
-        x = x.unsqueeze(1)
-        for _ in range(2):
-            x = self.time(self.freq(x))
-        return x.squeeze(1)
+        batch, bands, steps = x.shape
+        # (mask, {width, start}, clip): two frequency masks, then two time masks.
+        u = to_device(torch.rand(4, 2, batch), x.device)
+        ones = torch.ones(batch, device=x.device)
+        clip = ones * steps if frames is None else frames.to(x.device, torch.float32)
+        hidden = torch.zeros(batch, bands, steps, dtype=torch.bool, device=x.device)
+        for axis, (limit, extent) in enumerate(((self.freq, ones * bands), (self.time, clip))):
+            index = torch.arange(bands if axis == 0 else steps, device=x.device)
+            for draw in u[2 * axis : 2 * axis + 2]:
+                width = draw[0] * limit
+                start = draw[1] * (extent - width).clamp(min=0)
+                # A mask wider than the clip covers all of it (as torchaudio's does), no more.
+                end = torch.minimum(start + width, extent)
+                inside = (index >= start.long()[:, None]) & (index < end.long()[:, None])
+                hidden |= inside[:, :, None] if axis == 0 else inside[:, None, :]
+        return x.masked_fill(hidden, 0.0)
 
 
 def mixup(

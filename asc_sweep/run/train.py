@@ -104,7 +104,7 @@ class Pipeline(nn.Module):
         if self.training and self.freq_shift:
             x = shift_bands(x, self.freq_shift)
         if self.augment is not None:
-            x = self.augment(x)
+            x = self.augment(x, frames)
         # Past each clip's end, the normalised mean (0), as a convolution pads at the tensor's
         # edge: a short clip batched with longer ones is seen as it is alone. (The log-mel of
         # the zeros there, far below any recording, reached the clip's last frames through
