@@ -17,14 +17,8 @@ from torch import nn
 
 from asc_sweep.data.synth import SynthSpec, clip_count, generate, render_clip
 from asc_sweep.errors import SpecError
-from asc_sweep.run.augment import (
-    SpecAugment,
-    freq_mixstyle,
-    mixup,
-    random_filter,
-    random_gain,
-    shift_bands,
-)
+from asc_sweep.run import augment
+from asc_sweep.run.augment import freq_mixstyle, mixup, random_filter, random_gain, shift_bands
 from asc_sweep.run.context import StandaloneContext
 from asc_sweep.run.state import ModelSelection
 from asc_sweep.run.train import (
@@ -351,7 +345,7 @@ def test_specaugment_masks_each_clip_within_its_own_frames() -> None:
     a short clip batched with long ones gets its frame stripes within its own frames, as it
     would alone (torchaudio's draws spread them over the batch's length: most of a 12-frame
     clip's masks fell in its 88 frames of padding)."""
-    spec = SpecAugment(freq=8, time=20).train()
+    spec = augment.SpecAugment(freq=8, time=20).train()
     x = torch.rand(64, 40, 100) + 1  # nothing is 0 before masking
     frames = torch.tensor([100, 12] * 32)
     torch.manual_seed(0)
@@ -385,7 +379,7 @@ def test_specaugment_masks_each_clip_within_its_own_frames() -> None:
 def test_specaugment_s_masks_are_no_wider_than_scaled() -> None:
     """``scaled``: an eighth of the bands, a sixteenth of the example's frames; a mask wider
     than its clip covers the clip, and nothing past it."""
-    spec = SpecAugment.scaled(64, 400)
+    spec = augment.SpecAugment.scaled(64, 400)
     assert (spec.freq, spec.time) == (8, 25)
     spec.train()
     torch.manual_seed(4)
