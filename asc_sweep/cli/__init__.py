@@ -555,7 +555,7 @@ def report(
         typer.Option(
             min=0.0,
             help="Region of practical equivalence: differences within ±ROPE (in the metric's "
-            "units) count as practically equal",
+            "units) count as practically equal; the report says so from P = 0.95",
         ),
     ] = 0.01,
     include_stopped: Annotated[
